@@ -1,0 +1,282 @@
+// The topic table: (queue name, topic name) -> topic, shared by every thread.
+//
+// A fixed array of SEGMENT_COUNT segments, each an independently locked and independently
+// resized chained hash table (the segment is chosen by the hash's high bits, the bucket by
+// its low bits). A lookup locks one segment for a few hundred instructions; with 1024
+// segments, threads working on different topics practically never meet, and a resize
+// stops only 1/1024 of the table.
+//
+// Lifetime: a topic is created on first use and removed when it is idle (no messages, no
+// parked pops, no consumers) and nobody holds a reference. References (`users`) are only
+// taken under the segment lock (topicAcquire) or by someone already holding one (a parked
+// waiter, a subscription), so once the segment lock sees users == 0 nobody can reach the
+// topic any more and it is safe to unlink and free it.
+//
+// Lock order: segment lock, then topic lock. The topic lock is never held while taking a
+// segment lock.
+//
+// ╒═══════════════════════ TopicTable ═══════════════════════╕
+//  +0   u32 segmentCount        SEGMENT_COUNT
+//  +4   i32 topicCount          topics alive (atomic)
+//  +8   u32 reserved[2]
+//  +16  Segment[SEGMENT_COUNT]
+// ╘══════════════════════════════════════════════════════════╛
+// ╒══════════ Segment (16 bytes) ══════════╕
+//  +0  i32 lock      sync.ts mutex
+//  +4  u32 count     topics in this segment
+//  +8  u32 mask      bucket count - 1 (0 with no buckets yet)
+//  +12 u32 buckets   u32[mask + 1] chain heads, 0 until the first insert
+// ╘════════════════════════════════════════╛
+// ╒══════════════════════ Topic (60 bytes + names) ═══════════════════════╕
+//  +0  u32 next        next topic in the same bucket           (segment lock)
+//  +4  u32 hash
+//  +8  i32 lock        topic mutex, guards +16..+55
+//  +12 i32 users       references held outside the segment lock (atomic)
+//  +16 u32 headSeg     oldest FIFO segment                         (fifo.ts)
+//  +20 u32 tailSeg     newest FIFO segment
+//  +24 u32 length      messages in the FIFO
+//  +28 u32 waiterHead  parked pops, oldest first                (waiters.ts)
+//  +32 u32 waiterTail
+//  +36 u32 consumers   attached subscriptions
+//  +40 u32 exclusive   token of the exclusive subscription, 0 if none
+//  +44 u32 flags       reserved: bounded / durable topics
+//  +48 u64 pushed      messages ever pushed = next message's sequence number
+//                      (reserved for message ids and at-least-once delivery)
+//  +56 u8  queueLen    1..255
+//  +57 u8  topicLen    1..255
+//  +58 u16 reserved
+//  +60 queue name bytes, then topic name bytes
+// ╘════════════════════════════════════════════════════════════════════════╛
+
+import { alloc, free } from "./alloc";
+import { lock, unlock } from "./sync";
+import { H_TABLE } from "./layout";
+
+// @ts-ignore: decorator
+@inline const SEGMENT_BITS: u32 = 10;
+// @ts-ignore: decorator
+@inline export const SEGMENT_COUNT: u32 = 1 << SEGMENT_BITS;
+// @ts-ignore: decorator
+@inline const SEGMENT_SIZE: usize = 16;
+// @ts-ignore: decorator
+@inline const TABLE_HEADER: usize = 16;
+// @ts-ignore: decorator
+@inline const INITIAL_BUCKETS: u32 = 8;
+
+// @ts-ignore: decorator
+@inline const SEG_LOCK: usize = 0;
+// @ts-ignore: decorator
+@inline const SEG_COUNT: usize = 4;
+// @ts-ignore: decorator
+@inline const SEG_MASK: usize = 8;
+// @ts-ignore: decorator
+@inline const SEG_BUCKETS: usize = 12;
+
+// @ts-ignore: decorator
+@inline export const T_NEXT: usize = 0;
+// @ts-ignore: decorator
+@inline export const T_HASH: usize = 4;
+// @ts-ignore: decorator
+@inline export const T_LOCK: usize = 8;
+// @ts-ignore: decorator
+@inline export const T_USERS: usize = 12;
+// @ts-ignore: decorator
+@inline export const T_HEAD_SEG: usize = 16;
+// @ts-ignore: decorator
+@inline export const T_TAIL_SEG: usize = 20;
+// @ts-ignore: decorator
+@inline export const T_LENGTH: usize = 24;
+// @ts-ignore: decorator
+@inline export const T_WAITER_HEAD: usize = 28;
+// @ts-ignore: decorator
+@inline export const T_WAITER_TAIL: usize = 32;
+// @ts-ignore: decorator
+@inline export const T_CONSUMERS: usize = 36;
+// @ts-ignore: decorator
+@inline export const T_EXCLUSIVE: usize = 40;
+// @ts-ignore: decorator
+@inline export const T_FLAGS: usize = 44;
+// @ts-ignore: decorator
+@inline export const T_PUSHED: usize = 48;
+// @ts-ignore: decorator
+@inline export const T_QUEUE_LEN: usize = 56;
+// @ts-ignore: decorator
+@inline export const T_TOPIC_LEN: usize = 57;
+// @ts-ignore: decorator
+@inline export const T_NAMES: usize = 60;
+
+/** topicAcquire result when the topic could not be created for lack of memory. */
+// @ts-ignore: decorator
+@inline export const TOPIC_NO_MEMORY: usize = 1;
+
+/** Allocates the table; called once by the instance that initialises the memory. */
+export function tableInit(): bool {
+  let size = TABLE_HEADER + <usize>SEGMENT_COUNT * SEGMENT_SIZE;
+  let table = alloc(size);
+  if (table == 0) return false;
+  memory.fill(table, 0, size);
+  store<u32>(table, SEGMENT_COUNT);
+  atomic.store<u32>(H_TABLE, <u32>table);
+  return true;
+}
+
+// @ts-ignore: decorator
+@inline function tableAddr(): usize {
+  return <usize>atomic.load<u32>(H_TABLE);
+}
+
+// @ts-ignore: decorator
+@inline function segmentOf(hash: u32): usize {
+  return tableAddr() + TABLE_HEADER + (<usize>(hash >>> (32 - SEGMENT_BITS)) << 4);
+}
+
+/** FNV-1a over queue, a separator, topic; then murmur3's finaliser to spread the bits. */
+export function hashNames(q: usize, ql: usize, t: usize, tl: usize): u32 {
+  let h: u32 = 0x811c9dc5;
+  for (let i: usize = 0; i < ql; i++) h = (h ^ <u32>load<u8>(q + i)) * 0x01000193;
+  h = (h ^ 0xff) * 0x01000193;
+  for (let i: usize = 0; i < tl; i++) h = (h ^ <u32>load<u8>(t + i)) * 0x01000193;
+  h ^= h >>> 16;
+  h *= 0x85ebca6b;
+  h ^= h >>> 13;
+  h *= 0xc2b2ae35;
+  h ^= h >>> 16;
+  return h;
+}
+
+// @ts-ignore: decorator
+@inline function sameNames(topic: usize, q: usize, ql: usize, t: usize, tl: usize): bool {
+  if (<usize>load<u8>(topic + T_QUEUE_LEN) != ql || <usize>load<u8>(topic + T_TOPIC_LEN) != tl) return false;
+  let names = topic + T_NAMES;
+  return memory.compare(names, q, ql) == 0 && memory.compare(names + ql, t, tl) == 0;
+}
+
+/** Doubles a segment's bucket array (segment lock held). Keeps the old one if out of memory. */
+function growBuckets(seg: usize): void {
+  let oldMask = load<u32>(seg + SEG_MASK);
+  let oldBuckets = <usize>load<u32>(seg + SEG_BUCKETS);
+  let newCount: u32 = oldBuckets == 0 ? INITIAL_BUCKETS : (oldMask + 1) << 1;
+  let newBuckets = alloc(<usize>newCount << 2);
+  if (newBuckets == 0) return;
+  memory.fill(newBuckets, 0, <usize>newCount << 2);
+  let newMask = newCount - 1;
+  if (oldBuckets != 0) {
+    for (let b: u32 = 0; b <= oldMask; b++) {
+      let topic = <usize>load<u32>(oldBuckets + (<usize>b << 2));
+      while (topic != 0) {
+        let next = <usize>load<u32>(topic + T_NEXT);
+        let slot = newBuckets + (<usize>(load<u32>(topic + T_HASH) & newMask) << 2);
+        store<u32>(topic + T_NEXT, load<u32>(slot));
+        store<u32>(slot, <u32>topic);
+        topic = next;
+      }
+    }
+    free(oldBuckets);
+  }
+  store<u32>(seg + SEG_MASK, newMask);
+  store<u32>(seg + SEG_BUCKETS, <u32>newBuckets);
+}
+
+/**
+ * Finds the topic (and creates it if `create`), taking a reference on it: the caller must
+ * call topicRelease() when done. Returns 0 if absent (and not created), TOPIC_NO_MEMORY
+ * if it could not be created. Names must be 1..255 bytes (the codec checks this).
+ */
+export function topicAcquire(q: usize, ql: usize, t: usize, tl: usize, create: bool): usize {
+  let hash = hashNames(q, ql, t, tl);
+  let seg = segmentOf(hash);
+  lock(seg + SEG_LOCK);
+  let buckets = <usize>load<u32>(seg + SEG_BUCKETS);
+  if (buckets != 0) {
+    let topic = <usize>load<u32>(buckets + (<usize>(hash & load<u32>(seg + SEG_MASK)) << 2));
+    while (topic != 0) {
+      if (load<u32>(topic + T_HASH) == hash && sameNames(topic, q, ql, t, tl)) {
+        atomic.add<i32>(topic + T_USERS, 1);
+        unlock(seg + SEG_LOCK);
+        return topic;
+      }
+      topic = <usize>load<u32>(topic + T_NEXT);
+    }
+  }
+  if (!create) {
+    unlock(seg + SEG_LOCK);
+    return 0;
+  }
+  let topic = alloc(T_NAMES + ql + tl);
+  if (topic == 0) {
+    unlock(seg + SEG_LOCK);
+    return TOPIC_NO_MEMORY;
+  }
+  memory.fill(topic, 0, T_NAMES);
+  store<u32>(topic + T_HASH, hash);
+  store<u8>(topic + T_QUEUE_LEN, <u8>ql);
+  store<u8>(topic + T_TOPIC_LEN, <u8>tl);
+  memory.copy(topic + T_NAMES, q, ql);
+  memory.copy(topic + T_NAMES + ql, t, tl);
+  atomic.store<i32>(topic + T_USERS, 1);
+  let count = load<u32>(seg + SEG_COUNT) + 1;
+  store<u32>(seg + SEG_COUNT, count);
+  if (buckets == 0 || count > load<u32>(seg + SEG_MASK) + 1) growBuckets(seg);
+  let slot = <usize>load<u32>(seg + SEG_BUCKETS) + (<usize>(hash & load<u32>(seg + SEG_MASK)) << 2);
+  store<u32>(topic + T_NEXT, load<u32>(slot));
+  store<u32>(slot, <u32>topic);
+  atomic.add<i32>(tableAddr() + 4, 1);
+  unlock(seg + SEG_LOCK);
+  return topic;
+}
+
+/** Takes one more reference on a topic the caller already holds a reference on. */
+export function topicRetain(topic: usize): void {
+  atomic.add<i32>(topic + T_USERS, 1);
+}
+
+// @ts-ignore: decorator
+@inline function isIdle(topic: usize): bool {
+  return atomic.load<u32>(topic + T_LENGTH) == 0
+    && atomic.load<u32>(topic + T_WAITER_HEAD) == 0
+    && atomic.load<u32>(topic + T_CONSUMERS) == 0
+    && atomic.load<u32>(topic + T_EXCLUSIVE) == 0
+    && atomic.load<u32>(topic + T_HEAD_SEG) == 0;
+}
+
+/** Drops a reference; the last one out removes the topic if it is idle. */
+export function topicRelease(topic: usize): void {
+  let hash = load<u32>(topic + T_HASH); // read while our reference keeps it alive
+  if (atomic.sub<i32>(topic + T_USERS, 1) != 1) return;
+  if (!isIdle(topic)) return;
+  // From here `topic` may already have been removed (and even reused) by another thread
+  // that acquired and released it after our decrement: only trust what we find under the
+  // segment lock, by identity, with users == 0.
+  let seg = segmentOf(hash);
+  lock(seg + SEG_LOCK);
+  let buckets = <usize>load<u32>(seg + SEG_BUCKETS);
+  if (buckets != 0) {
+    let slot = buckets + (<usize>(hash & load<u32>(seg + SEG_MASK)) << 2);
+    let cur = <usize>load<u32>(slot);
+    while (cur != 0) {
+      if (cur == topic) {
+        if (atomic.load<i32>(topic + T_USERS) == 0 && isIdle(topic)) {
+          store<u32>(slot, load<u32>(topic + T_NEXT));
+          let count = load<u32>(seg + SEG_COUNT) - 1;
+          store<u32>(seg + SEG_COUNT, count);
+          if (count == 0) {
+            // An empty segment gives its buckets back, so an idle table holds no memory.
+            free(buckets);
+            store<u32>(seg + SEG_BUCKETS, 0);
+            store<u32>(seg + SEG_MASK, 0);
+          }
+          atomic.sub<i32>(tableAddr() + 4, 1);
+          free(topic);
+        }
+        break;
+      }
+      slot = cur + T_NEXT;
+      cur = <usize>load<u32>(slot);
+    }
+  }
+  unlock(seg + SEG_LOCK);
+}
+
+export function topicCount(): i32 {
+  return atomic.load<i32>(tableAddr() + 4);
+}

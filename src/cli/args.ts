@@ -1,0 +1,97 @@
+// Command-line and environment settings for `turbomq serve`: flags win over TURBOMQ_*
+// variables, which win over defaults. Errors are one readable line (exit code 2).
+
+import { parseArgs } from 'node:util';
+import os from 'node:os';
+import { DEFAULT_URL } from '../engine/options.ts';
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = typeof LOG_LEVELS[number];
+
+export interface ServeSettings {
+  listen: string[];
+  threads: number;
+  maxMessageBytes: number;
+  logLevel: LogLevel;
+  allowedOrigins: string[] | undefined;
+}
+
+export const SERVE_HELP = `Usage: turbomq [serve] [options]
+
+Starts a turbomq broker: one worker thread per core, all listening on the same port.
+
+Options:
+  -l, --listen URL             tcp://host:port or ws://host:port; repeat to listen on several
+                               (default ${DEFAULT_URL}; env TURBOMQ_LISTEN, comma-separated)
+  -t, --threads N              worker threads (default: one per core = ${os.availableParallelism()}; env TURBOMQ_THREADS)
+      --max-message-bytes N    largest message accepted (default 1048576; env TURBOMQ_MAX_MESSAGE_BYTES)
+      --allow-origin ORIGIN    WebSocket: allow browsers from this Origin; repeatable
+                               (default: any; env TURBOMQ_ALLOW_ORIGINS, comma-separated)
+      --log-level LEVEL        ${LOG_LEVELS.join(', ')} (default info; env TURBOMQ_LOG_LEVEL)
+  -h, --help                   show this help
+  -v, --version                print the version
+
+Other commands:
+  turbomq bench [options]      load-test a broker (turbomq bench --help)
+
+Stops gracefully on SIGINT or SIGTERM (exit code 0).`;
+
+function integer(name: string, raw: string, min: number, max: number): number {
+  if (!/^\d+$/.test(raw.trim())) throw new UsageError(`${name} must be a whole number, got ${JSON.stringify(raw)}`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new UsageError(`${name} must be from ${min} to ${max}, got ${n}`);
+  return n;
+}
+
+function checkUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new UsageError(`--listen: not a url: ${JSON.stringify(url)} (expected tcp://host:port or ws://host:port)`);
+  }
+  if (parsed.protocol !== 'tcp:' && parsed.protocol !== 'ws:') throw new UsageError(`--listen: unsupported protocol ${parsed.protocol} in ${url} (tcp: or ws:)`);
+  return url;
+}
+
+export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeSettings | 'help' | 'version' {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: false,
+      strict: true,
+      options: {
+        listen: { type: 'string', short: 'l', multiple: true },
+        threads: { type: 'string', short: 't' },
+        'max-message-bytes': { type: 'string' },
+        'allow-origin': { type: 'string', multiple: true },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message.split('\n')[0]!);
+  }
+  const v = parsed.values;
+  if (v.help) return 'help';
+  if (v.version) return 'version';
+  const listEnv = (name: string) => env[name]?.split(',').map((s) => s.trim()).filter(Boolean);
+  const listen = (v.listen ?? listEnv('TURBOMQ_LISTEN') ?? [DEFAULT_URL]).map(checkUrl);
+  const threadsRaw = v.threads ?? env.TURBOMQ_THREADS;
+  const maxRaw = v['max-message-bytes'] ?? env.TURBOMQ_MAX_MESSAGE_BYTES;
+  const level = (v['log-level'] ?? env.TURBOMQ_LOG_LEVEL ?? 'info') as LogLevel;
+  if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
+  return {
+    listen,
+    threads: threadsRaw === undefined ? os.availableParallelism() : integer('--threads', threadsRaw, 1, 253),
+    maxMessageBytes: maxRaw === undefined ? 1024 * 1024 : integer('--max-message-bytes', maxRaw, 1, 256 * 1024 * 1024),
+    logLevel: level,
+    allowedOrigins: v['allow-origin'] ?? listEnv('TURBOMQ_ALLOW_ORIGINS'),
+  };
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+// The `turbomq` command: `turbomq [serve]` runs a broker, `turbomq bench` load-tests one.
+
+import { pino } from 'pino';
+import { TurboEngine } from '../index.ts';
+import { VERSION } from '../version.ts';
+import { parseServeArgs, SERVE_HELP, UsageError } from './args.ts';
+
+async function serve(argv: string[]): Promise<void> {
+  const settings = parseServeArgs(argv, process.env);
+  if (settings === 'help') return void console.log(SERVE_HELP);
+  if (settings === 'version') return void console.log(VERSION);
+  // Structured logs on stderr; the one readable "listening" line on stdout.
+  const logger = pino({ level: settings.logLevel, base: { pid: process.pid } }, pino.destination(2));
+  const [url, ...more] = settings.listen;
+  const engine = new TurboEngine(url, {
+    threads: settings.threads,
+    maxMessageBytes: settings.maxMessageBytes,
+    listen: more,
+    allowedOrigins: settings.allowedOrigins,
+    logger,
+  });
+  try {
+    await engine.run();
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    console.error(`turbomq: cannot start: ${e.code === 'EADDRINUSE' ? `address in use (${settings.listen.join(', ')})` : e.message}`);
+    process.exit(1);
+  }
+  console.log(`turbomq ${VERSION} listening on ${engine.urls.join(' ')} with ${engine.threads} thread${engine.threads === 1 ? '' : 's'} (Ctrl-C to stop)`);
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping');
+    const force = setTimeout(() => {
+      logger.error('graceful stop took over 10 s; exiting');
+      process.exit(1);
+    }, 10_000);
+    force.unref();
+    await engine.destroy();
+    console.log('turbomq stopped');
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const command = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : 'serve';
+  const rest = command === argv[0] ? argv.slice(1) : argv;
+  switch (command) {
+    case 'serve':
+      return serve(rest);
+    case 'bench': {
+      const { benchMain } = await import('./bench.ts');
+      return benchMain(rest);
+    }
+    case 'help':
+      return void console.log(SERVE_HELP);
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)} (serve, bench; see turbomq --help)`);
+  }
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof UsageError) {
+    console.error(`turbomq: ${err.message} (see turbomq --help)`);
+    process.exit(2);
+  }
+  console.error(`turbomq: ${(err as Error).stack ?? String(err)}`);
+  process.exit(1);
+});

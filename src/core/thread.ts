@@ -1,0 +1,137 @@
+// One thread's attachment to the shared core: its thread id, its mailbox of handed-over
+// waiters (assembly/waiters.ts), and the tokens that tie a waiter back to the request that
+// parked it. Each worker thread has one, and so does the main thread of an embedding engine.
+//
+// The mailbox loop sleeps with Atomics.waitAsync on this thread's signal word; a push on
+// any thread that hands a message to one of our waiters bumps and notifies that word, so
+// the wake-up arrives on this event loop like any other I/O. Draining takes the whole
+// mailbox at once and dispatches each waiter to the handler registered for its token; a
+// waiter nobody claims any more (its connection died, its pop was aborted) goes back to
+// its topic with waiterReturn, so it is never lost.
+
+import type { Core, CoreExports } from './wasm.ts';
+
+export interface WaiterHandler {
+  /** The waiter `waiter` was handed a message. The handler must release or return it. */
+  onHanded(waiter: number): void;
+}
+
+/** Bytes of this thread's scratch area (names and small arguments copied in from JS). */
+export const SCRATCH_BYTES = 4096;
+
+export class CoreThread {
+  readonly core: Core;
+  readonly exports: CoreExports;
+  readonly id: number;
+  /** Address of a per-thread scratch area in the core's memory. */
+  readonly scratch: number;
+  #tokenCounter = 0;
+  readonly #handlers = new Map<number, WaiterHandler>();
+  readonly #afterDrain = new Set<() => void>();
+  #signalWords: Int32Array | undefined;
+  #signalIndex = 0;
+  #running = false;
+
+  constructor(core: Core) {
+    this.core = core;
+    this.exports = core.exports;
+    const id = this.exports.attach();
+    if (id < 0) throw new Error(id === -2 ? 'turbomq core: too many threads attached (max 255)' : 'turbomq core: memory layout mismatch');
+    this.id = id;
+    this.scratch = this.exports.alloc(SCRATCH_BYTES);
+    if (this.scratch === 0) throw new Error('turbomq core: out of memory');
+  }
+
+  /** A token unique across threads (thread id in the top 8 bits), never 0. */
+  newToken(): number {
+    this.#tokenCounter = (this.#tokenCounter + 1) & 0xffffff;
+    if (this.#tokenCounter === 0) this.#tokenCounter = 1;
+    return ((this.id << 24) | this.#tokenCounter) >>> 0;
+  }
+
+  register(token: number, handler: WaiterHandler): void {
+    this.#handlers.set(token, handler);
+  }
+
+  unregister(token: number): void {
+    this.#handlers.delete(token);
+  }
+
+  /**
+   * The request behind `token` is gone, but its waiter was already handed a message (its
+   * cancel failed): when the waiter arrives, give the message back to the topic.
+   */
+  expectReturn(token: number): void {
+    this.#handlers.set(token, this.#returner);
+  }
+
+  #returner: WaiterHandler = { onHanded: (waiter) => { this.exports.waiterReturn(waiter); } };
+
+  /** Called after each mailbox drain (sessions flush their output here). */
+  onAfterDrain(fn: () => void): () => void {
+    this.#afterDrain.add(fn);
+    return () => this.#afterDrain.delete(fn);
+  }
+
+  /** Starts listening for hand-overs from other threads. */
+  start(): void {
+    if (this.#running || !this.core.shared) return;
+    this.#running = true;
+    const address = this.exports.mailboxSignalAddress();
+    this.#signalWords = this.core.view.headerWords();
+    this.#signalIndex = address >>> 2;
+    this.#loop();
+  }
+
+  #loop = (): void => {
+    if (!this.#running) return;
+    const words = this.#signalWords!;
+    const seen = Atomics.load(words, this.#signalIndex);
+    this.drain();
+    if (!this.#running) return;
+    const wait = Atomics.waitAsync(words, this.#signalIndex, seen);
+    if (wait.async) wait.value.then(this.#loop);
+    else setImmediate(this.#loop); // signalled meanwhile: drain again, but let I/O run first
+  };
+
+  /** Dispatches every waiter in this thread's mailbox. */
+  drain(): void {
+    const e = this.exports;
+    let waiter = e.mailboxTake();
+    if (waiter === 0) return;
+    while (waiter !== 0) {
+      const next = e.waiterNext(waiter);
+      const token = e.waiterToken(waiter);
+      const handler = this.#handlers.get(token);
+      if (handler !== undefined) {
+        this.#handlers.delete(token);
+        handler.onHanded(waiter);
+      } else {
+        e.waiterReturn(waiter);
+      }
+      waiter = next;
+    }
+    for (const fn of this.#afterDrain) fn();
+  }
+
+  /**
+   * Stops the mailbox loop and gives the thread id back. Every request must be cancelled
+   * first; waiters already handed a message are still on their way (a pusher hands them
+   * over right after unlocking the topic), so wait for each of them and return its message.
+   */
+  stop(): void {
+    if (this.#running) {
+      this.#running = false;
+      Atomics.notify(this.#signalWords!, this.#signalIndex);
+    }
+    const deadline = Date.now() + 5000;
+    const sleeper = new Int32Array(new SharedArrayBuffer(4));
+    this.drain();
+    while (this.#handlers.size > 0 && Date.now() < deadline) {
+      Atomics.wait(sleeper, 0, 0, 1);
+      this.drain();
+    }
+    this.exports.free(this.scratch);
+    this.exports.detach();
+  }
+}

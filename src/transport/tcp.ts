@@ -1,0 +1,79 @@
+// TCP: bytes in, bytes out, nothing else. The broker side wraps each accepted socket in a
+// Session; the client side adapts a socket to the client's Transport interface.
+
+import net from 'node:net';
+import type { Transport } from '../client/transport.ts';
+import { TurboError } from '../errors.ts';
+
+export interface SessionHost {
+  /** Called for each accepted connection; returns the callbacks for its bytes and its end. */
+  accept(io: { write(bytes: Uint8Array): void; end(): void }): { onData(chunk: Uint8Array): void; close(): void } | undefined;
+}
+
+/**
+ * Listens on host:port with SO_REUSEPORT, so every worker can listen on the same port and
+ * the kernel spreads connections across them. Resolves with the bound port.
+ */
+export function listenTcp(host: string, port: number, host_: SessionHost): Promise<net.Server> {
+  const server = net.createServer({ noDelay: true, keepAlive: true }, (socket) => {
+    const session = host_.accept({
+      write(bytes) {
+        // Backpressure: a client that does not read its replies stops being read from.
+        if (!socket.write(bytes)) socket.pause();
+      },
+      end() {
+        socket.end();
+      },
+    });
+    if (session === undefined) {
+      socket.destroy();
+      return;
+    }
+    socket.on('data', (chunk: Buffer) => session.onData(chunk));
+    socket.on('drain', () => socket.resume());
+    socket.on('close', () => session.close());
+    socket.on('error', () => { /* 'close' follows */ });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port, reusePort: true }, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+  });
+}
+
+/** Client side: a connected socket as a Transport. */
+export function connectTcp(host: string, port: number, timeoutMs: number): Promise<Transport> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host, port, noDelay: true });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new TurboError('ERR_CONNECTION_CLOSED', `connect to ${host}:${port} timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(new TurboError('ERR_CONNECTION_CLOSED', `cannot connect to ${host}:${port}: ${err.message}`, { cause: err }));
+    });
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      const transport: Transport = {
+        onData: () => {},
+        onClose: () => {},
+        send(bytes) {
+          socket.write(bytes);
+        },
+        close() {
+          socket.end();
+          socket.destroySoon();
+        },
+      };
+      socket.on('data', (chunk: Buffer) => transport.onData(chunk));
+      let closeError: Error | undefined;
+      socket.on('error', (err) => { closeError = err; });
+      socket.on('close', () => transport.onClose(closeError));
+      resolve(transport);
+    });
+  });
+}

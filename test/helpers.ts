@@ -1,0 +1,32 @@
+// Shared test helpers: real brokers on 127.0.0.1 port 0, cleaned up even when a test fails.
+
+import type { Test } from 'tap';
+import { TurboEngine, TurboClient, type EngineOptions } from '../src/index.ts';
+
+/** A running engine on a free port, destroyed at the end of the test. */
+export async function startEngine(t: Test, options: EngineOptions = {}, url = 'tcp://127.0.0.1:0'): Promise<TurboEngine> {
+  const engine = new TurboEngine(url, { threads: 2, ...options });
+  await engine.run();
+  t.teardown(() => engine.destroy());
+  return engine;
+}
+
+/** A client connected to `url`, closed at the end of the test. */
+export async function connect(t: Test, url: string): Promise<TurboClient> {
+  const client = await TurboClient.connect(url);
+  t.teardown(() => client.close());
+  return client;
+}
+
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Rejects if `promise` takes longer than `ms`. */
+export function within<T>(promise: Promise<T>, ms: number, what = 'operation'): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms); }),
+  ]);
+}
