@@ -9,7 +9,7 @@ import {
 } from "./layout";
 import { heapInit } from "./alloc";
 import { threadId, setThreadId } from "./thread";
-import { tableInit, topicAcquire, topicRelease, TOPIC_NO_MEMORY, T_LENGTH } from "./table";
+import { tableInit, topicAcquire, topicRelease, topicFindLocked, topicUnlock, TOPIC_NO_MEMORY, T_LENGTH } from "./table";
 import { topicPush, topicPushRecords, topicReturnRecords, topicPop, topicPopOrPark, waiterDeliverInto, E_NO_MEMORY } from "./waiters";
 import { encodeRecordsBegin, encodeRecordsEnd, writerTruncate } from "./codec";
 
@@ -91,8 +91,19 @@ export {
 // Names are (pointer, length) pairs in this memory, 1..255 bytes (checked by the codec or
 // by the caller). Statuses are 0 or a negated wire error code (docs/protocol.md).
 
+/** Pushes larger than this take a topic reference instead of holding the segment lock. */
+// @ts-ignore: decorator
+@inline const FAST_PATH_MAX_BYTES: usize = 64 * 1024;
+
 /** PUSH: stores one message (creating the topic). */
 export function opPush(q: usize, ql: usize, t: usize, tl: usize, data: usize, len: usize): i32 {
+  if (len <= FAST_PATH_MAX_BYTES) {
+    let topic = topicFindLocked(q, ql, t, tl, true);
+    if (topic == TOPIC_NO_MEMORY) return E_NO_MEMORY;
+    let status = topicPush(topic, data, len);
+    topicUnlock(topic);
+    return status;
+  }
   let topic = topicAcquire(q, ql, t, tl, true);
   if (topic == TOPIC_NO_MEMORY) return E_NO_MEMORY;
   let status = topicPush(topic, data, len);
@@ -102,6 +113,13 @@ export function opPush(q: usize, ql: usize, t: usize, tl: usize, data: usize, le
 
 /** PUSH_MANY: stores `count` records filling `bytes` exactly (validated by the codec). */
 export function opPushRecords(q: usize, ql: usize, t: usize, tl: usize, records: usize, bytes: usize, count: u32): i32 {
+  if (bytes <= FAST_PATH_MAX_BYTES) {
+    let topic = topicFindLocked(q, ql, t, tl, true);
+    if (topic == TOPIC_NO_MEMORY) return E_NO_MEMORY;
+    let status = topicPushRecords(topic, records, bytes, count);
+    topicUnlock(topic);
+    return status;
+  }
   let topic = topicAcquire(q, ql, t, tl, true);
   if (topic == TOPIC_NO_MEMORY) return E_NO_MEMORY;
   let status = topicPushRecords(topic, records, bytes, count);
@@ -120,10 +138,10 @@ export function opReturnRecords(q: usize, ql: usize, t: usize, tl: usize, record
 
 /** LENGTH: messages waiting in the topic (0 if it does not exist; never creates it). */
 export function opLength(q: usize, ql: usize, t: usize, tl: usize): u32 {
-  let topic = topicAcquire(q, ql, t, tl, false);
+  let topic = topicFindLocked(q, ql, t, tl, false);
   if (topic < 2) return 0;
   let n = atomic.load<u32>(topic + T_LENGTH);
-  topicRelease(topic);
+  topicUnlock(topic);
   return n;
 }
 
@@ -146,11 +164,13 @@ export function topicPopFrame(topic: usize, w: usize, op: u32, reqId: u32, max: 
 
 /** POP / POP_MANY by name: see topicPopFrame. Creates the topic only to park on it. */
 export function opPop(w: usize, op: u32, reqId: u32, q: usize, ql: usize, t: usize, tl: usize, max: u32, maxBytes: usize, token: u32, waiterToken: u32): i32 {
-  let topic = topicAcquire(q, ql, t, tl, waiterToken != 0);
+  // Pops run under the segment lock (fast path); a pop that parks takes its own reference
+  // for the waiter inside topicPopOrPark.
+  let topic = topicFindLocked(q, ql, t, tl, waiterToken != 0);
   if (topic == 0) return 0;
   if (topic == TOPIC_NO_MEMORY) return E_NO_MEMORY;
   let n = topicPopFrame(topic, w, op, reqId, max, maxBytes, token, waiterToken);
-  topicRelease(topic);
+  topicUnlock(topic);
   return n;
 }
 

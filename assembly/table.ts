@@ -177,6 +177,76 @@ function growBuckets(seg: usize): void {
   store<u32>(seg + SEG_BUCKETS, <u32>newBuckets);
 }
 
+/** The topic named (q, t) in segment `seg` (segment lock held), or 0. */
+function findInSegment(seg: usize, hash: u32, q: usize, ql: usize, t: usize, tl: usize): usize {
+  let buckets = <usize>load<u32>(seg + SEG_BUCKETS);
+  if (buckets == 0) return 0;
+  let topic = <usize>load<u32>(buckets + (<usize>(hash & load<u32>(seg + SEG_MASK)) << 2));
+  while (topic != 0) {
+    if (load<u32>(topic + T_HASH) == hash && sameNames(topic, q, ql, t, tl)) return topic;
+    topic = <usize>load<u32>(topic + T_NEXT);
+  }
+  return 0;
+}
+
+/** Creates the topic in segment `seg` (segment lock held), with `users` references. 0 if out of memory. */
+function insertInSegment(seg: usize, hash: u32, q: usize, ql: usize, t: usize, tl: usize, users: i32): usize {
+  let topic = alloc(T_NAMES + ql + tl);
+  if (topic == 0) return 0;
+  memory.fill(topic, 0, T_NAMES);
+  store<u32>(topic + T_HASH, hash);
+  store<u8>(topic + T_QUEUE_LEN, <u8>ql);
+  store<u8>(topic + T_TOPIC_LEN, <u8>tl);
+  memory.copy(topic + T_NAMES, q, ql);
+  memory.copy(topic + T_NAMES + ql, t, tl);
+  atomic.store<i32>(topic + T_USERS, users);
+  let count = load<u32>(seg + SEG_COUNT) + 1;
+  store<u32>(seg + SEG_COUNT, count);
+  if (load<u32>(seg + SEG_BUCKETS) == 0 || count > load<u32>(seg + SEG_MASK) + 1) growBuckets(seg);
+  if (load<u32>(seg + SEG_BUCKETS) == 0) {
+    // Not even the first bucket array could be had: undo.
+    store<u32>(seg + SEG_COUNT, count - 1);
+    free(topic);
+    return 0;
+  }
+  let slot = <usize>load<u32>(seg + SEG_BUCKETS) + (<usize>(hash & load<u32>(seg + SEG_MASK)) << 2);
+  store<u32>(topic + T_NEXT, load<u32>(slot));
+  store<u32>(slot, <u32>topic);
+  atomic.add<i32>(tableAddr() + 4, 1);
+  return topic;
+}
+
+/**
+ * Removes `topic` from segment `seg` (segment lock held) if it is still there, unreferenced
+ * and idle. Identity is checked by walking the chain: the caller may hold a stale pointer.
+ */
+function removeIfIdle(seg: usize, topic: usize): void {
+  let buckets = <usize>load<u32>(seg + SEG_BUCKETS);
+  if (buckets == 0) return;
+  let slot = buckets + (<usize>(load<u32>(topic + T_HASH) & load<u32>(seg + SEG_MASK)) << 2);
+  let cur = <usize>load<u32>(slot);
+  while (cur != 0) {
+    if (cur == topic) {
+      if (atomic.load<i32>(topic + T_USERS) == 0 && isIdle(topic)) {
+        store<u32>(slot, load<u32>(topic + T_NEXT));
+        let count = load<u32>(seg + SEG_COUNT) - 1;
+        store<u32>(seg + SEG_COUNT, count);
+        if (count == 0) {
+          // An empty segment gives its buckets back, so an idle table holds no memory.
+          free(buckets);
+          store<u32>(seg + SEG_BUCKETS, 0);
+          store<u32>(seg + SEG_MASK, 0);
+        }
+        atomic.sub<i32>(tableAddr() + 4, 1);
+        free(topic);
+      }
+      return;
+    }
+    slot = cur + T_NEXT;
+    cur = <usize>load<u32>(slot);
+  }
+}
+
 /**
  * Finds the topic (and creates it if `create`), taking a reference on it: the caller must
  * call topicRelease() when done. Returns 0 if absent (and not created), TOPIC_NO_MEMORY
@@ -186,41 +256,13 @@ export function topicAcquire(q: usize, ql: usize, t: usize, tl: usize, create: b
   let hash = hashNames(q, ql, t, tl);
   let seg = segmentOf(hash);
   lock(seg + SEG_LOCK);
-  let buckets = <usize>load<u32>(seg + SEG_BUCKETS);
-  if (buckets != 0) {
-    let topic = <usize>load<u32>(buckets + (<usize>(hash & load<u32>(seg + SEG_MASK)) << 2));
-    while (topic != 0) {
-      if (load<u32>(topic + T_HASH) == hash && sameNames(topic, q, ql, t, tl)) {
-        atomic.add<i32>(topic + T_USERS, 1);
-        unlock(seg + SEG_LOCK);
-        return topic;
-      }
-      topic = <usize>load<u32>(topic + T_NEXT);
-    }
+  let topic = findInSegment(seg, hash, q, ql, t, tl);
+  if (topic != 0) {
+    atomic.add<i32>(topic + T_USERS, 1);
+  } else if (create) {
+    topic = insertInSegment(seg, hash, q, ql, t, tl, 1);
+    if (topic == 0) topic = TOPIC_NO_MEMORY;
   }
-  if (!create) {
-    unlock(seg + SEG_LOCK);
-    return 0;
-  }
-  let topic = alloc(T_NAMES + ql + tl);
-  if (topic == 0) {
-    unlock(seg + SEG_LOCK);
-    return TOPIC_NO_MEMORY;
-  }
-  memory.fill(topic, 0, T_NAMES);
-  store<u32>(topic + T_HASH, hash);
-  store<u8>(topic + T_QUEUE_LEN, <u8>ql);
-  store<u8>(topic + T_TOPIC_LEN, <u8>tl);
-  memory.copy(topic + T_NAMES, q, ql);
-  memory.copy(topic + T_NAMES + ql, t, tl);
-  atomic.store<i32>(topic + T_USERS, 1);
-  let count = load<u32>(seg + SEG_COUNT) + 1;
-  store<u32>(seg + SEG_COUNT, count);
-  if (buckets == 0 || count > load<u32>(seg + SEG_MASK) + 1) growBuckets(seg);
-  let slot = <usize>load<u32>(seg + SEG_BUCKETS) + (<usize>(hash & load<u32>(seg + SEG_MASK)) << 2);
-  store<u32>(topic + T_NEXT, load<u32>(slot));
-  store<u32>(slot, <u32>topic);
-  atomic.add<i32>(tableAddr() + 4, 1);
   unlock(seg + SEG_LOCK);
   return topic;
 }
@@ -245,35 +287,53 @@ export function topicRelease(topic: usize): void {
   if (atomic.sub<i32>(topic + T_USERS, 1) != 1) return;
   if (!isIdle(topic)) return;
   // From here `topic` may already have been removed (and even reused) by another thread
-  // that acquired and released it after our decrement: only trust what we find under the
-  // segment lock, by identity, with users == 0.
+  // that acquired and released it after our decrement: removeIfIdle trusts only what it
+  // finds under the segment lock, by identity, with users == 0.
   let seg = segmentOf(hash);
   lock(seg + SEG_LOCK);
-  let buckets = <usize>load<u32>(seg + SEG_BUCKETS);
-  if (buckets != 0) {
-    let slot = buckets + (<usize>(hash & load<u32>(seg + SEG_MASK)) << 2);
-    let cur = <usize>load<u32>(slot);
-    while (cur != 0) {
-      if (cur == topic) {
-        if (atomic.load<i32>(topic + T_USERS) == 0 && isIdle(topic)) {
-          store<u32>(slot, load<u32>(topic + T_NEXT));
-          let count = load<u32>(seg + SEG_COUNT) - 1;
-          store<u32>(seg + SEG_COUNT, count);
-          if (count == 0) {
-            // An empty segment gives its buckets back, so an idle table holds no memory.
-            free(buckets);
-            store<u32>(seg + SEG_BUCKETS, 0);
-            store<u32>(seg + SEG_MASK, 0);
-          }
-          atomic.sub<i32>(tableAddr() + 4, 1);
-          free(topic);
-        }
-        break;
-      }
-      slot = cur + T_NEXT;
-      cur = <usize>load<u32>(slot);
-    }
+  removeIfIdle(seg, topic);
+  unlock(seg + SEG_LOCK);
+}
+
+// ── The by-name fast path ──────────────────────────────────────────────────────────────
+// A single request by name (push, pop, length) would cost a reference (two atomic RMWs)
+// plus a release check on top of the segment and topic locks. Instead it keeps the segment
+// lock for the whole operation: nobody can remove the topic meanwhile, so no reference is
+// needed, and a topic left idle is removed on the spot. The operation itself still takes
+// the topic lock (holders of references - waiters, subscriptions - use only that one).
+// Cost: other topics of the same segment (1/1024 of the table) wait for one short
+// operation; large messages take the reference path instead (see index.ts).
+
+/** The segment this thread locked in topicFindLocked (per thread). */
+let lockedSegment: usize = 0;
+
+/**
+ * Finds (or creates) the topic and returns it with its segment lock held and no
+ * reference taken; the caller must end with topicUnlock(topic). Returns 0 (absent) or
+ * TOPIC_NO_MEMORY with the segment already unlocked.
+ */
+export function topicFindLocked(q: usize, ql: usize, t: usize, tl: usize, create: bool): usize {
+  let hash = hashNames(q, ql, t, tl);
+  let seg = segmentOf(hash);
+  lock(seg + SEG_LOCK);
+  let topic = findInSegment(seg, hash, q, ql, t, tl);
+  if (topic == 0 && create) {
+    topic = insertInSegment(seg, hash, q, ql, t, tl, 0);
+    if (topic == 0) topic = TOPIC_NO_MEMORY;
   }
+  if (topic < 2) {
+    unlock(seg + SEG_LOCK);
+    return topic;
+  }
+  lockedSegment = seg;
+  return topic;
+}
+
+/** Ends a topicFindLocked: removes the topic if the operation left it idle, unlocks. */
+export function topicUnlock(topic: usize): void {
+  let seg = lockedSegment;
+  lockedSegment = 0;
+  if (atomic.load<i32>(topic + T_USERS) == 0 && isIdle(topic)) removeIfIdle(seg, topic);
   unlock(seg + SEG_LOCK);
 }
 

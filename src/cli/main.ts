@@ -27,7 +27,6 @@ async function serve(argv: string[]): Promise<void> {
     console.error(`turbomq: cannot start: ${e.code === 'EADDRINUSE' ? `address in use (${settings.listen.join(', ')})` : e.message}`);
     process.exit(1);
   }
-  console.log(`turbomq ${VERSION} listening on ${engine.urls.join(' ')} with ${engine.threads} thread${engine.threads === 1 ? '' : 's'} (Ctrl-C to stop)`);
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -44,6 +43,7 @@ async function serve(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+  console.log(`turbomq ${VERSION} listening on ${engine.urls.join(' ')} with ${engine.threads} thread${engine.threads === 1 ? '' : 's'} (Ctrl-C to stop)`);
 }
 
 async function main(): Promise<void> {

@@ -11,7 +11,8 @@ import { newSharedMemory, instantiateSharedCore } from '../core/wasm.ts';
 import { sharedCoreModule } from '../core/load.ts';
 import { CoreThread } from '../core/thread.ts';
 import { Session } from './session.ts';
-import { resolveOptions, formatUrl, type EngineOptions, type ResolvedOptions, type Logger } from './options.ts';
+import { resolveOptions, formatUrl, type EngineOptions, type ResolvedOptions, type Logger, type ListenSpec } from './options.ts';
+import { probePort } from '../transport/tcp.ts';
 import type { WorkerApi, WorkerData, WorkerStats } from './worker.ts';
 import '../client/node.ts';
 import { TurboClient } from '../client/client.ts';
@@ -85,11 +86,11 @@ export class TurboEngine {
         worker.on('error', (err) => this.#logger.error({ err }, 'worker failed'));
         this.#workers.push({ worker, api: Comlink.wrap<WorkerApi>(nodeEndpoint(worker)) });
       }
-      // The first worker binds (port 0 picks a free port), the others join its ports.
-      let specs = this.#options.listen;
-      const ports = await this.#workers[0]!.api.listen(specs);
-      specs = specs.map((spec, i) => ({ ...spec, port: ports[i]! }));
-      await Promise.all(this.#workers.slice(1).map((w) => w.api.listen(specs)));
+      // Each port must be free (see probePort; port 0 picks one), then every worker listens
+      // on it with SO_REUSEPORT.
+      const specs: ListenSpec[] = [];
+      for (const spec of this.#options.listen) specs.push({ ...spec, port: await probePort(spec.host, spec.port) });
+      await Promise.all(this.#workers.map((w) => w.api.listen(specs)));
       this.#urls = specs.map(formatUrl);
       this.#url = this.#urls[0]!;
       this.#embedded = await TurboClient.connectTransport(this.#pipe(), this.#url);

@@ -43,6 +43,23 @@ export function listenTcp(host: string, port: number, host_: SessionHost): Promi
   });
 }
 
+/**
+ * Checks that host:port is free by binding it *without* SO_REUSEPORT, then releases it.
+ * SO_REUSEPORT lets any socket of the same user join a port, so without this check a
+ * second broker started on a busy port would silently take half of its connections.
+ * Resolves with the port (the chosen one for port 0); rejects with EADDRINUSE.
+ */
+export function probePort(host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen({ host, port, exclusive: true }, () => {
+      const bound = (probe.address() as net.AddressInfo).port;
+      probe.close(() => resolve(bound));
+    });
+  });
+}
+
 /** Client side: a connected socket as a Transport. */
 export function connectTcp(host: string, port: number, timeoutMs: number): Promise<Transport> {
   return new Promise((resolve, reject) => {

@@ -1,9 +1,12 @@
 // Client side of the WebSocket transport, for browsers (global WebSocket) and Node (`ws`,
-// which implements the same interface). One binary message per flush; every message
-// received holds whole frames, which the client decodes like TCP bytes.
+// which implements the same interface). Browser-safe: no node: imports, no Buffer. Each
+// flush goes out as one binary message, or as several cut at frame boundaries when it is
+// large (websocket-messages.ts); every message received holds whole frames, which the
+// client decodes like TCP bytes.
 
 import type { Transport } from '../client/transport.ts';
 import { TurboError } from '../errors.ts';
+import { sendAsMessages } from './websocket-messages.ts';
 
 export function connectWebSocket(url: string, timeoutMs: number, Impl: typeof WebSocket = globalThis.WebSocket): Promise<Transport> {
   return new Promise((resolve, reject) => {
@@ -24,11 +27,12 @@ export function connectWebSocket(url: string, timeoutMs: number, Impl: typeof We
       ws.close();
       reject(new TurboError('ERR_CONNECTION_CLOSED', `connect to ${url} timed out after ${timeoutMs} ms`));
     }, timeoutMs);
+    const sendMessage = (message: Uint8Array) => ws.send(message);
     const transport: Transport = {
       onData: () => {},
       onClose: () => {},
       send(bytes) {
-        if (ws.readyState === 1) ws.send(bytes);
+        if (ws.readyState === 1) sendAsMessages(bytes, sendMessage);
       },
       close() {
         ws.close(1000);

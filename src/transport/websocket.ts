@@ -1,15 +1,29 @@
-// WebSocket (the `ws` package): bytes in, bytes out. Each binary WebSocket message carries
-// one or more whole frames (docs/protocol.md); the session decodes them like TCP bytes.
+// WebSocket listener (the `ws` package): bytes in, bytes out. Each binary WebSocket message
+// carries one or more whole frames (docs/protocol.md, "WebSocket"); the session decodes
+// them exactly like TCP bytes, so limits and errors are the TCP ones. What is WebSocket's
+// own lives here: which browser Origins may connect, the largest message, and text
+// messages (refused). Called by the worker (src/engine/worker.ts) for each ws:// listen url.
 
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { SessionHost } from './tcp.ts';
+import { HEADER_BYTES } from '../protocol.ts';
+import { MESSAGE_TARGET_BYTES, sendAsMessages } from './websocket-messages.ts';
 
 export interface WebSocketListenOptions {
-  /** Largest WebSocket message, in bytes (tied to maxFrameBytes). */
+  /**
+   * The broker's maxFrameBytes (largest frame body). The largest message accepted is that
+   * plus a frame header, or MESSAGE_TARGET_BYTES if larger (clients pack small frames up to
+   * it); a longer message closes the connection with 1009 before it is buffered.
+   */
   maxPayload: number;
-  /** Origins a browser may connect from; undefined allows any. */
+  /**
+   * Origins browsers may connect from ("https://app.example.com"; "*" allows any).
+   * undefined: loopback origins only (http://localhost:*, http://127.0.0.1:*, http://[::1]:*).
+   * Clients that send no Origin (not browsers) are always let in: Origin protects the
+   * browsers' users from other web pages, the listen address protects the broker.
+   */
   allowedOrigins: string[] | undefined;
 }
 
@@ -18,7 +32,44 @@ export interface WebSocketListener {
   close(cb: () => void): void;
 }
 
+/** Status codes of the WebSocket close frames we send (RFC 6455, 7.4.1). */
+const CLOSE_NORMAL = 1000;
+const CLOSE_UNSUPPORTED_DATA = 1003;
+const CLOSE_TRY_AGAIN_LATER = 1013;
+
+/** Stop reading from a client while this many reply bytes wait to be sent (backpressure). */
+const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
+
+function isLoopbackHost(hostname: string): boolean {
+  return hostname === 'localhost' || hostname.endsWith('.localhost') || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+}
+
+/** Normalises "http://Example.com/" to "http://example.com"; keeps what is not a url ("*", "null"). */
+function normaliseOrigin(origin: string): string {
+  try {
+    const url = new URL(origin);
+    return url.origin === 'null' ? origin : url.origin;
+  } catch {
+    return origin;
+  }
+}
+
+/** Whether a WebSocket upgrade carrying this Origin header may connect. */
+export function originAllowed(origin: string | undefined, allowed: readonly string[] | undefined): boolean {
+  if (origin === undefined) return true;
+  if (allowed === undefined) {
+    try {
+      const url = new URL(origin);
+      return (url.protocol === 'http:' || url.protocol === 'https:') && isLoopbackHost(url.hostname);
+    } catch {
+      return false; // "null" (file:// pages, sandboxed frames) and garbage
+    }
+  }
+  return allowed.includes('*') || allowed.includes(normaliseOrigin(origin));
+}
+
 export function listenWebSocket(host: string, port: number, sessionHost: SessionHost, options: WebSocketListenOptions): Promise<WebSocketListener> {
+  const allowedOrigins = options.allowedOrigins?.map(normaliseOrigin);
   return new Promise((resolve, reject) => {
     // Our own HTTP server so that it can listen with SO_REUSEPORT like the TCP listeners
     // (ws would create one without it, and the second worker would get EADDRINUSE).
@@ -28,31 +79,41 @@ export function listenWebSocket(host: string, port: number, sessionHost: Session
     });
     const wss = new WebSocketServer({
       server,
-      maxPayload: options.maxPayload,
+      maxPayload: Math.max(options.maxPayload + HEADER_BYTES, MESSAGE_TARGET_BYTES),
       perMessageDeflate: false,
       clientTracking: false,
-      verifyClient: options.allowedOrigins === undefined
-        ? undefined
-        : (info: { origin: string }) => info.origin === undefined || options.allowedOrigins!.includes(info.origin),
+      // Refused before the upgrade: the browser sees a failed connection (HTTP 403).
+      verifyClient: (info: { origin?: string }, done: (ok: boolean, code?: number, message?: string) => void) => {
+        if (originAllowed(info.origin, allowedOrigins)) done(true);
+        else done(false, 403, 'Origin not allowed');
+      },
     });
     server.once('error', reject);
     wss.on('connection', (ws: WebSocket) => {
       ws.binaryType = 'nodebuffer';
+      const sendMessage = (message: Uint8Array) => ws.send(message, { binary: true }, onSent);
+      // Backpressure, as over TCP: a client that does not read its replies stops being read from.
+      const onSent = () => {
+        if (ws.isPaused && ws.bufferedAmount < MAX_BUFFERED_BYTES / 2) ws.resume();
+      };
       const session = sessionHost.accept({
         write(bytes) {
-          ws.send(bytes, { binary: true });
+          if (ws.readyState !== 1) return;
+          sendAsMessages(bytes, sendMessage);
+          if (ws.bufferedAmount > MAX_BUFFERED_BYTES) ws.pause();
         },
         end() {
-          ws.close(1000);
+          ws.close(CLOSE_NORMAL);
         },
       });
       if (session === undefined) {
-        ws.close(1013, 'try again later');
+        // maxConnectionsPerThread reached, or the worker is stopping (over TCP: the socket is destroyed).
+        ws.close(CLOSE_TRY_AGAIN_LATER, 'too many connections');
         return;
       }
       ws.on('message', (data: Buffer, isBinary: boolean) => {
         if (!isBinary) {
-          ws.close(1003, 'binary frames only');
+          ws.close(CLOSE_UNSUPPORTED_DATA, 'binary messages only');
           return;
         }
         session.onData(data);

@@ -33,10 +33,20 @@ t.test('3 producers and 3 consumers on separate threads: 1,200,000 messages over
   const consumed = new SharedArrayBuffer(4);
   const common = { memory, module, producers, messagesPerProducer, topics, batch: 16, seen, consumed, total };
   const started = performance.now();
-  const results = await Promise.all([
+  const workers = Promise.all([
     ...Array.from({ length: producers }, (_, id) => runWorker({ ...common, role: 'producer', id })),
     ...Array.from({ length: consumers }, (_, id) => runWorker({ ...common, role: 'consumer', id })),
   ]);
+  // Meanwhile the main thread works too: it pushes and pops its own topics, and grows the
+  // memory under the workers' feet (big allocations, written and checked through MemoryView).
+  let running = true;
+  void workers.finally(() => { running = false; });
+  const mainStats = await mainThreadLoad(main, () => running);
+  const results = await workers;
+  t.comment(`main thread: ${mainStats.pairs} push+pop pairs, memory grew from ${mainStats.memoryBefore >> 20} to ${mainStats.memoryAfter >> 20} MiB`);
+  t.equal(mainStats.lost, 0, 'main thread: every message it pushed it popped, in order');
+  t.ok(mainStats.memoryAfter > mainStats.memoryBefore, 'the memory grew while the workers ran');
+  t.equal(mainStats.corrupt, 0, 'big blocks written after growth read back intact');
   t.comment(`${total} messages through ${producers}+${consumers} threads in ${(performance.now() - started).toFixed(0)} ms`);
   for (const r of results) t.same(r.errors, [], `${r.role} ${r.id}: no errors`);
   t.equal(results.filter((r) => r.role === 'producer').reduce((s, r) => s + r.pushed, 0), total, 'every message pushed');
@@ -51,6 +61,52 @@ t.test('3 producers and 3 consumers on separate threads: 1,200,000 messages over
   t.equal(e.bytesInUse(), baselineBytes, 'the allocator got every byte back');
   main.stop();
 });
+
+/** Pushes/pops on the main thread between yields, and forces memory growth, while `busy()`. */
+async function mainThreadLoad(main: CoreThread, busy: () => boolean) {
+  const e = main.exports;
+  const view = main.core.view;
+  const enc = new TextEncoder();
+  view.write(main.scratch, enc.encode('main'));
+  const w = e.writerNew(4096);
+  const memoryBefore = view.memory.buffer.byteLength;
+  let pairs = 0, lost = 0, corrupt = 0, round = 0;
+  const blocks: number[] = [];
+  while (busy()) {
+    round++;
+    const name = enc.encode(`main-${round % 7}`);
+    view.write(main.scratch + 256, name);
+    for (let i = 0; i < 200; i++) {
+      view.setU32(main.scratch + 512, i);
+      e.opPush(main.scratch, 4, main.scratch + 256, name.length, main.scratch + 512, 4);
+    }
+    for (let i = 0; i < 200; i++) {
+      const n = e.opPop(w, 0x84, 1, main.scratch, 4, main.scratch + 256, name.length, 1, 1 << 20, 0, 0);
+      if (n !== 1 || view.u32(e.writerData(w) + 20) !== i) lost++;
+      e.writerReset(w);
+      pairs++;
+    }
+    if (blocks.length < 6 && round % 4 === 0) {
+      // 24 MiB each: the memory has to grow, while the workers are mid-operation.
+      const size = 24 << 20;
+      const block = e.alloc(size);
+      if (block === 0) corrupt++;
+      else {
+        const pattern = new Uint8Array(size).fill(blocks.length + 1);
+        view.write(block, pattern);
+        blocks.push(block);
+      }
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  for (const [i, block] of blocks.entries()) {
+    const bytes = view.bytes(block, 24 << 20);
+    if (bytes[0] !== i + 1 || bytes[bytes.length - 1] !== i + 1 || bytes[12345] !== i + 1) corrupt++;
+    e.free(block);
+  }
+  e.writerFree(w);
+  return { pairs, lost, corrupt, memoryBefore, memoryAfter: view.memory.buffer.byteLength };
+}
 
 t.test('a pop parked on one thread is woken by a push from another thread', async (t) => {
   const memory = newSharedMemory(64);

@@ -1,0 +1,48 @@
+// `turbomq bench` as a user runs it: a child process with its own in-process broker.
+
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const node = `${root}node_modules/.bin/node`;
+
+function bench(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(node, ['src/cli/main.ts', 'bench', ...args], { cwd: root, timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof (err as NodeJS.ErrnoException).code === 'number' ? (err as unknown as { code: number }).code : null;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+t.test('bench moves every message exactly once and says so in its JSON summary', async (t) => {
+  const { code, stdout, stderr } = await bench(['--threads', '2', '--producers', '2', '--consumers', '2', '--messages', '20000', '--size', '32', '--batch', '16', '--topics', '3', '--duration', '15', '--json'], 20_000);
+  t.equal(code, 0, stderr);
+  const summary = JSON.parse(stdout);
+  t.equal(summary.exactlyOnce, true);
+  t.equal(summary.sent, 20000);
+  t.equal(summary.received, 20000);
+  t.equal(summary.unique, 20000);
+  t.equal(summary.missing, 0);
+  t.equal(summary.duplicates, 0);
+  t.equal(summary.cappedByDuration, false);
+  t.ok(summary.receiveRate > 0);
+  t.ok(summary.latencyMs.count === 20000 && summary.latencyMs.p50 <= summary.latencyMs.p99 && summary.latencyMs.p99 <= summary.latencyMs.max);
+});
+
+t.test('a bad flag is one line on stderr and exit code 2', async (t) => {
+  for (const args of [['--bogus'], ['--size', '8'], ['--producers', 'many'], ['--duration', '-1']]) {
+    const { code, stdout, stderr } = await bench(args, 10_000);
+    t.equal(code, 2, args.join(' '));
+    t.equal(stdout, '');
+    t.equal(stderr.trim().split('\n').length, 1, stderr);
+  }
+});
+
+t.test('--help describes the options', async (t) => {
+  const { code, stdout } = await bench(['--help'], 10_000);
+  t.equal(code, 0);
+  t.match(stdout, /--producers/);
+  t.match(stdout, /--duration/);
+});

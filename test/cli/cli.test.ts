@@ -1,0 +1,126 @@
+// The `turbomq` command as a user runs it: a child process, real signals, real sockets.
+
+import t from 'tap';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { TurboClient } from '../../src/index.ts';
+import { VERSION } from '../../src/version.ts';
+
+const main = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+
+interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 15_000): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [main, ...args], { env: { ...process.env, ...env } });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`turbomq ${args.join(' ')} did not exit in ${timeoutMs} ms`)); }, timeoutMs);
+    child.on('exit', (code, signal) => { clearTimeout(timer); resolve({ code, signal, stdout, stderr }); });
+  });
+}
+
+/** Starts `turbomq serve`, resolves with the child and the url it prints. */
+function serve(t: Tap.Test, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; line: string; url: string; exited: Promise<Run> }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [main, ...args], { env: { ...process.env, ...env } });
+    let stdout = '', stderr = '';
+    const exited = new Promise<Run>((res) => child.on('exit', (code, signal) => res({ code, signal, stdout, stderr })));
+    t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
+    const timer = setTimeout(() => reject(new Error(`no listening line; stderr: ${stderr}`)), 15_000);
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      const line = stdout.split('\n').find((l) => l.includes('listening on'));
+      const url = line?.match(/tcp:\/\/[^\s]+/)?.[0];
+      if (line && url) { clearTimeout(timer); resolve({ child, line, url, exited }); }
+    });
+    void exited.then((r) => { clearTimeout(timer); reject(new Error(`exited early (${r.code}): ${stderr}`)); });
+  });
+}
+import type * as Tap from 'tap';
+
+t.test('--help prints usage and exits 0', async (t) => {
+  const r = await run(['--help']);
+  t.equal(r.code, 0);
+  t.match(r.stdout, /Usage: turbomq/);
+  t.match(r.stdout, /--listen/);
+  t.match(r.stdout, /--threads/);
+  t.match(r.stdout, /--max-message-bytes/);
+  t.match(r.stdout, /--log-level/);
+});
+
+t.test('--version prints the version', async (t) => {
+  const r = await run(['--version']);
+  t.equal(r.code, 0);
+  t.equal(r.stdout.trim(), VERSION);
+});
+
+t.test('bad flags give a one-line error and exit 2', async (t) => {
+  for (const args of [['--nope'], ['--threads', 'many'], ['--threads', '0'], ['--listen', 'http://x:1'], ['--log-level', 'loud'], ['frobnicate']]) {
+    const r = await run(args);
+    t.equal(r.code, 2, `${args.join(' ')} exits 2`);
+    t.equal(r.stderr.trim().split('\n').length, 1, `${args.join(' ')}: one line (${r.stderr.trim()})`);
+    t.match(r.stderr, /^turbomq: /);
+  }
+});
+
+t.test('serve starts a broker, prints one readable line, serves clients, and stops on SIGTERM with exit 0', async (t) => {
+  const { child, line, url, exited } = await serve(t, ['--listen', 'tcp://127.0.0.1:0', '--threads', '2', '--log-level', 'warn']);
+  t.match(line, new RegExp(`^turbomq ${VERSION.replace(/\./g, '\\.')} listening on tcp://127\\.0\\.0\\.1:\\d+ with 2 threads`));
+  const client = await TurboClient.connect(url);
+  const q = client.getQueue('cli');
+  await q.push('t', 'hello');
+  t.equal((await q.pop('t', 1000))!.content, 'hello');
+  await client.close();
+  child.kill('SIGTERM');
+  const r = await exited;
+  t.equal(r.code, 0, 'exit code 0');
+  t.match(r.stdout, /turbomq stopped/);
+});
+
+t.test('SIGINT stops gracefully too', async (t) => {
+  const { child, exited } = await serve(t, ['--listen', 'tcp://127.0.0.1:0', '--threads', '1']);
+  child.kill('SIGINT');
+  t.equal((await exited).code, 0);
+});
+
+t.test('settings come from TURBOMQ_* variables; flags win', async (t) => {
+  const fromEnv = await serve(t, [], { TURBOMQ_LISTEN: 'tcp://127.0.0.1:0', TURBOMQ_THREADS: '1', TURBOMQ_LOG_LEVEL: 'silent' });
+  t.match(fromEnv.line, /with 1 thread /);
+  fromEnv.child.kill('SIGTERM');
+  await fromEnv.exited;
+  const flagWins = await serve(t, ['--threads', '2'], { TURBOMQ_LISTEN: 'tcp://127.0.0.1:0', TURBOMQ_THREADS: '1' });
+  t.match(flagWins.line, /with 2 threads/);
+  flagWins.child.kill('SIGTERM');
+  await flagWins.exited;
+});
+
+t.test('--max-message-bytes is enforced for clients', async (t) => {
+  const { child, url, exited } = await serve(t, ['--listen', 'tcp://127.0.0.1:0', '--threads', '1', '--max-message-bytes', '100']);
+  const client = await TurboClient.connect(url);
+  t.equal(client.server.maxMessageBytes, 100);
+  await t.rejects(client.getQueue('q').push('t', new Uint8Array(101)), { code: 'ERR_MESSAGE_TOO_LARGE' });
+  await client.close();
+  child.kill('SIGTERM');
+  await exited;
+});
+
+t.test('structured logs (pino JSON) go to stderr', async (t) => {
+  const { child, exited } = await serve(t, ['--listen', 'tcp://127.0.0.1:0', '--threads', '1', '--log-level', 'info']);
+  child.kill('SIGTERM');
+  const r = await exited;
+  const lines = r.stderr.trim().split('\n').filter(Boolean);
+  t.ok(lines.length > 0, 'logs written');
+  for (const l of lines) t.doesNotThrow(() => JSON.parse(l), `JSON: ${l.slice(0, 60)}`);
+});
+
+t.test('a busy port gives a readable error and exit 1', async (t) => {
+  const first = await serve(t, ['--listen', 'tcp://127.0.0.1:0', '--threads', '1']);
+  const r = await run(['--listen', first.url, '--threads', '1']);
+  t.equal(r.code, 1);
+  t.match(r.stderr, /address in use/);
+  first.child.kill('SIGTERM');
+  await first.exited;
+});
