@@ -407,10 +407,25 @@ export class TurboClient {
   }
 }
 
+/** Topic names encoded once per queue (bounded: a queue may see endless distinct topics). */
+const TOPIC_CACHE_SIZE = 1024;
+
 class ClientQueue implements Queue {
   readonly name: string;
   readonly #client: TurboClient;
   readonly #nameBytes: Uint8Array;
+  readonly #topics = new Map<string, Uint8Array>();
+
+  /** The topic's UTF-8 bytes, checked against the name limits (ERR_INVALID_ARGUMENT). */
+  #topic(topic: string): Uint8Array {
+    let bytes = this.#topics.get(topic);
+    if (bytes === undefined) {
+      bytes = nameBytes('topic', topic);
+      if (this.#topics.size >= TOPIC_CACHE_SIZE) this.#topics.clear();
+      this.#topics.set(topic, bytes);
+    }
+    return bytes;
+  }
 
   constructor(client: TurboClient, name: string, bytes: Uint8Array) {
     this.#client = client;
@@ -421,7 +436,7 @@ class ClientQueue implements Queue {
   async push(topic: string, data: string | Uint8Array): Promise<void> {
     const c = this.#client;
     c.checkOpen();
-    const t = nameBytes('topic', topic);
+    const t = this.#topic(topic);
     const bytes = dataBytes(data);
     if (bytes.length > c.maxMessageBytes) throw new TurboError('ERR_MESSAGE_TOO_LARGE', `message of ${bytes.length} bytes is over the broker's maxMessageBytes (${c.maxMessageBytes})`);
     c.writeNames(this.#nameBytes, t);
@@ -435,7 +450,7 @@ class ClientQueue implements Queue {
   async pushMany(topic: string, items: Iterable<string | Uint8Array>): Promise<void> {
     const c = this.#client;
     c.checkOpen();
-    const t = nameBytes('topic', topic);
+    const t = this.#topic(topic);
     if (items === null || typeof items !== 'object' && typeof items !== 'string' || typeof (items as Iterable<unknown>)[Symbol.iterator] !== 'function') throw invalid('items must be an iterable of strings or Uint8Arrays');
     const all: Uint8Array[] = [];
     for (const item of items) {
@@ -487,7 +502,7 @@ class ClientQueue implements Queue {
   async #pop<T>(kind: 'pop' | 'popMany', topic: string, max: number, timeout: PopTimeout | undefined): Promise<T> {
     const c = this.#client;
     c.checkOpen();
-    const t = nameBytes('topic', topic);
+    const t = this.#topic(topic);
     const { wire, signal } = parseTimeout(timeout);
     if (signal?.aborted) throw new TurboError('ERR_ABORTED', 'pop aborted', { cause: signal.reason });
     c.writeNames(this.#nameBytes, t);
@@ -513,7 +528,7 @@ class ClientQueue implements Queue {
   async length(topic: string): Promise<number> {
     const c = this.#client;
     c.checkOpen();
-    const t = nameBytes('topic', topic);
+    const t = this.#topic(topic);
     c.writeNames(this.#nameBytes, t);
     return c.request<number>('length', this.name, topic, (id) =>
       c.e.encodeLength(c.writer, id, c.scratch + SCRATCH_QUEUE, this.#nameBytes.length, c.scratch + SCRATCH_TOPIC, t.length));
@@ -522,7 +537,7 @@ class ClientQueue implements Queue {
   subscribe(topic: string, options: SubscribeOptions = {}): Subscription {
     const c = this.#client;
     c.checkOpen();
-    const t = nameBytes('topic', topic);
+    const t = this.#topic(topic);
     const prefetch = options.prefetch ?? 64;
     if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > 65536) throw invalid(`prefetch must be an integer from 1 to 65536, got ${String(prefetch)}`);
     return new ClientSubscription(c, this.name, this.#nameBytes, topic, t, prefetch, options.exclusive === true);
