@@ -30,7 +30,7 @@
 
 import {
   H_BUMP_TOP, H_GROW_LOCK, H_FREE_HEADS, CLASS_COUNT, HEAP_START, H_HEAP_START,
-  threadSlot, SLOT_BYTES_IN_USE, SLOT_BLOCKS_IN_USE, MAX_THREADS,
+  threadSlot, SLOT_BYTES_IN_USE, SLOT_BLOCKS_IN_USE, MAX_THREADS, H_QUEUE_BYTES, H_QUEUE_LIMIT,
 } from "./layout";
 import { lock, unlock } from "./sync";
 import { threadId } from "./thread";
@@ -205,4 +205,39 @@ export function blocksInUse(): i64 {
 /** Bytes taken from the top of the heap so far (never given back to the bump pointer). */
 export function bytesReserved(): usize {
   return <usize>atomic.load<u32>(H_BUMP_TOP) - <usize>load<u32>(H_HEAP_START);
+}
+
+// ── Message storage and its limit ─────────────────────────────────────────────────────
+// FIFO segments and hand-off blocks (the messages themselves) are counted in one shared
+// counter and refused past the configured limit, so a full broker answers ERR_NO_MEMORY
+// to pushes while connections, decoders and topics still get the memory they need. The
+// counter is touched once per segment (256 B .. 64 KiB), not once per message.
+
+/** Like alloc, for message storage: 0 when the queue memory limit would be passed. */
+export function queueAlloc(size: usize): usize {
+  if (size > MAX_ALLOC) return 0;
+  let bytes = <i64>classSize(classOf(size + BLOCK_HEADER));
+  let limit = atomic.load<i64>(H_QUEUE_LIMIT);
+  let after = atomic.add<i64>(H_QUEUE_BYTES, bytes) + bytes;
+  let ptr: usize = 0;
+  if (limit == 0 || after <= limit) ptr = alloc(size);
+  if (ptr == 0) atomic.sub<i64>(H_QUEUE_BYTES, bytes);
+  return ptr;
+}
+
+/** Frees a block from queueAlloc. */
+export function queueFree(ptr: usize): void {
+  if (ptr == 0) return;
+  atomic.sub<i64>(H_QUEUE_BYTES, <i64>classSize(load<u32>(ptr - BLOCK_HEADER) & ~TAG_MASK));
+  free(ptr);
+}
+
+/** Sets the message storage limit in bytes (0: none). */
+export function setQueueLimit(bytes: i64): void {
+  atomic.store<i64>(H_QUEUE_LIMIT, bytes);
+}
+
+/** Bytes of message storage in use. */
+export function queueBytes(): i64 {
+  return atomic.load<i64>(H_QUEUE_BYTES);
 }

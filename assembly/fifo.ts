@@ -9,6 +9,9 @@
 // so that a million topics holding one small message each cost a few hundred bytes each,
 // while a busy topic allocates once per tens of kilobytes. An empty topic holds no segment.
 //
+// Segments and hand-off record blocks count against the queue memory limit (alloc.ts:
+// queueAlloc/queueFree; imported here under the plain names).
+//
 // Every function here runs with the topic's lock held (table.ts: T_LOCK); they never
 // take another lock. Multi-producer multi-consumer safety is that lock.
 //
@@ -22,7 +25,7 @@
 // Invariants (topic lock held): length == records between head.readPos and tail.writePos;
 // length == 0  <=>  headSeg == tailSeg == 0.
 
-import { alloc, free, BLOCK_HEADER } from "./alloc";
+import { queueAlloc as alloc, queueFree as free, BLOCK_HEADER } from "./alloc";
 import { T_HEAD_SEG, T_TAIL_SEG, T_LENGTH, T_PUSHED } from "./table";
 import { writerEnsure, writerAdvance } from "./codec";
 

@@ -13,7 +13,7 @@ import { tableInit, topicAcquire, topicRelease, topicFindLocked, topicUnlock, TO
 import { topicPush, topicPushRecords, topicReturnRecords, topicPop, topicPopOrPark, waiterDeliverInto, E_NO_MEMORY } from "./waiters";
 import { encodeRecordsBegin, encodeRecordsEnd, writerTruncate } from "./codec";
 
-export { alloc, free, allocSize, bytesInUse, blocksInUse, bytesReserved } from "./alloc";
+export { alloc, free, allocSize, bytesInUse, blocksInUse, bytesReserved, setQueueLimit, queueBytes } from "./alloc";
 
 // @ts-ignore: decorator
 @inline const INIT_FRESH: i32 = 0;

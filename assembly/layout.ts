@@ -17,7 +17,9 @@
 //  +24   u32  threadBits[8]    256-bit bitmap of attached thread ids
 //  +56   u32  table            TopicTable (table.ts)
 //  +60   u32  reserved
-//  +64   i64  reserved[4]
+//  +64   i64  queueBytes       bytes of message storage in use (alloc.ts queueAlloc)
+//  +72   i64  queueLimit       most bytes message storage may take, 0 = no limit
+//  +80   i64  reserved[2]
 //  +96   i64  freeHeads[CLASS_COUNT]   lock-free free lists: ptr | tag << 32 (alloc.ts)
 //  +MAILBOXES  ThreadSlot[MAX_THREADS]  one cache line per thread id:
 //
@@ -55,6 +57,10 @@
 @inline export const H_THREAD_BITS: usize = HEADER + 24;
 // @ts-ignore: decorator
 @inline export const H_TABLE: usize = HEADER + 56;
+// @ts-ignore: decorator
+@inline export const H_QUEUE_BYTES: usize = HEADER + 64;
+// @ts-ignore: decorator
+@inline export const H_QUEUE_LIMIT: usize = HEADER + 72;
 // @ts-ignore: decorator
 @inline export const H_FREE_HEADS: usize = HEADER + 96;
 

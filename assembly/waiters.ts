@@ -34,7 +34,7 @@
 //  +24 u32 reserved
 // ╘════════════════════════════════════════════╛
 
-import { alloc, free } from "./alloc";
+import { alloc, free, queueAlloc, queueFree } from "./alloc";
 import { lock, unlock } from "./sync";
 import { threadSlot, SLOT_MAILBOX, SLOT_SIGNAL } from "./layout";
 import { T_LOCK, T_WAITER_HEAD, T_WAITER_TAIL, T_EXCLUSIVE, T_CONSUMERS, T_LENGTH, T_PUSHED, topicRetain, topicRelease } from "./table";
@@ -114,7 +114,7 @@ function mailboxPushChain(chain: usize): void {
 /** Copies a message into a record block for a hand-off; 0 when out of memory. */
 // @ts-ignore: decorator
 @inline function recordBlock(data: usize, len: usize): usize {
-  let block = alloc(RECORD_HEADER + len);
+  let block = queueAlloc(RECORD_HEADER + len);
   if (block != 0) {
     store<u32>(block, <u32>len);
     memory.copy(block + RECORD_HEADER, data, len);
@@ -270,7 +270,7 @@ export function topicPopOrPark(topic: usize, w: usize, max: u32, maxBytes: usize
 export function waiterRelease(waiter: usize): void {
   let topic = <usize>load<u32>(waiter + W_TOPIC);
   let message = <usize>load<u32>(waiter + W_MESSAGE);
-  if (message != 0) free(message);
+  if (message != 0) queueFree(message);
   free(waiter);
   topicRelease(topic);
 }

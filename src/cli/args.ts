@@ -16,6 +16,7 @@ export interface ServeSettings {
   listen: string[];
   threads: number;
   maxMessageBytes: number;
+  maxMemoryMiB: number;
   logLevel: LogLevel;
   allowedOrigins: string[] | undefined;
 }
@@ -29,6 +30,8 @@ Options:
                                (default ${DEFAULT_URL}; env TURBOMQ_LISTEN, comma-separated)
   -t, --threads N              worker threads (default: one per core = ${os.availableParallelism()}; env TURBOMQ_THREADS)
       --max-message-bytes N    largest message accepted (default 1048576; env TURBOMQ_MAX_MESSAGE_BYTES)
+      --max-memory-mib N       memory stored messages may take; when full, pushes fail with
+                               ERR_NO_MEMORY (default 4096; env TURBOMQ_MAX_MEMORY_MIB)
       --allow-origin ORIGIN    WebSocket: allow browsers from this Origin; repeatable
                                (default: any; env TURBOMQ_ALLOW_ORIGINS, comma-separated)
       --log-level LEVEL        ${LOG_LEVELS.join(', ')} (default info; env TURBOMQ_LOG_LEVEL)
@@ -69,6 +72,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeSet
         listen: { type: 'string', short: 'l', multiple: true },
         threads: { type: 'string', short: 't' },
         'max-message-bytes': { type: 'string' },
+        'max-memory-mib': { type: 'string' },
         'allow-origin': { type: 'string', multiple: true },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -85,12 +89,14 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeSet
   const listen = (v.listen ?? listEnv('TURBOMQ_LISTEN') ?? [DEFAULT_URL]).map(checkUrl);
   const threadsRaw = v.threads ?? env.TURBOMQ_THREADS;
   const maxRaw = v['max-message-bytes'] ?? env.TURBOMQ_MAX_MESSAGE_BYTES;
+  const memRaw = v['max-memory-mib'] ?? env.TURBOMQ_MAX_MEMORY_MIB;
   const level = (v['log-level'] ?? env.TURBOMQ_LOG_LEVEL ?? 'info') as LogLevel;
   if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
   return {
     listen,
     threads: threadsRaw === undefined ? os.availableParallelism() : integer('--threads', threadsRaw, 1, 253),
     maxMessageBytes: maxRaw === undefined ? 1024 * 1024 : integer('--max-message-bytes', maxRaw, 1, 256 * 1024 * 1024),
+    maxMemoryMiB: memRaw === undefined ? 4096 : integer('--max-memory-mib', memRaw, 2, 4096),
     logLevel: level,
     allowedOrigins: v['allow-origin'] ?? listEnv('TURBOMQ_ALLOW_ORIGINS'),
   };

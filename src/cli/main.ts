@@ -16,6 +16,7 @@ async function serve(argv: string[]): Promise<void> {
   const engine = new TurboEngine(url, {
     threads: settings.threads,
     maxMessageBytes: settings.maxMessageBytes,
+    maxMemoryMiB: settings.maxMemoryMiB,
     listen: more,
     allowedOrigins: settings.allowedOrigins,
     logger,

@@ -76,6 +76,7 @@ export class TurboEngine {
       if (this.#memory === undefined) {
         this.#memory = newSharedMemory(this.#options.initialMemoryMiB * 16);
         this.#thread = new CoreThread(await instantiateSharedCore(this.#memory, sharedCoreModule()));
+        this.#thread.exports.setQueueLimit(BigInt(this.#options.maxMemoryMiB) << 20n);
       }
       this.#thread!.start();
       const module = sharedCoreModule();

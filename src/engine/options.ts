@@ -23,8 +23,14 @@ export interface EngineOptions {
   listen?: string[];
   /** WebSocket: Origin values browsers may connect from (default: any origin). */
   allowedOrigins?: string[];
-  /** Initial shared memory, in MiB (it grows as needed up to 4 GiB). Default 4. */
+  /** Initial shared memory, in MiB (it grows as needed). Default 4. */
   initialMemoryMiB?: number;
+  /**
+   * Most memory stored messages may take, in MiB (at most 4096: the shared memory is a
+   * Wasm32 memory). When it is full, pushes fail with ERR_NO_MEMORY and store nothing,
+   * connections stay usable, and pops make room again. Default 4096.
+   */
+  maxMemoryMiB?: number;
   /** A pino-compatible logger; default: silent. */
   logger?: Logger;
 }
@@ -46,6 +52,7 @@ export interface ResolvedOptions {
   listen: ListenSpec[];
   allowedOrigins: string[] | undefined;
   initialMemoryMiB: number;
+  maxMemoryMiB: number;
 }
 
 export interface ListenSpec {
@@ -84,6 +91,9 @@ export function resolveOptions(url: string | undefined, options: EngineOptions):
   const maxMessageBytes = positiveInt('maxMessageBytes', options.maxMessageBytes, DEFAULT_MAX_MESSAGE_BYTES, 256 * 1024 * 1024);
   const maxFrameBytes = positiveInt('maxFrameBytes', options.maxFrameBytes, defaultMaxFrameBytes(maxMessageBytes), 512 * 1024 * 1024);
   if (maxFrameBytes < maxMessageBytes + 1024) throw new TurboError('ERR_INVALID_ARGUMENT', 'maxFrameBytes must be at least maxMessageBytes + 1024');
+  const maxMemoryMiB = positiveInt('maxMemoryMiB', options.maxMemoryMiB, 4096, 4096);
+  const initialMemoryMiB = positiveInt('initialMemoryMiB', options.initialMemoryMiB, 4, 4095);
+  if (maxMemoryMiB < 2) throw new TurboError('ERR_INVALID_ARGUMENT', 'maxMemoryMiB must be at least 2');
   const listen = [url ?? DEFAULT_URL, ...(options.listen ?? [])].map(parseListenUrl);
   return {
     threads: positiveInt('threads', options.threads, Math.max(1, os.availableParallelism()), 255 - 2),
@@ -94,6 +104,7 @@ export function resolveOptions(url: string | undefined, options: EngineOptions):
     maxParkedPops: positiveInt('maxParkedPops', options.maxParkedPops, 65_536),
     listen,
     allowedOrigins: options.allowedOrigins,
-    initialMemoryMiB: positiveInt('initialMemoryMiB', options.initialMemoryMiB, 4, 4095),
+    initialMemoryMiB,
+    maxMemoryMiB,
   };
 }

@@ -59,6 +59,7 @@ t.test('3 producers and 3 consumers on separate threads: 1,200,000 messages over
   t.equal(duplicates, 0, 'no message delivered twice');
   t.equal(e.topicCount(), 0, 'every drained topic was removed');
   t.equal(e.bytesInUse(), baselineBytes, 'the allocator got every byte back');
+  t.equal(e.queueBytes(), 0n, 'message storage is back to zero');
   main.stop();
 });
 

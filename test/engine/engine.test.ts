@@ -146,3 +146,26 @@ t.test('producers and consumers on different workers: 20,000 messages, none lost
   t.equal([...seen.values()].filter((n) => n > 1).length, 0, 'none twice');
   t.equal(orderErrors, 0, 'each consumer sees each producer in order');
 });
+
+t.test('when maxMemoryMiB is full, pushes fail with ERR_NO_MEMORY and store nothing; pops make room again', async (t) => {
+  const engine = await startEngine(t, { threads: 1, maxMemoryMiB: 16 });
+  const client = await connect(t, engine.url);
+  const q = client.getQueue('full');
+  const chunk = new Uint8Array(256 * 1024);
+  let stored = 0;
+  let error: unknown;
+  for (let i = 0; i < 200 && error === undefined; i++) {
+    try {
+      await q.push('t', chunk);
+      stored++;
+    } catch (err) {
+      error = err;
+    }
+  }
+  t.match(error, { code: 'ERR_NO_MEMORY' }, 'the broker says it is full');
+  t.ok(stored > 10 && stored < 64, `${stored} messages of 256 KiB fit in 16 MiB`);
+  t.equal(await q.length('t'), stored, 'the failed push stored nothing');
+  await q.popMany('t', 8, 0);
+  await t.resolves(q.push('t', chunk), 'after pops, pushes succeed again');
+  t.equal(await q.length('t'), stored - 8 + 1);
+});
