@@ -119,6 +119,7 @@ if (THREADS >= 2) {
 await engine.destroy();
 
 console.log('\nworkload (1 topic)            msgs/s    pop p50    pop p99    e2e p50    e2e p99   exactly once');
+console.log('(producers send as fast as acknowledged, so end-to-end latency includes the backlog that builds when they outpace the consumers)');
 for (const r of rows) {
   console.log(`${r.label.padEnd(28)}${formatRate(r.rate).padStart(8)}${formatMs(r.popP50).padStart(11)}${formatMs(r.popP99).padStart(11)}${formatMs(r.e2eP50).padStart(11)}${formatMs(r.e2eP99).padStart(11)}   ${r.exact ? 'yes' : 'NO'}`);
 }

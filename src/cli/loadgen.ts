@@ -103,6 +103,8 @@ export interface Workload {
   sizeBytes: number;
   /** Messages per send and per pop (1 = single push / pop). */
   batch: number;
+  /** Most messages one pop may take, when it differs from `batch` (e.g. single sends, batched pops). */
+  consumerBatch?: number;
   topics: number;
   /** Producers stop sending after this long (the run still drains what was sent). */
   durationMs: number;
@@ -176,6 +178,7 @@ export function checkWorkload(w: Workload): void {
   int('messages', w.messages, 1, 0xffffffff);
   int('size', w.sizeBytes, HEADER_BYTES, 64 * 1024 * 1024);
   int('batch', w.batch, 1, 1_000_000);
+  if (w.consumerBatch !== undefined) int('consumerBatch', w.consumerBatch, 1, 1_000_000);
   int('topics', w.topics, 1, 10_000_000);
   if (!(w.durationMs > 0)) throw new RangeError(`duration must be > 0, got ${w.durationMs}`);
   if (w.rate !== undefined && !(w.rate >= 0)) throw new RangeError(`rate must be >= 0, got ${w.rate}`);
@@ -254,7 +257,7 @@ function sleep(ms: number): Promise<void> {
 export async function runLoad(driver: Driver, workload: Workload): Promise<LoadResult> {
   checkWorkload(workload);
   const w = workload;
-  const P = w.producers, C = w.consumers, T = w.topics, B = w.batch;
+  const P = w.producers, C = w.consumers, T = w.topics, B = w.batch, popMax = w.consumerBatch ?? w.batch;
   const popTimeoutMs = w.popTimeoutMs ?? 100;
   const drainIdleMs = w.drainIdleMs ?? 3000;
   const prefix = w.topicPrefix ?? 't';
@@ -278,16 +281,19 @@ export async function runLoad(driver: Driver, workload: Workload): Promise<LoadR
   const sendDeadline = start + w.durationMs;
   let lastSendAt = start;
 
+  // One buffer per send, a view per message: the generator should cost little next to the client.
   const makeItems = (p: number, firstSeq: number, n: number): Uint8Array[] => {
     const items = new Array<Uint8Array>(n);
+    const size = w.sizeBytes;
+    const bytes = new Uint8Array(n * size);
+    const dv = new DataView(bytes.buffer);
     const now = performance.now();
     for (let i = 0; i < n; i++) {
-      const data = new Uint8Array(w.sizeBytes);
-      const dv = new DataView(data.buffer);
-      dv.setUint32(0, p, true);
-      dv.setUint32(4, firstSeq + i, true);
-      dv.setFloat64(8, now, true);
-      items[i] = data;
+      const at = i * size;
+      dv.setUint32(at, p, true);
+      dv.setUint32(at + 4, firstSeq + i, true);
+      dv.setFloat64(at + 8, now, true);
+      items[i] = bytes.subarray(at, at + size);
     }
     return items;
   };
@@ -343,6 +349,12 @@ export async function runLoad(driver: Driver, workload: Workload): Promise<LoadR
     }
   };
 
+  // Header fields are read through one scratch copy, not a DataView per message.
+  const scratch = new Uint8Array(HEADER_BYTES);
+  const scratchU32 = new Uint32Array(scratch.buffer, 0, 2);
+  const scratchF64 = new Float64Array(scratch.buffer, 8, 1);
+  const littleEndian = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
   const consume = async (c: number): Promise<void> => {
     const conn = consumerConns[c]!;
     const mine = T <= C ? [c % T] : topicNames.map((_, t) => t).filter((t) => t % C === c);
@@ -354,7 +366,7 @@ export async function runLoad(driver: Driver, workload: Workload): Promise<LoadR
       }
       const topic = topicNames[mine[k++ % mine.length]!]!;
       const t0 = performance.now();
-      const items = await conn.receive(topic, B, popTimeoutMs);
+      const items = await conn.receive(topic, popMax, popTimeoutMs);
       if (items.length === 0) continue;
       const now = performance.now();
       lastReceiveAt = now;
@@ -362,15 +374,25 @@ export async function runLoad(driver: Driver, workload: Workload): Promise<LoadR
       for (const data of items) {
         received++;
         if (data.length < HEADER_BYTES) { corrupt++; continue; }
-        const dv = new DataView(data.buffer, data.byteOffset, HEADER_BYTES);
-        const p = dv.getUint32(0, true), seq = dv.getUint32(4, true);
+        let p: number, seq: number, sentAt: number;
+        if (littleEndian) {
+          scratch.set(data.subarray(0, HEADER_BYTES));
+          p = scratchU32[0]!;
+          seq = scratchU32[1]!;
+          sentAt = scratchF64[0]!;
+        } else {
+          const dv = new DataView(data.buffer, data.byteOffset, HEADER_BYTES);
+          p = dv.getUint32(0, true);
+          seq = dv.getUint32(4, true);
+          sentAt = dv.getFloat64(8, true);
+        }
         const bits = seen[p];
         if (bits === undefined || seq >= perProducer[p]!) { corrupt++; continue; }
         const mask = 1 << (seq & 7);
         if (bits[seq >>> 3]! & mask) { duplicates++; continue; }
         bits[seq >>> 3]! |= mask;
         unique++;
-        latency.record(now - dv.getFloat64(8, true));
+        latency.record(now - sentAt);
       }
     }
   };
