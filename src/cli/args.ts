@@ -33,7 +33,8 @@ Options:
       --max-memory-mib N       memory stored messages may take; when full, pushes fail with
                                ERR_NO_MEMORY (default 4096; env TURBOMQ_MAX_MEMORY_MIB)
       --allow-origin ORIGIN    WebSocket: allow browsers from this Origin; repeatable
-                               (default: any; env TURBOMQ_ALLOW_ORIGINS, comma-separated)
+                               ("*" allows any; default: loopback pages only;
+                               env TURBOMQ_ALLOW_ORIGINS, comma-separated)
       --log-level LEVEL        ${LOG_LEVELS.join(', ')} (default info; env TURBOMQ_LOG_LEVEL)
   -h, --help                   show this help
   -v, --version                print the version

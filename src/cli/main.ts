@@ -47,6 +47,8 @@ async function serve(argv: string[]): Promise<void> {
   console.log(`turbomq ${VERSION} listening on ${engine.urls.join(' ')} with ${engine.threads} thread${engine.threads === 1 ? '' : 's'} (Ctrl-C to stop)`);
 }
 
+let helpHint = 'turbomq --help';
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const command = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : 'serve';
@@ -55,6 +57,7 @@ async function main(): Promise<void> {
     case 'serve':
       return serve(rest);
     case 'bench': {
+      helpHint = 'turbomq bench --help';
       const { benchMain } = await import('./bench.ts');
       return benchMain(rest);
     }
@@ -67,7 +70,7 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   if (err instanceof UsageError) {
-    console.error(`turbomq: ${err.message} (see turbomq --help)`);
+    console.error(`turbomq: ${err.message} (see ${helpHint})`);
     process.exit(2);
   }
   console.error(`turbomq: ${(err as Error).stack ?? String(err)}`);

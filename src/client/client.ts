@@ -369,11 +369,15 @@ export class TurboClient {
   #records(d: number, queue: string, topic: string): Message[] {
     const view = this.#c.core.view;
     const count = view.u32(d + D_A0);
-    let p = view.u32(d + D_DP);
+    // One copy of the whole records area per reply; each message's data is its own,
+    // non-overlapping view of that copy (like Buffers from Node's pool).
+    const records = view.copy(view.u32(d + D_DP), view.u32(d + D_DL));
+    const lengths = new DataView(records.buffer, records.byteOffset, records.byteLength);
     const messages = new Array<Message>(count);
+    let p = 0;
     for (let i = 0; i < count; i++) {
-      const len = view.u32(p);
-      const data = view.copy(p + 4, len);
+      const len = lengths.getUint32(p, true);
+      const data = records.subarray(p + 4, p + 4 + len);
       messages[i] = { queue, topic, data, content: textDecoder.decode(data) };
       p += 4 + len;
     }

@@ -96,7 +96,7 @@ const textEncoder = new TextEncoder();
  * SharedArrayBuffer in some engines, so shared memory goes through a temporary copy.
  */
 function encodeUtf8Into(text: string, dst: Uint8Array, offset: number, cap: number): number {
-  if (!(dst.buffer instanceof SharedArrayBuffer)) {
+  if (typeof SharedArrayBuffer === 'undefined' || !(dst.buffer instanceof SharedArrayBuffer)) {
     const { read, written } = textEncoder.encodeInto(text, dst.subarray(offset, offset + cap));
     if (read! < text.length) return -1;
     return written!;

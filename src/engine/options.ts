@@ -21,7 +21,7 @@ export interface EngineOptions {
   maxParkedPops?: number;
   /** Extra listen urls (tcp:// or ws://), besides the constructor's url. */
   listen?: string[];
-  /** WebSocket: Origin values browsers may connect from (default: any origin). */
+  /** WebSocket: Origin values browsers may connect from; `*` allows any. Default: loopback origins only (localhost, 127.0.0.1, [::1], any port). Clients that send no Origin (not browsers) are always accepted. */
   allowedOrigins?: string[];
   /** Initial shared memory, in MiB (it grows as needed). Default 4. */
   initialMemoryMiB?: number;

@@ -10,7 +10,7 @@ const main = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
 interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
 
-function run(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 15_000): Promise<Run> {
+function run(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 45_000): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [main, ...args], { env: { ...process.env, ...env } });
     let stdout = '', stderr = '';
@@ -28,7 +28,7 @@ function serve(t: Tap.Test, args: string[], env: NodeJS.ProcessEnv = {}): Promis
     let stdout = '', stderr = '';
     const exited = new Promise<Run>((res) => child.on('exit', (code, signal) => res({ code, signal, stdout, stderr })));
     t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
-    const timer = setTimeout(() => reject(new Error(`no listening line; stderr: ${stderr}`)), 15_000);
+    const timer = setTimeout(() => reject(new Error(`no listening line; stderr: ${stderr}`)), 45_000);
     child.stderr.on('data', (d) => { stderr += d; });
     child.stdout.on('data', (d) => {
       stdout += d;
