@@ -74,6 +74,15 @@ function tailWithRoom(topic: usize, need: usize): usize {
   return seg;
 }
 
+/** Unlinks and frees the drained head segment `seg`. The tail is only drained when the topic is empty. */
+// @ts-ignore: decorator
+@inline function dropHead(topic: usize, seg: usize): void {
+  let next = <usize>load<u32>(seg + S_NEXT);
+  store<u32>(topic + T_HEAD_SEG, <u32>next);
+  if (next == 0) store<u32>(topic + T_TAIL_SEG, 0);
+  free(seg);
+}
+
 /** Appends one message. False when out of memory (nothing stored). */
 export function fifoAppend(topic: usize, data: usize, len: usize): bool {
   let need = RECORD_HEADER + len;
@@ -195,11 +204,7 @@ export function fifoPopInto(topic: usize, w: usize, max: u32, maxBytes: usize): 
     done += n;
     read += run;
     if (read == write) {
-      // Segment drained. The tail is only drained when the topic is empty.
-      let next = <usize>load<u32>(seg + S_NEXT);
-      store<u32>(topic + T_HEAD_SEG, <u32>next);
-      if (next == 0) store<u32>(topic + T_TAIL_SEG, 0);
-      free(seg);
+      dropHead(topic, seg);
     } else {
       // Stopped inside this segment: `max` or the byte budget is reached.
       store<u32>(seg + S_READ, <u32>read);
@@ -225,10 +230,7 @@ export function fifoTakeOne(topic: usize): usize {
   memory.copy(copy, at, size);
   read += size;
   if (read == <usize>load<u32>(seg + S_WRITE)) {
-    let next = <usize>load<u32>(seg + S_NEXT);
-    store<u32>(topic + T_HEAD_SEG, <u32>next);
-    if (next == 0) store<u32>(topic + T_TAIL_SEG, 0);
-    free(seg);
+    dropHead(topic, seg);
   } else {
     store<u32>(seg + S_READ, <u32>read);
   }

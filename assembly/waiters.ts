@@ -111,6 +111,20 @@ function mailboxPushChain(chain: usize): void {
   return waiter;
 }
 
+/**
+ * Hands record block `block` to the oldest parked waiter (topic lock held, a waiter must
+ * be parked) and returns that waiter, to be pushed onto its owner's mailbox once the
+ * topic is unlocked.
+ */
+// @ts-ignore: decorator
+@inline function handToOldest(topic: usize, block: usize): usize {
+  let waiter = dequeueWaiter(topic);
+  store<u32>(waiter + W_MESSAGE, <u32>block);
+  atomic.store<i32>(waiter + W_STATE, HANDED);
+  store<u32>(waiter + W_NEXT, 0);
+  return waiter;
+}
+
 /** Copies a message into a record block for a hand-off; 0 when out of memory. */
 // @ts-ignore: decorator
 @inline function recordBlock(data: usize, len: usize): usize {
@@ -132,9 +146,7 @@ export function topicPush(topic: usize, data: usize, len: usize): i32 {
       unlock(topic + T_LOCK);
       return E_NO_MEMORY;
     }
-    dequeueWaiter(topic);
-    store<u32>(waiter + W_MESSAGE, <u32>block);
-    atomic.store<i32>(waiter + W_STATE, HANDED);
+    waiter = handToOldest(topic, block);
     store<u64>(topic + T_PUSHED, load<u64>(topic + T_PUSHED) + 1);
     unlock(topic + T_LOCK);
     mailboxPush(waiter);
@@ -161,10 +173,7 @@ export function topicPushRecords(topic: usize, records: usize, bytes: usize, cou
     let len = <usize>load<u32>(p);
     let block = recordBlock(p + RECORD_HEADER, len);
     if (block == 0) { status = E_NO_MEMORY; break; }
-    let waiter = dequeueWaiter(topic);
-    store<u32>(waiter + W_MESSAGE, <u32>block);
-    atomic.store<i32>(waiter + W_STATE, HANDED);
-    store<u32>(waiter + W_NEXT, 0);
+    let waiter = handToOldest(topic, block);
     if (handedTail == 0) handed = waiter; else store<u32>(handedTail + W_NEXT, <u32>waiter);
     handedTail = waiter;
     store<u64>(topic + T_PUSHED, load<u64>(topic + T_PUSHED) + 1);
@@ -194,10 +203,7 @@ export function topicReturnRecords(topic: usize, records: usize, bytes: usize, c
   while (load<u32>(topic + T_WAITER_HEAD) != 0 && load<u32>(topic + T_LENGTH) != 0) {
     let block = fifoTakeOne(topic);
     if (block == 0) break; // out of memory: the message stays in the FIFO
-    let waiter = dequeueWaiter(topic);
-    store<u32>(waiter + W_MESSAGE, <u32>block);
-    atomic.store<i32>(waiter + W_STATE, HANDED);
-    store<u32>(waiter + W_NEXT, 0);
+    let waiter = handToOldest(topic, block);
     if (handedTail == 0) handed = waiter; else store<u32>(handedTail + W_NEXT, <u32>waiter);
     handedTail = waiter;
   }
@@ -316,10 +322,8 @@ export function waiterReturn(waiter: usize): i32 {
   let next: usize = 0;
   if (message != 0) {
     lock(topic + T_LOCK);
-    next = dequeueWaiter(topic);
-    if (next != 0) {
-      store<u32>(next + W_MESSAGE, <u32>message);
-      atomic.store<i32>(next + W_STATE, HANDED);
+    if (load<u32>(topic + T_WAITER_HEAD) != 0) {
+      next = handToOldest(topic, message);
       store<u32>(waiter + W_MESSAGE, 0);
     } else if (!fifoPrepend(topic, message)) {
       status = E_NO_MEMORY;
