@@ -11,7 +11,8 @@ import type { Message, PopTimeout, Queue, SubscribeOptions, Subscription } from 
 import { TurboError, errorFromWire } from '../errors.ts';
 import {
   Op, PROTOCOL_VERSION, TIMEOUT_INFINITE, MAX_NAME_BYTES, DESC_SIZE, DESC_CAPACITY,
-  DEFAULT_MAX_MESSAGE_BYTES, defaultMaxFrameBytes, ErrorCode,
+  DEFAULT_MAX_MESSAGE_BYTES, defaultMaxFrameBytes, DESC_OP, DESC_REQUEST_ID, DESC_DATA_PTR, DESC_DATA_LEN,
+  DESC_ARG0, DESC_ARG1,
 } from '../protocol.ts';
 
 export interface ClientOptions {
@@ -55,8 +56,8 @@ const SCRATCH_BYTES = 1024;
 const SCRATCH_QUEUE = 0;
 const SCRATCH_TOPIC = 256;
 const WRITER_INITIAL_BYTES = 64 * 1024;
-// Descriptor fields (src/protocol.ts, assembly/codec.ts).
-const D_OP = 0, D_REQ = 4, D_QL = 12, D_DP = 24, D_DL = 28, D_A0 = 32, D_A1 = 36;
+// Descriptor field offsets (src/protocol.ts), short names for the reply handling below.
+const D_OP = DESC_OP, D_REQ = DESC_REQUEST_ID, D_DP = DESC_DATA_PTR, D_DL = DESC_DATA_LEN, D_A0 = DESC_ARG0, D_A1 = DESC_ARG1;
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
@@ -355,7 +356,6 @@ export class TurboClient {
         this.#maxMessageBytes = view.u32(d + D_A0);
         this.#maxFrameBytes = view.u32(d + D_A1);
         this.#serverVersion = textDecoder.decode(view.bytes(view.u32(d + D_DP), view.u32(d + D_DL)));
-        void D_QL;
         return pending.resolve(undefined);
       case Op.ERROR: {
         const text = textDecoder.decode(view.bytes(view.u32(d + D_DP), view.u32(d + D_DL)));
@@ -725,4 +725,3 @@ export class ClientSubscription implements Subscription {
   }
 }
 
-void ErrorCode;

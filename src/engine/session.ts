@@ -16,7 +16,8 @@ import type { CoreThread, WaiterHandler } from '../core/thread.ts';
 import type { CoreExports } from '../core/wasm.ts';
 import {
   Op, ErrorCode, PROTOCOL_VERSION, TIMEOUT_INFINITE, OP_REJECT,
-  DESC_SIZE, DESC_CAPACITY,
+  DESC_SIZE, DESC_CAPACITY, DESC_OP, DESC_REQUEST_ID, DESC_QUEUE_PTR, DESC_QUEUE_LEN, DESC_TOPIC_PTR,
+  DESC_TOPIC_LEN, DESC_DATA_PTR, DESC_DATA_LEN, DESC_ARG0, DESC_ARG1,
 } from '../protocol.ts';
 import { VERSION } from '../version.ts';
 
@@ -37,8 +38,9 @@ export interface SessionIO {
   end(): void;
 }
 
-// Descriptor field offsets (assembly/codec.ts, src/protocol.ts).
-const D_OP = 0, D_REQ = 4, D_QP = 8, D_QL = 12, D_TP = 16, D_TL = 20, D_DP = 24, D_DL = 28, D_A0 = 32, D_A1 = 36;
+// Descriptor field offsets (src/protocol.ts), short names for the dispatch below.
+const D_OP = DESC_OP, D_REQ = DESC_REQUEST_ID, D_QP = DESC_QUEUE_PTR, D_QL = DESC_QUEUE_LEN, D_TP = DESC_TOPIC_PTR,
+  D_TL = DESC_TOPIC_LEN, D_DP = DESC_DATA_PTR, D_DL = DESC_DATA_LEN, D_A0 = DESC_ARG0, D_A1 = DESC_ARG1;
 const WRITER_INITIAL_BYTES = 16 * 1024;
 /** Credit a subscription may accumulate (bounds what one slow consumer can hold). */
 const MAX_CREDIT = 1 << 20;
@@ -323,7 +325,6 @@ export class Session {
   }
 
   #error(req: number, code: number, text?: string): void {
-    const name = ErrorCode.nameOf(code);
     const message = text ?? defaultErrorText(code);
     let bytes = errorTextCache.get(message);
     if (bytes === undefined) {
@@ -333,7 +334,6 @@ export class Session {
     const scratch = this.#thread.scratch;
     this.#thread.core.view.write(scratch, bytes);
     this.#e.encodeError(this.#writer, req, code, scratch, bytes.length);
-    void name;
   }
 
   #fatal(code: number, text: string): void {
