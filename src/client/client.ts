@@ -24,6 +24,15 @@ export interface ClientOptions {
 export interface ClientPlatform {
   loadCore(): Promise<Core>;
   connect(url: string, options: Required<ClientOptions>): Promise<Transport>;
+  /**
+   * A UTF-8 decoder for ranges of one reply's bytes (Node: Buffer#toString, about twice as
+   * fast as TextDecoder for short strings). Default: TextDecoder.
+   */
+  utf8Ranges?(bytes: Uint8Array): (start: number, end: number) => string;
+}
+
+function textDecoderRanges(bytes: Uint8Array): (start: number, end: number) => string {
+  return (start, end) => textDecoder.decode(bytes.subarray(start, end));
 }
 
 let platform: ClientPlatform | undefined;
@@ -373,12 +382,12 @@ export class TurboClient {
     // non-overlapping view of that copy (like Buffers from Node's pool).
     const records = view.copy(view.u32(d + D_DP), view.u32(d + D_DL));
     const lengths = new DataView(records.buffer, records.byteOffset, records.byteLength);
+    const utf8 = (platform!.utf8Ranges ?? textDecoderRanges)(records);
     const messages = new Array<Message>(count);
     let p = 0;
     for (let i = 0; i < count; i++) {
       const len = lengths.getUint32(p, true);
-      const data = records.subarray(p + 4, p + 4 + len);
-      messages[i] = { queue, topic, data, content: textDecoder.decode(data) };
+      messages[i] = { queue, topic, data: records.subarray(p + 4, p + 4 + len), content: utf8(p + 4, p + 4 + len) };
       p += 4 + len;
     }
     return messages;

@@ -10,6 +10,10 @@ import { TurboError } from '../errors.ts';
 
 setClientPlatform({
   loadCore: loadLocalCore,
+  utf8Ranges(bytes) {
+    const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return (start, end) => buffer.toString('utf8', start, end);
+  },
   async connect(url, options) {
     let parsed: URL;
     try {
