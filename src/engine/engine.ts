@@ -71,6 +71,10 @@ export class TurboEngine {
   /** Starts the workers; resolves once every worker listens. */
   async run(): Promise<void> {
     if (this.#state !== 'new' && this.#state !== 'stopped') throw new TurboError('ERR_INVALID_ARGUMENT', `engine cannot run: it is ${this.#state}`);
+    const [major, minor] = process.versions.node.split('.').map(Number) as [number, number];
+    if (major < 22 || (major === 22 && minor < 12)) {
+      throw new TurboError('ERR_INVALID_ARGUMENT', `turbomq needs Node >= 22.12 (workers share the port with reusePort); this is Node ${process.versions.node}`);
+    }
     this.#state = 'starting';
     try {
       if (this.#memory === undefined) {
