@@ -31,6 +31,8 @@ export class CoreThread {
   #signalWords: Int32Array | undefined;
   #signalIndex = 0;
   #running = false;
+  /** Called when a waiter handler throws (the worker logs it). */
+  onHandlerError: ((err: Error) => void) | undefined;
 
   constructor(core: Core) {
     this.core = core;
@@ -105,7 +107,12 @@ export class CoreThread {
       const handler = this.#handlers.get(token);
       if (handler !== undefined) {
         this.#handlers.delete(token);
-        handler.onHanded(waiter);
+        try {
+          handler.onHanded(waiter);
+        } catch (err) {
+          // Report it and go on with the other waiters; one failure must not strand them.
+          this.onHandlerError?.(err as Error);
+        }
       } else {
         e.waiterReturn(waiter);
       }

@@ -36,6 +36,8 @@ export interface SessionIO {
   write(bytes: Uint8Array): void;
   /** Closes the connection after what was written (the transport then calls session.close()). */
   end(): void;
+  /** Reports an unexpected error (logged by the worker). */
+  onError?(err: Error): void;
 }
 
 // Descriptor field offsets (src/protocol.ts), short names for the dispatch below.
@@ -105,6 +107,17 @@ export class Session {
   /** Bytes from the transport: decode every complete frame, answer, flush once. */
   onData(chunk: Uint8Array): void {
     if (this.#closed) return;
+    try {
+      this.#onData(chunk);
+    } catch (err) {
+      // A bug here must cost this connection, never the worker and every other connection
+      // (and the waiters it holds) on it.
+      this.#io.onError?.(err as Error);
+      if (!this.#closed) this.#fatal(ErrorCode.ERR_PROTOCOL, 'internal error while serving this connection');
+    }
+  }
+
+  #onData(chunk: Uint8Array): void {
     const e = this.#e;
     const view = this.#thread.core.view;
     let offset = 0;

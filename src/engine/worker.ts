@@ -28,6 +28,7 @@ export interface WorkerStats {
 const { memory, module, options } = workerData as WorkerData;
 const core = await instantiateSharedCore(memory, module);
 const thread = new CoreThread(core);
+thread.onHandlerError = (err) => console.error(`turbomq worker ${thread.id}: waiter delivery failed: ${err.stack ?? err.message}`);
 thread.start();
 
 const sessions = new Set<{ session: Session; end(): void }>();
@@ -45,7 +46,7 @@ const limits = {
 const host: SessionHost = {
   accept(io) {
     if (stopping || sessions.size >= options.maxConnectionsPerThread) return undefined;
-    const session = new Session(thread, io, limits);
+    const session = new Session(thread, { ...io, onError: (err) => console.error(`turbomq worker ${thread.id}: connection closed after an internal error: ${err.stack ?? err.message}`) }, limits);
     const entry = { session, end: () => io.end() };
     sessions.add(entry);
     connectionsTotal++;
