@@ -84,7 +84,7 @@ function initShared(): void {
 export { topicAcquire, topicRelease, topicCount } from "./table";
 export {
   consumerAttach, consumerDetach, lastWaiter, waiterCancel, waiterReturn, waiterRelease,
-  mailboxTake, mailboxSignalAddress, waiterNext, waiterToken,
+  mailboxTake, mailboxSignalAddress, waiterNext, waiterToken, reapThread,
 } from "./waiters";
 
 // ── Whole operations by name: one JS -> Wasm call per request ─────────────────────────

@@ -340,3 +340,29 @@ export function topicUnlock(topic: usize): void {
 export function topicCount(): i32 {
   return atomic.load<i32>(tableAddr() + 4);
 }
+
+// ── Walking the whole table ────────────────────────────────────────────────────────────
+// For rare maintenance work (a crashed thread's clean-up), never for request paths. (A
+// visitor callback would be neater, but AssemblyScript function references are static
+// objects in a data segment, which the shared build must not have.)
+
+/** Address of segment `i` (0..SEGMENT_COUNT-1), locked; release with unlockSegment. */
+export function lockSegmentAt(i: u32): usize {
+  let seg = tableAddr() + TABLE_HEADER + (<usize>i << 4);
+  lock(seg + SEG_LOCK);
+  return seg;
+}
+
+export function unlockSegment(seg: usize): void {
+  unlock(seg + SEG_LOCK);
+}
+
+/** Buckets of a locked segment (0 if none). */
+export function segmentBucketCount(seg: usize): u32 {
+  return load<u32>(seg + SEG_BUCKETS) == 0 ? 0 : load<u32>(seg + SEG_MASK) + 1;
+}
+
+/** First topic in bucket `b` of a locked segment; follow T_NEXT for the rest. */
+export function segmentBucketHead(seg: usize, b: u32): usize {
+  return <usize>load<u32>(<usize>load<u32>(seg + SEG_BUCKETS) + (<usize>b << 2));
+}

@@ -36,8 +36,8 @@
 
 import { alloc, free, queueAlloc, queueFree } from "./alloc";
 import { lock, unlock } from "./sync";
-import { threadSlot, SLOT_MAILBOX, SLOT_SIGNAL } from "./layout";
-import { T_LOCK, T_WAITER_HEAD, T_WAITER_TAIL, T_EXCLUSIVE, T_CONSUMERS, T_LENGTH, T_PUSHED, topicRetain, topicRelease } from "./table";
+import { threadSlot, SLOT_MAILBOX, SLOT_SIGNAL, H_THREAD_BITS } from "./layout";
+import { T_LOCK, T_USERS, T_WAITER_HEAD, T_WAITER_TAIL, T_EXCLUSIVE, T_CONSUMERS, T_LENGTH, T_PUSHED, topicRetain, topicRelease, T_NEXT, SEGMENT_COUNT, lockSegmentAt, unlockSegment, segmentBucketCount, segmentBucketHead } from "./table";
 import { fifoAppend, fifoAppendRecords, fifoPopInto, fifoPrepend, fifoPrependRecords, fifoTakeOne, RECORD_HEADER } from "./fifo";
 import { threadId } from "./thread";
 import { writerEnsure, writerAdvance } from "./codec";
@@ -399,4 +399,65 @@ export function consumerDetach(topic: usize, token: u32): void {
   atomic.store<u32>(topic + T_CONSUMERS, load<u32>(topic + T_CONSUMERS) - 1);
   if (load<u32>(topic + T_EXCLUSIVE) == token) atomic.store<u32>(topic + T_EXCLUSIVE, 0);
   unlock(topic + T_LOCK);
+}
+
+// ── A crashed thread ───────────────────────────────────────────────────────────────────
+// A worker that dies leaves waiters parked under its thread id; a push handing a message
+// to one of them would send it to a mailbox nobody drains. reapThread, run by another
+// thread once the dead one can no longer run, removes them and returns whatever was
+// already handed over.
+
+function reapTopic(topic: usize, dead: u32): void {
+  lock(topic + T_LOCK);
+  let prev: usize = 0;
+  let cur = <usize>load<u32>(topic + T_WAITER_HEAD);
+  while (cur != 0) {
+    let next = <usize>load<u32>(cur + W_NEXT);
+    if (load<u32>(cur + W_OWNER) == dead) {
+      if (prev == 0) atomic.store<u32>(topic + T_WAITER_HEAD, <u32>next);
+      else store<u32>(prev + W_NEXT, <u32>next);
+      if (load<u32>(topic + T_WAITER_TAIL) == <u32>cur) store<u32>(topic + T_WAITER_TAIL, <u32>prev);
+      free(cur);
+      // The waiter's topic reference. The segment lock is held: nobody can remove the topic
+      // now, and the next request by name removes it if this left it idle.
+      atomic.sub<i32>(topic + T_USERS, 1);
+    } else {
+      prev = cur;
+    }
+    cur = next;
+  }
+  let exclusive = load<u32>(topic + T_EXCLUSIVE);
+  if (exclusive != 0 && (exclusive >>> 24) == dead) {
+    atomic.store<u32>(topic + T_EXCLUSIVE, 0);
+    atomic.store<u32>(topic + T_CONSUMERS, load<u32>(topic + T_CONSUMERS) - 1);
+  }
+  unlock(topic + T_LOCK);
+}
+
+/**
+ * Cleans up after thread `dead`, which must never run again: drops its parked waiters and
+ * exclusive claims, returns the messages already handed to it (to the next waiter or the
+ * front of their topic), and frees its thread id. Returns the number of messages returned.
+ */
+export function reapThread(dead: u32): u32 {
+  for (let i: u32 = 0; i < SEGMENT_COUNT; i++) {
+    let seg = lockSegmentAt(i);
+    let buckets = segmentBucketCount(seg);
+    for (let b: u32 = 0; b < buckets; b++) {
+      for (let topic = segmentBucketHead(seg, b); topic != 0; topic = <usize>load<u32>(topic + T_NEXT)) reapTopic(topic, dead);
+    }
+    unlockSegment(seg);
+  }
+  let slot = threadSlot(dead);
+  let list = <usize>atomic.xchg<u32>(slot + SLOT_MAILBOX, 0);
+  let returned: u32 = 0;
+  // Newest first: each return goes to the front, so the oldest ends up first again.
+  while (list != 0) {
+    let next = <usize>load<u32>(list + W_NEXT);
+    waiterReturn(list);
+    returned++;
+    list = next;
+  }
+  atomic.and<u32>(H_THREAD_BITS + ((<usize>dead >> 5) << 2), ~(<u32>1 << (dead & 31)));
+  return returned;
 }

@@ -39,7 +39,7 @@ export class TurboEngine {
   #state: State = 'new';
   #memory: WebAssembly.Memory | undefined;
   #thread: CoreThread | undefined;
-  #workers: { worker: Worker; api: Comlink.Remote<WorkerApi> }[] = [];
+  #workers: { worker: Worker; api: Comlink.Remote<WorkerApi>; threadId: number }[] = [];
   #embedded: TurboClient | undefined;
   #embeddedSessions = new Set<Session>();
 
@@ -88,14 +88,19 @@ export class TurboEngine {
       const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
       for (let i = 0; i < this.#options.threads; i++) {
         const worker = new Worker(workerUrl, { workerData: data });
-        worker.on('error', (err) => this.#logger.error({ err }, 'worker failed'));
-        this.#workers.push({ worker, api: Comlink.wrap<WorkerApi>(nodeEndpoint(worker)) });
+        const entry = { worker, api: Comlink.wrap<WorkerApi>(nodeEndpoint(worker)), threadId: 0 };
+        worker.on('error', (err) => this.#logger.error({ err, threadId: entry.threadId }, 'worker failed'));
+        worker.on('exit', (code) => this.#workerExited(entry, code));
+        this.#workers.push(entry);
       }
       // Each port must be free (see probePort; port 0 picks one), then every worker listens
       // on it with SO_REUSEPORT.
       const specs: ListenSpec[] = [];
       for (const spec of this.#options.listen) specs.push({ ...spec, port: await probePort(spec.host, spec.port) });
-      await Promise.all(this.#workers.map((w) => w.api.listen(specs)));
+      await Promise.all(this.#workers.map(async (w) => {
+        w.threadId = (await w.api.stats()).threadId;
+        await w.api.listen(specs);
+      }));
       this.#urls = specs.map(formatUrl);
       this.#url = this.#urls[0]!;
       this.#embedded = await TurboClient.connectTransport(this.#pipe(), this.#url);
@@ -143,6 +148,28 @@ export class TurboEngine {
       bytesInUse: e ? Number(e.bytesInUse()) : 0,
       memoryBytes: this.#memory ? this.#memory.buffer.byteLength : 0,
     };
+  }
+
+  /**
+   * A worker ended. During stop that is expected; otherwise it crashed: its connections are
+   * gone, and waiters it had parked would swallow the messages handed to them, so the core
+   * reaps its thread (assembly/waiters.ts reapThread) and the other workers go on.
+   */
+  #workerExited(entry: { worker: Worker; threadId: number }, code: number): void {
+    const index = this.#workers.findIndex((w) => w.worker === entry.worker);
+    if (index < 0 || this.#state === 'stopping' || this.#state === 'stopped' || this.#state === 'destroyed') return;
+    this.#workers.splice(index, 1);
+    const returned = entry.threadId !== 0 && this.#thread ? this.#thread.exports.reapThread(entry.threadId) : 0;
+    this.#logger.error({ threadId: entry.threadId, code, returned, workersLeft: this.#workers.length }, 'worker exited unexpectedly; its waiters were reaped');
+  }
+
+  /** Tests only: makes worker `index` die of an uncaught error. */
+  async [Symbol.for('turbomq.crashWorkerForTest')](index: number): Promise<number> {
+    const w = this.#workers[index]!;
+    const exited = new Promise<void>((resolve) => w.worker.once('exit', () => resolve()));
+    await w.api.crashForTest();
+    await exited;
+    return w.threadId;
   }
 
   async #shutdown(): Promise<void> {

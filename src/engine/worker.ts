@@ -99,6 +99,11 @@ const api = {
   stats(): WorkerStats {
     return { threadId: thread.id, connections: sessions.size, connectionsTotal };
   },
+
+  /** Tests only (reached through TurboEngine's crashWorkerForTest symbol): an uncaught error. */
+  crashForTest(): void {
+    setImmediate(() => { throw new Error('turbomq: worker crash requested by a test'); });
+  },
 };
 
 function delay(ms: number): Promise<void> {

@@ -76,6 +76,9 @@ t.test('a second engine on a busy port fails with EADDRINUSE instead of sharing 
   t.equal(await client.getQueue('q').length('t'), 1, 'the first engine still serves');
 });
 
+/** The core thread id of the worker each client from clientsOnTwoWorkers landed on. */
+const clientThreads = new Map<TurboClient, number>();
+
 /** Connects until a client lands on each worker; returns [clientOnWorkerA, clientOnWorkerB]. */
 async function clientsOnTwoWorkers(t: Test, engine: TurboEngine): Promise<[TurboClient, TurboClient]> {
   const byThread = new Map<number, TurboClient>();
@@ -85,7 +88,10 @@ async function clientsOnTwoWorkers(t: Test, engine: TurboEngine): Promise<[Turbo
     await client.ping();
     const after = await engine.stats();
     const grew = after.threads.find((w, k) => w.connectionsTotal > before.threads[k]!.connectionsTotal);
-    if (grew !== undefined && !byThread.has(grew.threadId)) byThread.set(grew.threadId, client);
+    if (grew !== undefined && !byThread.has(grew.threadId)) {
+      byThread.set(grew.threadId, client);
+      clientThreads.set(client, grew.threadId);
+    }
   }
   if (byThread.size < 2) throw new Error('the kernel never gave a connection to the second worker');
   return [...byThread.values()] as [TurboClient, TurboClient];
@@ -169,3 +175,26 @@ t.test('when maxMemoryMiB is full, pushes fail with ERR_NO_MEMORY and store noth
   await t.resolves(q.push('t', chunk), 'after pops, pushes succeed again');
   t.equal(await q.length('t'), stored - 8 + 1);
 });
+
+t.test('a crashed worker does not swallow messages: its parked waiters are reaped, the other worker goes on', async (t) => {
+  const engine = await startEngine(t, { threads: 2 });
+  const [onA, onB] = await clientsOnTwoWorkers(t, engine);
+  const stats = await engine.stats();
+  const parked = onA.getQueue('crash').pop('t').then(() => 'resolved', (err: { code?: string }) => err.code);
+  await delay(50);
+  const idA = clientThreads.get(onA)!;
+  const index = stats.threads.findIndex((w) => w.threadId === idA);
+  const crash = (engine as unknown as Record<symbol, (i: number) => Promise<number>>)[Symbol.for('turbomq.crashWorkerForTest')]!;
+  const crashedThread = await crash.call(engine, index);
+  t.equal(crashedThread, idA, 'the worker serving the parked pop crashed');
+  t.equal(await within(parked, 5000, 'parked pop on the crashed worker'), 'ERR_CONNECTION_CLOSED', 'its client sees the connection close');
+  // The push goes to the surviving worker; without reaping it would be handed to the dead waiter.
+  await onB.getQueue('crash').push('t', 'survives');
+  t.equal((await onB.getQueue('crash').pop('t', 2000))?.content, 'survives', 'the message went to a live consumer');
+  const after = await engine.stats();
+  t.equal(after.threads.length, 1, 'one worker left');
+  const late = await connect(t, engine.url);
+  await late.getQueue('crash').push('t', 'still serving');
+  t.equal((await late.getQueue('crash').pop('t', 1000))?.content, 'still serving', 'new connections are served');
+});
+
