@@ -609,7 +609,9 @@ export class ClientSubscription implements Subscription {
 
   deliver(messages: Message[]): void {
     if (this.#closed) {
-      this.#returnMessages(messages);
+      // Closing: these were in flight before the broker saw UNSUBSCRIBE. Returning them now,
+      // ahead of the buffered (older) ones returned after the OK, keeps the topic's order.
+      this.#returnMessages(messages).catch(() => { /* the connection is gone: nothing to return to */ });
       return;
     }
     for (const m of messages) {
@@ -699,11 +701,15 @@ export class ClientSubscription implements Subscription {
     if (wasClosed || c.closed) return;
     try {
       await this.#started;
+    } catch {
+      c.unregisterSubscription(this.id);
+      return; // the broker refused it: there is nothing to end
+    }
+    try {
       await c.request<void>('ok', this.queue, this.topic, (id) => c.e.encodeUnsubscribe(c.writer, id, this.id));
     } catch (err) {
       if ((err as TurboError).code === 'ERR_CONNECTION_CLOSED') return;
-      if ((err as TurboError).code !== 'ERR_EXCLUSIVE') throw err;
-      return;
+      throw err;
     } finally {
       c.unregisterSubscription(this.id);
     }

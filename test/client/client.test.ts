@@ -410,3 +410,21 @@ t.test('random garbage on many raw connections never disturbs a well-behaved cli
   const got = await q.popMany('s', 500, 0);
   t.same(got.map((m) => m.content), Array.from({ length: 200 }, (_, i) => String(i)), `seed 12345: the good client lost nothing`);
 });
+
+t.test('closing a subscription while deliveries are still in flight loses none and keeps the order', async (t) => {
+  const engine = await sharedEngine();
+  const q = (await connect(t, engine.url)).getQueue('inflight');
+  const all = Array.from({ length: 500 }, (_, i) => String(i));
+  await q.pushMany('f', all);
+  const sub = q.subscribe('f', { prefetch: 200 });
+  const it = sub[Symbol.asyncIterator]();
+  const first = (await it.next()).value.content;
+  await sub.close(); // no pause: more deliveries may still be on the wire
+  const rest: string[] = [];
+  for (;;) {
+    const batch = await q.popMany('f', 1000, 0);
+    if (batch.length === 0) break;
+    rest.push(...batch.map((m) => m.content));
+  }
+  t.same([first, ...rest], all);
+});
