@@ -359,9 +359,10 @@ export class Session {
   /** Sends everything encoded so far in one write. */
   flush(): void {
     this.#dirty = false;
+    if (this.#closed) return; // the writer is freed
     const e = this.#e;
     const len = e.writerLength(this.#writer);
-    if (len === 0 || this.#closed) return;
+    if (len === 0) return;
     const bytes = this.#thread.core.view.copy(e.writerData(this.#writer), len);
     e.writerReset(this.#writer);
     this.#io.write(bytes);
