@@ -9,8 +9,8 @@ import {
 } from "./layout";
 import { heapInit } from "./alloc";
 import { threadId, setThreadId } from "./thread";
-import { tableInit, topicAcquire, topicRelease, topicFindLocked, topicUnlock, TOPIC_NO_MEMORY, T_LENGTH } from "./table";
-import { topicPush, topicPushRecords, topicReturnRecords, topicPop, topicPopOrPark, waiterDeliverInto, E_NO_MEMORY } from "./waiters";
+import { tableInit, topicAcquire, topicRelease, topicFindLocked, topicUnlock, TOPIC_NO_MEMORY, T_LENGTH, T_USERS } from "./table";
+import { setTopicExclusive, topicPush, topicPushRecords, topicReturnRecords, topicPop, topicPopOrPark, waiterDeliverInto, E_NO_MEMORY } from "./waiters";
 import { encodeRecordsBegin, encodeRecordsEnd, writerTruncate } from "./codec";
 
 export { alloc, free, allocSize, bytesInUse, blocksInUse, bytesReserved, setQueueLimit, queueBytes } from "./alloc";
@@ -88,6 +88,8 @@ export {
 } from "./waiters";
 
 // ── Whole operations by name: one JS -> Wasm call per request ─────────────────────────
+// The by-name operations hold the segment lock (table.ts topicFindLocked); when nobody
+// holds a reference to the topic they also skip its lock (waiters.ts setTopicExclusive).
 // Names are (pointer, length) pairs in this memory, 1..255 bytes (checked by the codec or
 // by the caller). Statuses are 0 or a negated wire error code (docs/protocol.md).
 
@@ -100,7 +102,9 @@ export function opPush(q: usize, ql: usize, t: usize, tl: usize, data: usize, le
   if (len <= FAST_PATH_MAX_BYTES) {
     let topic = topicFindLocked(q, ql, t, tl, true);
     if (topic == TOPIC_NO_MEMORY) return E_NO_MEMORY;
+    setTopicExclusive(atomic.load<i32>(topic + T_USERS) == 0);
     let status = topicPush(topic, data, len);
+    setTopicExclusive(false);
     topicUnlock(topic);
     return status;
   }
@@ -116,7 +120,9 @@ export function opPushRecords(q: usize, ql: usize, t: usize, tl: usize, records:
   if (bytes <= FAST_PATH_MAX_BYTES) {
     let topic = topicFindLocked(q, ql, t, tl, true);
     if (topic == TOPIC_NO_MEMORY) return E_NO_MEMORY;
+    setTopicExclusive(atomic.load<i32>(topic + T_USERS) == 0);
     let status = topicPushRecords(topic, records, bytes, count);
+    setTopicExclusive(false);
     topicUnlock(topic);
     return status;
   }
@@ -169,7 +175,9 @@ export function opPop(w: usize, op: u32, reqId: u32, q: usize, ql: usize, t: usi
   let topic = topicFindLocked(q, ql, t, tl, waiterToken != 0);
   if (topic == 0) return 0;
   if (topic == TOPIC_NO_MEMORY) return E_NO_MEMORY;
+  setTopicExclusive(atomic.load<i32>(topic + T_USERS) == 0);
   let n = topicPopFrame(topic, w, op, reqId, max, maxBytes, token, waiterToken);
+  setTopicExclusive(false);
   topicUnlock(topic);
   return n;
 }

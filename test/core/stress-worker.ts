@@ -90,7 +90,17 @@ if (job.role === 'producer') {
   while (Atomics.load(consumed, 0) < job.total) {
     topic = (topic + 1) % job.topics;
     view.write(t, topicNames[topic]!);
-    const n = e.opPop(w, MESSAGES, 1, q, queueName.length, t, topicNames[topic]!.length, 32, 1 << 20, 0, 0);
+    // Consumer 0 pops through a topic reference (the path subscriptions and waiters use,
+    // under the topic lock only) while the others pop by name (segment lock, topic lock
+    // skipped when nobody holds a reference): the two must exclude each other.
+    let n: number;
+    if (job.id === 0) {
+      const ref = e.topicAcquire(q, queueName.length, t, topicNames[topic]!.length, true);
+      n = ref > 1 ? e.topicPopFrame(ref, w, MESSAGES, 1, 32, 1 << 20, 0, 0) : -7;
+      if (ref > 1) e.topicRelease(ref);
+    } else {
+      n = e.opPop(w, MESSAGES, 1, q, queueName.length, t, topicNames[topic]!.length, 32, 1 << 20, 0, 0);
+    }
     if (n < 0) { result.errors.push(`pop status ${n}`); break; }
     if (n === 0) {
       // Nothing here right now (producers may be descheduled on a busy machine): give up
