@@ -1,12 +1,21 @@
 // Command-line and environment settings for `turbomq serve`: flags win over TURBOMQ_*
 // variables, which win over defaults. Errors are one readable line (exit code 2).
 
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import os from 'node:os';
 import { DEFAULT_URL } from '../engine/options.ts';
 
 export class UsageError extends Error {
   override name = 'UsageError';
+}
+
+/** Node's parseArgs with our conventions: no positionals, unknown flags refused, errors as one UsageError line. */
+export function parseFlags<const T extends ParseArgsOptionsConfig>(argv: string[], options: T) {
+  try {
+    return parseArgs({ args: argv, allowPositionals: false, strict: true, options }).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message.split('\n')[0]!);
+  }
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -63,27 +72,16 @@ function checkUrl(url: string): string {
 }
 
 export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeSettings | 'help' | 'version' {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: false,
-      strict: true,
-      options: {
-        listen: { type: 'string', short: 'l', multiple: true },
-        threads: { type: 'string', short: 't' },
-        'max-message-bytes': { type: 'string' },
-        'max-memory-mib': { type: 'string' },
-        'allow-origin': { type: 'string', multiple: true },
-        'log-level': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean', short: 'v' },
-      },
-    });
-  } catch (err) {
-    throw new UsageError((err as Error).message.split('\n')[0]!);
-  }
-  const v = parsed.values;
+  const v = parseFlags(argv, {
+    listen: { type: 'string', short: 'l', multiple: true },
+    threads: { type: 'string', short: 't' },
+    'max-message-bytes': { type: 'string' },
+    'max-memory-mib': { type: 'string' },
+    'allow-origin': { type: 'string', multiple: true },
+    'log-level': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+    version: { type: 'boolean', short: 'v' },
+  });
   if (v.help) return 'help';
   if (v.version) return 'version';
   const listEnv = (name: string) => env[name]?.split(',').map((s) => s.trim()).filter(Boolean);

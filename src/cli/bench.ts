@@ -4,10 +4,9 @@
 // Errors in flags are one line and exit code 2 (UsageError); a run that lost or duplicated
 // messages exits 1.
 
-import { parseArgs } from 'node:util';
 import os from 'node:os';
 import { TurboEngine } from '../engine/engine.ts';
-import { UsageError } from './args.ts';
+import { UsageError, parseFlags } from './args.ts';
 import { runLoad, turbomqDriver, formatRate, formatMs, HEADER_BYTES, type LoadResult, type Progress } from './loadgen.ts';
 import { VERSION } from '../version.ts';
 
@@ -62,32 +61,21 @@ function integer(name: string, raw: string | undefined, fallback: number, min: n
 }
 
 export function parseBenchArgs(argv: string[]): BenchSettings | 'help' {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: false,
-      strict: true,
-      options: {
-        url: { type: 'string', short: 'u' },
-        threads: { type: 'string', short: 't' },
-        producers: { type: 'string', short: 'p' },
-        consumers: { type: 'string', short: 'c' },
-        messages: { type: 'string', short: 'n' },
-        size: { type: 'string', short: 's' },
-        batch: { type: 'string', short: 'b' },
-        topics: { type: 'string' },
-        duration: { type: 'string', short: 'd' },
-        rate: { type: 'string' },
-        json: { type: 'boolean' },
-        progress: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (err) {
-    throw new UsageError((err as Error).message.split('\n')[0]!);
-  }
-  const v = parsed.values;
+  const v = parseFlags(argv, {
+    url: { type: 'string', short: 'u' },
+    threads: { type: 'string', short: 't' },
+    producers: { type: 'string', short: 'p' },
+    consumers: { type: 'string', short: 'c' },
+    messages: { type: 'string', short: 'n' },
+    size: { type: 'string', short: 's' },
+    batch: { type: 'string', short: 'b' },
+    topics: { type: 'string' },
+    duration: { type: 'string', short: 'd' },
+    rate: { type: 'string' },
+    json: { type: 'boolean' },
+    progress: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (v.help) return 'help';
   if (v.url !== undefined) {
     let url: URL;
