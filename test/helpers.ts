@@ -1,7 +1,7 @@
 // Shared test helpers: real brokers on 127.0.0.1 port 0, cleaned up even when a test fails.
 
 import type { Test } from 'tap';
-import { TurboEngine, TurboClient, type EngineOptions } from '../src/index.ts';
+import { TurboEngine, TurboClient, type EngineOptions, type Queue } from '../src/index.ts';
 
 /** A running engine on a free port, destroyed at the end of the test. */
 export async function startEngine(t: Test, options: EngineOptions = {}, url = 'tcp://127.0.0.1:0'): Promise<TurboEngine> {
@@ -29,4 +29,18 @@ export function within<T>(promise: Promise<T>, ms: number, what = 'operation'): 
     promise.finally(() => clearTimeout(timer)),
     new Promise<T>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms); }),
   ]);
+}
+
+/** Pushes an empty message, every byte value and 1 MiB to topic 'b' of `q`, and checks they pop back exactly. */
+export async function checkBinaryRoundTrip(t: Test, q: Queue): Promise<void> {
+  const all = new Uint8Array(256).map((_, i) => i);
+  const big = new Uint8Array(1024 * 1024).map((_, i) => (i * 31) & 0xff);
+  await q.push('b', new Uint8Array(0));
+  await q.push('b', all);
+  await q.push('b', big);
+  t.equal((await q.pop('b', 0))!.data.length, 0);
+  t.same([...(await q.pop('b', 0))!.data], [...all]);
+  const got = (await q.pop('b', 0))!.data;
+  t.equal(got.length, big.length);
+  t.ok(Buffer.compare(Buffer.from(got), Buffer.from(big)) === 0, '1 MiB intact');
 }

@@ -50,14 +50,19 @@ function recordsFrame(op: number, requestId: number, items: Uint8Array[]): Buffe
   for (const it of items) body += 4 + it.length;
   const buf = Buffer.allocUnsafe(HEADER + body);
   header(buf, body, op, requestId);
-  buf.writeUInt32LE(items.length, HEADER);
-  let p = HEADER + 4;
+  writeRecords(buf, HEADER, items);
+  return buf;
+}
+
+/** Writes `records` (u32 count, then u32 len + bytes per item) at `at`. */
+function writeRecords(buf: Buffer, at: number, items: Uint8Array[]): void {
+  buf.writeUInt32LE(items.length, at);
+  let p = at + 4;
   for (const it of items) {
     buf.writeUInt32LE(it.length, p);
     buf.set(it, p + 4);
     p += 4 + it.length;
   }
-  return buf;
 }
 
 function emptyFrame(op: number, requestId: number): Buffer {
@@ -282,13 +287,7 @@ export function rawDriver(port: number): Driver {
           for (const it of items) bytes += 4 + it.length;
           await c.request((id) => {
             const [buf, start] = names(queue, t, bytes, OP_PUSH_MANY, id);
-            buf.writeUInt32LE(items.length, start);
-            let p = start + 4;
-            for (const it of items) {
-              buf.writeUInt32LE(it.length, p);
-              buf.set(it, p + 4);
-              p += 4 + it.length;
-            }
+            writeRecords(buf, start, items);
             return buf;
           });
         },

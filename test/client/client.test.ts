@@ -4,7 +4,7 @@ import t from 'tap';
 import net from 'node:net';
 import { TurboClient, TurboError } from '../../src/index.ts';
 import { TurboEngine } from '../../src/index.ts';
-import { startEngine, connect, delay, within } from '../helpers.ts';
+import { startEngine, connect, delay, within, checkBinaryRoundTrip } from '../helpers.ts';
 
 // One broker for the tests that need no special options (each uses its own queue or topic
 // names); tests with other limits start their own.
@@ -127,17 +127,7 @@ t.test('popMany waits for the first message, then takes what is available', asyn
 
 t.test('binary payloads: empty, every byte value, and 1 MiB round trip exactly', async (t) => {
   const engine = await sharedEngine();
-  const q = (await connect(t, engine.url)).getQueue('bin');
-  const all = new Uint8Array(256).map((_, i) => i);
-  const big = new Uint8Array(1024 * 1024).map((_, i) => (i * 31) & 0xff);
-  await q.push('b', new Uint8Array(0));
-  await q.push('b', all);
-  await q.push('b', big);
-  t.equal((await q.pop('b', 0))!.data.length, 0);
-  t.same([...(await q.pop('b', 0))!.data], [...all]);
-  const got = (await q.pop('b', 0))!.data;
-  t.equal(got.length, big.length);
-  t.ok(Buffer.compare(Buffer.from(got), Buffer.from(big)) === 0, '1 MiB intact');
+  await checkBinaryRoundTrip(t, (await connect(t, engine.url)).getQueue('bin'));
 });
 
 t.test('limits: messages over maxMessageBytes and names over 255 bytes are rejected, the connection stays usable', async (t) => {

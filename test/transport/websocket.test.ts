@@ -9,7 +9,7 @@ import { connectWebSocket } from '../../src/transport/websocket-client.ts';
 import { originAllowed } from '../../src/transport/websocket.ts';
 import { MESSAGE_TARGET_BYTES, sendAsMessages } from '../../src/transport/websocket-messages.ts';
 import { Op, ErrorCode } from '../../src/protocol.ts';
-import { startEngine, connect, delay, within } from '../helpers.ts';
+import { startEngine, connect, delay, within, checkBinaryRoundTrip } from '../helpers.ts';
 
 /** An engine listening on tcp and ws (both port 0); returns it with its ws url. */
 async function startWsEngine(t: Test, options: EngineOptions = {}): Promise<{ engine: TurboEngine; wsUrl: string }> {
@@ -115,15 +115,7 @@ t.test('the Node client works over ws:// with the same API as over tcp://', asyn
 
 t.test('binary payloads over ws: empty, every byte value, 1 MiB', async (t) => {
   const { wsUrl } = await startWsEngine(t);
-  const q = (await connect(t, wsUrl)).getQueue('bin');
-  const all = new Uint8Array(256).map((_, i) => i);
-  const big = new Uint8Array(1024 * 1024).map((_, i) => (i * 31) & 0xff);
-  await q.push('b', new Uint8Array(0));
-  await q.push('b', all);
-  await q.push('b', big);
-  t.equal((await q.pop('b', 0))!.data.length, 0);
-  t.same([...(await q.pop('b', 0))!.data], [...all]);
-  t.ok(Buffer.from((await q.pop('b', 0))!.data).equals(Buffer.from(big)), '1 MiB intact');
+  await checkBinaryRoundTrip(t, (await connect(t, wsUrl)).getQueue('bin'));
 });
 
 t.test('a subscription over ws receives messages and puts unconsumed ones back on close', async (t) => {
