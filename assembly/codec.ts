@@ -20,11 +20,12 @@
 // owned by one thread at a time (a connection's session or a client), so no atomics.
 
 import { alloc, free, realloc, allocSize } from "./alloc";
+import { RECORD_HEADER, PUSH_RECORD_HEADER, LEASED_RECORD_HEADER, META_DEAD_LETTER, FLAG_LEASED } from "./record";
 
 // ── Wire constants (docs/protocol.md) ────────────────────────────────────────────────
 
 // @ts-ignore: decorator
-@inline const PROTOCOL_VERSION: u32 = 1;
+@inline const PROTOCOL_VERSION: u32 = 2;
 /** length u32, ver u8, op u8, flags u16, requestId u32. */
 // @ts-ignore: decorator
 @inline const HEADER_BYTES: u32 = 12;
@@ -57,9 +58,21 @@ import { alloc, free, realloc, allocSize } from "./alloc";
 @inline const OP_CREDIT: u32 = 0x17;
 // @ts-ignore: decorator
 @inline const OP_CANCEL: u32 = 0x18;
-/** Puts records a consumer received but did not consume back at the front (body as PUSH_MANY). */
+/** Puts stored records a consumer received but did not consume back at the front. */
 // @ts-ignore: decorator
 @inline const OP_RETURN: u32 = 0x19;
+// @ts-ignore: decorator
+@inline const OP_PUSH_EX: u32 = 0x1A;
+// @ts-ignore: decorator
+@inline const OP_PUSH_MANY_EX: u32 = 0x1B;
+// @ts-ignore: decorator
+@inline const OP_POP_LEASED: u32 = 0x1C;
+// @ts-ignore: decorator
+@inline const OP_SETTLE: u32 = 0x1D;
+// @ts-ignore: decorator
+@inline const OP_CONFIGURE: u32 = 0x1E;
+// @ts-ignore: decorator
+@inline const OP_STATS: u32 = 0x1F;
 // Replies.
 // @ts-ignore: decorator
 @inline const OP_OK: u32 = 0x80;
@@ -76,7 +89,20 @@ import { alloc, free, realloc, allocSize } from "./alloc";
 // @ts-ignore: decorator
 @inline const OP_DELIVER: u32 = 0x86;
 // @ts-ignore: decorator
+@inline const OP_SETTLED: u32 = 0x87;
+// @ts-ignore: decorator
+@inline const OP_SETTINGS: u32 = 0x88;
+// @ts-ignore: decorator
+@inline const OP_STATS_OK: u32 = 0x89;
+// @ts-ignore: decorator
 @inline const OP_ERROR: u32 = 0x8F;
+
+/** SETTLE entry: u64 lease, u32 kind, u32 arg. */
+// @ts-ignore: decorator
+@inline const SETTLE_ENTRY_BYTES: u32 = 16;
+/** CONFIGURE/SETTINGS settings block before the dead-letter name: 4 × f64, 3 × u8. */
+// @ts-ignore: decorator
+@inline const SETTINGS_FIXED_BYTES: u32 = 35;
 /**
  * Not on the wire: the decoder's descriptor for a well-framed frame it refuses
  * (requestId = the frame's, arg0 = error code, arg1 = the frame's opcode).
@@ -98,7 +124,7 @@ import { alloc, free, realloc, allocSize } from "./alloc";
 
 // ── Decoder ──────────────────────────────────────────────────────────────────────────
 //
-// ╒════════════════════ Decoder (DEC_SIZE = 64 + 64 × 40 = 2624 bytes) ════════════════════╕
+// ╒════════════════════ Decoder (DEC_SIZE = 64 + 64 × 48 = 3136 bytes) ════════════════════╕
 //  +0   u32 state            STATE_HEADER | STATE_BODY | STATE_SKIP | STATE_FATAL
 //  +4   u32 maxFrameBytes    largest body (length - 8) accepted; larger frames are skipped
 //  +8   u32 maxMessageBytes  largest PUSH data / record accepted
@@ -116,23 +142,34 @@ import { alloc, free, realloc, allocSize } from "./alloc";
 // Buffer:  buf ─┬─ consumed ─┬─ unconsumed frames ─┬─ free ─┐
 //               0          start                  end      cap
 //
-// ╒═════════════ Descriptor (DESC_SIZE = 40; u32 fields) ═════════════╕
+// ╒═════════════ Descriptor (DESC_SIZE = 48; u32 fields) ═════════════╕
 //  +0   op | flags << 16       (op in the low byte)
 //  +4   requestId
 //  +8   queuePtr   +12 queueLen   (HELLO_OK: queueLen = the version, queuePtr 0)
 //  +16  topicPtr   +20 topicLen
 //  +24  dataPtr    +28 dataLen
 //  +32  arg0       +36 arg1
+//  +40  arg2       +44 arg3
 // ╘═══════════════════════════════════════════════════════════════════╛
 // Unused fields are 0. Pointers point into the decoder's buffer: valid until the next
 // decoderReserve (which may move the buffer) or decoderFree. Fields used, per op:
 //
 //   PUSH                 queue, topic, data = the message
 //   PUSH_MANY, RETURN    queue, topic, data = the records after the count, arg0 = count
+//   PUSH_EX              queue, topic, data = the message, arg0 = delayMs,
+//                        arg2 = dedupId pointer, arg3 = dedupId length (0: none)
+//   PUSH_MANY_EX         queue, topic, data = the records, arg0 = count, arg1 = delayMs
 //   POP                  queue, topic, arg0 = timeoutMs
 //   POP_MANY             queue, topic, arg0 = max (>= 1), arg1 = timeoutMs
-//   LENGTH               queue, topic
-//   SUBSCRIBE            queue, topic, arg0 = prefetch (>= 1), arg1 = options
+//   POP_LEASED           queue, topic, arg0 = max (>= 1), arg1 = timeoutMs, arg2 = leaseMs
+//   LENGTH, STATS        queue, topic
+//   SUBSCRIBE            queue, topic, arg0 = prefetch (>= 1), arg1 = options,
+//                        arg2 = leaseMs (0 when absent)
+//   SETTLE               data = the entries after the count, arg0 = count (>= 1)
+//   CONFIGURE            queue, data = the settings after the mask, arg0 = mask
+//   SETTLED              data = one status byte per entry, arg0 = count
+//   SETTINGS             data = the settings
+//   STATS_OK             arg0 = ready, arg1 = delayed, arg2 = inFlight
 //   UNSUBSCRIBE          arg0 = subscriptionId
 //   CREDIT               arg0 = subscriptionId, arg1 = credit
 //   CANCEL               arg0 = targetRequestId
@@ -145,8 +182,10 @@ import { alloc, free, realloc, allocSize } from "./alloc";
 //   ERROR                data = text, arg0 = code
 //   OP_REJECT            arg0 = error code, arg1 = the frame's opcode (not decoded further)
 //
-// Records in `data` are validated: exactly arg0 records of `u32 len` + len bytes (each at
-// most maxMessageBytes) filling dataLen exactly, so readers may walk them unchecked.
+// Records in `data` are validated: exactly arg0 records of a header (record.ts: 4 bytes in
+// PUSH_MANY(_EX), 16 in RETURN/MESSAGES/DELIVER, 24 with FLAG_LEASED) + len bytes (each
+// at most maxMessageBytes) filling dataLen exactly, with only known flags and a
+// well-formed dead-letter prefix, so readers may walk them unchecked.
 
 // @ts-ignore: decorator
 @inline const STATE_HEADER: u32 = 0;
@@ -179,7 +218,7 @@ import { alloc, free, realloc, allocSize } from "./alloc";
 @inline const D_DESCS: usize = 64;
 
 // @ts-ignore: decorator
-@inline const DESC_SIZE: usize = 40;
+@inline const DESC_SIZE: usize = 48;
 // @ts-ignore: decorator
 @inline const DESC_CAPACITY: i32 = 64;
 // @ts-ignore: decorator
@@ -205,6 +244,10 @@ import { alloc, free, realloc, allocSize } from "./alloc";
 @inline const DESC_ARG0: usize = 32;
 // @ts-ignore: decorator
 @inline const DESC_ARG1: usize = 36;
+// @ts-ignore: decorator
+@inline const DESC_ARG2: usize = 40;
+// @ts-ignore: decorator
+@inline const DESC_ARG3: usize = 44;
 
 /** First buffer size, and the size an empty buffer shrinks back to. */
 // @ts-ignore: decorator
@@ -335,6 +378,8 @@ export function decoderState(dec: usize): u32 {
   store<u32>(d, dl, DESC_DATA_LEN);
   store<u32>(d, a0, DESC_ARG0);
   store<u32>(d, a1, DESC_ARG1);
+  store<u32>(d, 0, DESC_ARG2);
+  store<u32>(d, 0, DESC_ARG3);
 }
 
 // @ts-ignore: decorator
@@ -426,20 +471,28 @@ export function decoderNext(dec: usize): i32 {
 }
 
 /**
- * Checks a `records` area [pos, bodyEnd): `u32 count` then exactly `count` records that
- * fill it. Returns 0 or an error code. The loop runs once per record (never per byte) and
- * at most (bodyEnd - pos) / 4 times whatever `count` claims.
+ * Checks a `records` area [pos, bodyEnd): `u32 count` then exactly `count` records with
+ * `header`-byte headers (record.ts) that fill it. Returns 0 or an error code. The loop
+ * runs once per record (never per byte) and at most (bodyEnd - pos) / 4 times whatever
+ * `count` claims. Stored records (header >= 16) may only carry known flags, and a
+ * dead-letter prefix must fit its record. A dead-letter prefix counts against
+ * maxMessageBytes too (it is at most 257 bytes: replies are decoded with room for it).
  */
-function checkRecords(pos: usize, bodyEnd: usize, maxMessage: u32): i32 {
+function checkRecords(pos: usize, bodyEnd: usize, maxMessage: u32, header: usize): i32 {
   if (bodyEnd - pos < 4) return ERR_PROTOCOL;
   let count = load<u32>(pos);
   pos += 4;
   for (let i: u32 = 0; i < count; i++) {
-    if (bodyEnd - pos < 4) return ERR_PROTOCOL;
+    if (bodyEnd - pos < header) return ERR_PROTOCOL;
     let len = load<u32>(pos);
-    if (<u64>len > <u64>(bodyEnd - pos - 4)) return ERR_PROTOCOL;
+    if (<u64>len > <u64>(bodyEnd - pos - header)) return ERR_PROTOCOL;
     if (len > maxMessage) return ERR_MESSAGE_TOO_LARGE;
-    pos += 4 + <usize>len;
+    if (header >= RECORD_HEADER) {
+      let flags = load<u32>(pos, 4) >>> 24;
+      if ((flags & ~(META_DEAD_LETTER >>> 24)) != 0) return ERR_PROTOCOL;
+      if (flags != 0 && (len < 2 || <u32>2 + <u32>load<u8>(pos + header, 1) > len)) return ERR_PROTOCOL;
+    }
+    pos += header + <usize>len;
   }
   return pos == bodyEnd ? 0 : ERR_PROTOCOL;
 }
@@ -468,6 +521,44 @@ function decodeFrame(p: usize, body: usize, d: usize, maxMessage: u32): void {
       descSet(d, opFlags, req, 0, 0, 0, 0, 0, 0, <u32>load<u16>(b), <u32>load<u16>(b, 2));
       return;
     }
+    case OP_SETTLE: {
+      // u32 count (>= 1), count × (u64 lease, u32 kind, u32 arg)
+      if (body < 4) { code = ERR_PROTOCOL; break; }
+      let count = load<u32>(b);
+      if (count == 0) { code = ERR_INVALID_ARGUMENT; break; }
+      if (<u64>body != 4 + <u64>count * <u64>SETTLE_ENTRY_BYTES) { code = ERR_PROTOCOL; break; }
+      descSet(d, opFlags, req, 0, 0, 0, 0, b + 4, <u32>(body - 4), count, 0);
+      return;
+    }
+    case OP_SETTLED: {
+      // u32 count, u8 status[count]
+      if (body < 4 || <u64>body != 4 + <u64>load<u32>(b)) { code = ERR_PROTOCOL; break; }
+      descSet(d, opFlags, req, 0, 0, 0, 0, b + 4, <u32>(body - 4), load<u32>(b), 0);
+      return;
+    }
+    case OP_STATS_OK: {
+      if (body != 12) { code = ERR_PROTOCOL; break; }
+      descSet(d, opFlags, req, 0, 0, 0, 0, 0, 0, load<u32>(b), load<u32>(b, 4));
+      store<u32>(d, load<u32>(b, 8), DESC_ARG2);
+      return;
+    }
+    case OP_SETTINGS: {
+      code = checkSettings(b, bodyEnd);
+      if (code != 0) break;
+      descSet(d, opFlags, req, 0, 0, 0, 0, b, <u32>body, 0, 0);
+      return;
+    }
+    case OP_CONFIGURE: {
+      // name queue, u32 mask, settings
+      let qEnd = nameEnd(b, bodyEnd);
+      code = nameError(qEnd);
+      if (code != 0) break;
+      if (bodyEnd - qEnd < 4) { code = ERR_PROTOCOL; break; }
+      code = checkSettings(qEnd + 4, bodyEnd);
+      if (code != 0) break;
+      descSet(d, opFlags, req, b + 1, <u32>(qEnd - b - 1), 0, 0, qEnd + 4, <u32>(bodyEnd - qEnd - 4), load<u32>(qEnd), 0);
+      return;
+    }
     case OP_UNSUBSCRIBE:
     case OP_CANCEL:
     case OP_LENGTH_OK: {
@@ -487,7 +578,11 @@ function decodeFrame(p: usize, body: usize, d: usize, maxMessage: u32): void {
     case OP_POP:
     case OP_POP_MANY:
     case OP_LENGTH:
-    case OP_SUBSCRIBE: {
+    case OP_SUBSCRIBE:
+    case OP_PUSH_EX:
+    case OP_PUSH_MANY_EX:
+    case OP_POP_LEASED:
+    case OP_STATS: {
       let qEnd = nameEnd(b, bodyEnd);
       code = nameError(qEnd);
       if (code != 0) break;
@@ -507,24 +602,48 @@ function decodeFrame(p: usize, body: usize, d: usize, maxMessage: u32): void {
         return;
       }
       if (op == OP_PUSH_MANY || op == OP_RETURN) {
-        code = checkRecords(tEnd, bodyEnd, maxMessage);
+        code = checkRecords(tEnd, bodyEnd, maxMessage, op == OP_RETURN ? RECORD_HEADER : PUSH_RECORD_HEADER);
         if (code != 0) break;
         descSet(d, opFlags, req, qp, ql, tp, tl, tEnd + 4, <u32>(rest - 4), load<u32>(tEnd), 0);
         return;
       }
-      if (op == OP_LENGTH) {
+      if (op == OP_PUSH_EX) {
+        // u32 delayMs, u8 dedupLen, dedupId, data
+        if (rest < 5 || <usize>load<u8>(tEnd, 4) > rest - 5) { code = ERR_PROTOCOL; break; }
+        let dl = <usize>load<u8>(tEnd, 4);
+        let dataAt = tEnd + 5 + dl;
+        if (bodyEnd - dataAt > <usize>maxMessage) { code = ERR_MESSAGE_TOO_LARGE; break; }
+        descSet(d, opFlags, req, qp, ql, tp, tl, dataAt, <u32>(bodyEnd - dataAt), load<u32>(tEnd), 0);
+        store<u32>(d, dl == 0 ? 0 : <u32>(tEnd + 5), DESC_ARG2);
+        store<u32>(d, <u32>dl, DESC_ARG3);
+        return;
+      }
+      if (op == OP_PUSH_MANY_EX) {
+        // u32 delayMs, records
+        if (rest < 4) { code = ERR_PROTOCOL; break; }
+        code = checkRecords(tEnd + 4, bodyEnd, maxMessage, PUSH_RECORD_HEADER);
+        if (code != 0) break;
+        descSet(d, opFlags, req, qp, ql, tp, tl, tEnd + 8, <u32>(rest - 8), load<u32>(tEnd, 4), load<u32>(tEnd));
+        return;
+      }
+      let a2: u32 = 0;
+      if (op == OP_LENGTH || op == OP_STATS) {
         if (rest != 0) { code = ERR_PROTOCOL; break; }
       } else if (op == OP_POP) {
         if (rest != 4) { code = ERR_PROTOCOL; break; }
         a0 = load<u32>(tEnd);
       } else {
-        // POP_MANY (max, timeoutMs) and SUBSCRIBE (prefetch, options): the first must be >= 1.
-        if (rest != 8) { code = ERR_PROTOCOL; break; }
+        // POP_MANY (max, timeoutMs), POP_LEASED (max, timeoutMs, leaseMs) and SUBSCRIBE
+        // (prefetch, options[, leaseMs]): the first must be >= 1.
+        let want: usize = op == OP_POP_MANY ? 8 : 12;
+        if (rest != want && !(op == OP_SUBSCRIBE && rest == 8)) { code = ERR_PROTOCOL; break; }
         a0 = load<u32>(tEnd);
         a1 = load<u32>(tEnd, 4);
+        if (rest == 12) a2 = load<u32>(tEnd, 8);
         if (a0 == 0) { code = ERR_INVALID_ARGUMENT; break; }
       }
       descSet(d, opFlags, req, qp, ql, tp, tl, 0, 0, a0, a1);
+      store<u32>(d, a2, DESC_ARG2);
       return;
     }
     // Replies with a variable body.
@@ -540,7 +659,7 @@ function decodeFrame(p: usize, body: usize, d: usize, maxMessage: u32): void {
     }
     case OP_MESSAGES:
     case OP_DELIVER: {
-      code = checkRecords(b, bodyEnd, maxMessage);
+      code = checkRecords(b, bodyEnd, maxMessage, (flags & FLAG_LEASED) != 0 ? LEASED_RECORD_HEADER : RECORD_HEADER);
       if (code != 0) break;
       descSet(d, opFlags, req, 0, 0, 0, 0, b + 4, <u32>(body - 4), load<u32>(b), 0);
       return;
@@ -555,6 +674,14 @@ function decodeFrame(p: usize, body: usize, d: usize, maxMessage: u32): void {
       code = ERR_UNKNOWN_OPCODE;
   }
   reject(d, flags, req, code, op);
+}
+
+/** Checks a settings block [p, end): 4 × f64, u8 overflow (0/1), u8 durable (0/1/2), u8 dlqLen, dlq bytes. */
+function checkSettings(p: usize, end: usize): i32 {
+  if (end - p < <usize>SETTINGS_FIXED_BYTES) return ERR_PROTOCOL;
+  if (<usize>SETTINGS_FIXED_BYTES + <usize>load<u8>(p, 34) != end - p) return ERR_PROTOCOL;
+  if (<u32>load<u8>(p, 32) > 1 || <u32>load<u8>(p, 33) > 2) return ERR_INVALID_ARGUMENT;
+  return 0;
 }
 
 // ── Writer ───────────────────────────────────────────────────────────────────────────
@@ -677,11 +804,11 @@ export function writerTruncate(w: usize, length: u32): void {
   if (length < load<u32>(w, W_LENGTH)) store<u32>(w, length, W_LENGTH);
 }
 
-/** Writes a frame header: ver 1, flags 0. */
+/** Writes a frame header (flags 0 unless given). */
 // @ts-ignore: decorator
-@inline function putHeader(p: usize, body: u32, op: u32, req: u32): void {
+@inline function putHeader(p: usize, body: u32, op: u32, req: u32, flags: u32 = 0): void {
   store<u32>(p, body + LENGTH_OVERHEAD);
-  store<u32>(p, PROTOCOL_VERSION | (op << 8), 4); // ver, op, flags = 0
+  store<u32>(p, PROTOCOL_VERSION | (op << 8) | (flags << 16), 4); // ver, op, flags
   store<u32>(p, req, 8);
 }
 
@@ -778,15 +905,15 @@ export function encodeHelloOk(w: usize, reqId: u32, maxMessageBytes: u32, maxFra
 // Records frames: begin, records, end.
 
 /**
- * Starts a MESSAGES or DELIVER frame (any op whose body is just `records`): writes the
- * header and a count placeholder. Returns the mark for encodeRecordsEnd (the frame's
- * offset in the writer), or -1 when out of memory.
+ * Starts a MESSAGES or DELIVER frame (any op whose body is just `records`; `flags`
+ * FLAG_LEASED for leased records): writes the header and a count placeholder. Returns the
+ * mark for encodeRecordsEnd (the frame's offset in the writer), or -1 when out of memory.
  */
-export function encodeRecordsBegin(w: usize, op: u32, reqId: u32): i32 {
+export function encodeRecordsBegin(w: usize, op: u32, reqId: u32, flags: u32): i32 {
   let mark = load<u32>(w, W_LENGTH);
   let p = writerReserve(w, HEADER_BYTES + 4);
   if (p == 0) return -1;
-  putHeader(p, 4, op, reqId);
+  putHeader(p, 4, op, reqId, flags);
   store<u32>(p, 0, HEADER_BYTES);
   return <i32>mark;
 }
@@ -824,11 +951,116 @@ export function encodeRecordsEnd(w: usize, mark: u32, count: u32): void {
   store<u32>(p, load<u32>(w, W_LENGTH) - mark - 4);
   let countAt = p + <usize>HEADER_BYTES;
   let op = <u32>load<u8>(p, 5);
-  if (op == OP_PUSH_MANY || op == OP_RETURN) {
+  if (op == OP_PUSH_MANY || op == OP_RETURN || op == OP_PUSH_MANY_EX) {
     countAt += 1 + <usize>load<u8>(countAt);
     countAt += 1 + <usize>load<u8>(countAt);
+    if (op == OP_PUSH_MANY_EX) countAt += 4;
   }
   store<u32>(countAt, count);
+}
+
+/** Starts a PUSH_MANY_EX frame (header, names, delayMs, count placeholder). -1 on OOM or an invalid name. */
+export function encodePushManyExBegin(w: usize, reqId: u32, q: usize, ql: u32, t: usize, tl: u32, delayMs: u32): i32 {
+  let mark = load<u32>(w, W_LENGTH);
+  let p = encodeNamed(w, OP_PUSH_MANY_EX, reqId, q, ql, t, tl, 8);
+  if (p == 0) return -1;
+  store<u32>(p, delayMs);
+  store<u32>(p, 0, 4);
+  return <i32>mark;
+}
+
+/** Appends one stored record (a RETURN's): header from (meta, id), `len` bytes for the caller. 0 on OOM. */
+export function encodeStoredRecord(w: usize, len: u32, meta: u32, idLo: u32, idHi: u32): usize {
+  if (len > 0xFFFFFFFF - 16) return 0;
+  let p = writerReserve(w, 16 + len);
+  if (p == 0) return 0;
+  store<u32>(p, len);
+  store<u32>(p, meta, 4);
+  store<u32>(p, idLo, 8);
+  store<u32>(p, idHi, 12);
+  return p + 16;
+}
+
+/**
+ * PUSH_EX: writes all but the data; returns where the caller writes `dataLen` bytes (0 on
+ * OOM / bad name). The dedupId (0..255 bytes, 0 = none) is copied from (d, dl).
+ */
+export function encodePushEx(w: usize, reqId: u32, q: usize, ql: u32, t: usize, tl: u32, delayMs: u32, d: usize, dl: u32, dataLen: u32): usize {
+  if (dl > 255 || <u64>dataLen + 5 + <u64>dl > 0xFFFFFF00) return 0;
+  let p = encodeNamed(w, OP_PUSH_EX, reqId, q, ql, t, tl, 5 + dl + dataLen);
+  if (p == 0) return 0;
+  store<u32>(p, delayMs);
+  store<u8>(p, <u8>dl, 4);
+  memory.copy(p + 5, d, <usize>dl);
+  return p + 5 + <usize>dl;
+}
+
+export function encodePopLeased(w: usize, reqId: u32, q: usize, ql: u32, t: usize, tl: u32, max: u32, timeoutMs: u32, leaseMs: u32): i32 {
+  let p = encodeNamed(w, OP_POP_LEASED, reqId, q, ql, t, tl, 12);
+  if (p == 0) return 0;
+  store<u32>(p, max);
+  store<u32>(p, timeoutMs, 4);
+  store<u32>(p, leaseMs, 8);
+  return 1;
+}
+
+export function encodeStats(w: usize, reqId: u32, q: usize, ql: u32, t: usize, tl: u32): i32 {
+  return encodeNamed(w, OP_STATS, reqId, q, ql, t, tl, 0) != 0 ? 1 : 0;
+}
+
+/**
+ * SETTLE with room for `count` entries: returns where the caller writes them (16 bytes
+ * each: u64 lease, u32 kind, u32 arg), 0 on OOM or count 0.
+ */
+export function encodeSettle(w: usize, reqId: u32, count: u32): usize {
+  if (count == 0 || count > 0x0FFFFFFF) return 0;
+  let p = encodeFixed(w, OP_SETTLE, reqId, 4 + count * SETTLE_ENTRY_BYTES);
+  if (p == 0) return 0;
+  store<u32>(p, count);
+  return p + 4;
+}
+
+/**
+ * CONFIGURE: writes all but the settings block; returns where the caller writes its
+ * `settingsLen` bytes (docs/protocol.md), 0 on OOM / bad name.
+ */
+export function encodeConfigure(w: usize, reqId: u32, q: usize, ql: u32, mask: u32, settingsLen: u32): usize {
+  if (!validName(ql) || settingsLen > 1024) return 0;
+  let body = 1 + ql + 4 + settingsLen;
+  let p = writerReserve(w, HEADER_BYTES + body);
+  if (p == 0) return 0;
+  putHeader(p, body, OP_CONFIGURE, reqId);
+  p += <usize>HEADER_BYTES;
+  store<u8>(p, <u8>ql);
+  memory.copy(p + 1, q, <usize>ql);
+  p += 1 + <usize>ql;
+  store<u32>(p, mask);
+  return p + 4;
+}
+
+// Replies for the at-least-once requests.
+
+/** SETTLED with room for `count` status bytes: returns where they go (0 on OOM). */
+export function encodeSettledBegin(w: usize, reqId: u32, count: u32): usize {
+  let p = encodeFixed(w, OP_SETTLED, reqId, 4 + count);
+  if (p == 0) return 0;
+  store<u32>(p, count);
+  return p + 4;
+}
+
+/** SETTINGS: the settings block of `len` bytes at `src` (queues.ts queueSettingsInto writes it). */
+export function encodeSettings(w: usize, reqId: u32, src: usize, len: u32): i32 {
+  let p = encodeFixed(w, OP_SETTINGS, reqId, len);
+  if (p == 0) return 0;
+  memory.copy(p, src, <usize>len);
+  return 1;
+}
+
+export function encodeStatsOk(w: usize, reqId: u32, src: usize): i32 {
+  let p = encodeFixed(w, OP_STATS_OK, reqId, 12);
+  if (p == 0) return 0;
+  memory.copy(p, src, 12);
+  return 1;
 }
 
 // Requests. Each returns 1 on success, 0 when out of memory or a name is not 1..255 bytes.
@@ -870,11 +1102,12 @@ export function encodeLength(w: usize, reqId: u32, q: usize, ql: u32, t: usize, 
   return encodeNamed(w, OP_LENGTH, reqId, q, ql, t, tl, 0) != 0 ? 1 : 0;
 }
 
-export function encodeSubscribe(w: usize, reqId: u32, q: usize, ql: u32, t: usize, tl: u32, prefetch: u32, options: u32): i32 {
-  let p = encodeNamed(w, OP_SUBSCRIBE, reqId, q, ql, t, tl, 8);
+export function encodeSubscribe(w: usize, reqId: u32, q: usize, ql: u32, t: usize, tl: u32, prefetch: u32, options: u32, leaseMs: u32): i32 {
+  let p = encodeNamed(w, OP_SUBSCRIBE, reqId, q, ql, t, tl, 12);
   if (p == 0) return 0;
   store<u32>(p, prefetch);
   store<u32>(p, options, 4);
+  store<u32>(p, leaseMs, 8);
   return 1;
 }
 

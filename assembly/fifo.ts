@@ -1,33 +1,38 @@
-// The per-topic FIFO: a linked list of segments holding message records back to back.
+// The per-topic FIFO of ready messages: a linked list of segments holding stored records
+// (record.ts) back to back. Storage only: who may push or pop, waiters, leases and limits
+// are topic.ts's business.
 //
-// A record is `u32 len` followed by `len` bytes: exactly the wire format of the records
-// in PUSH_MANY, MESSAGES and DELIVER frames (docs/protocol.md), so a batch moves from the
-// socket into a topic, and from a topic into a reply, with one memory.copy per segment run
-// and no per-message allocation. A record never spans two segments.
+// A stored record is exactly what a MESSAGES/DELIVER reply carries, so a run of records
+// moves from a topic into a reply with one memory.copy (then one header word per record
+// is bumped: the delivery count). Pushes arrive as short wire records ([u32 len][data])
+// and get their header (id, meta) as they are copied in. A record never spans two segments.
 //
 // Segments grow with the topic (256 B for a topic's first segment, doubling up to 64 KiB)
 // so that a million topics holding one small message each cost a few hundred bytes each,
 // while a busy topic allocates once per tens of kilobytes. An empty topic holds no segment.
+// Segments count against the message storage limit (alloc.ts queueAlloc/queueFree).
 //
-// Segments and hand-off record blocks count against the queue memory limit (alloc.ts:
-// queueAlloc/queueFree; imported here under the plain names).
-//
-// Every function here runs with the topic's lock held (table.ts: T_LOCK); they never
-// take another lock. Multi-producer multi-consumer safety is that lock.
+// Every function here runs with the topic's lock held (table.ts: T_LOCK) or with the
+// topic unreachable by others; they never take a lock.
 //
 // ╒═══════════════ Segment (16 bytes + data) ═══════════════╕
 //  +0  u32 next       newer segment, 0 for the tail
 //  +4  u32 capacity   bytes in the data area
 //  +8  u32 readPos    offset of the oldest unread record
 //  +12 u32 writePos   offset where the next record goes
-//  +16 data           records [u32 len][len bytes] ...
+//  +16 data           stored records ...
 // ╘═════════════════════════════════════════════════════════╛
-// Invariants (topic lock held): length == records between head.readPos and tail.writePos;
-// length == 0  <=>  headSeg == tailSeg == 0.
+// Invariants (topic lock held), asserted in the debug build by fifoCheck:
+//   length == records between head.readPos and tail.writePos;
+//   length == 0  <=>  headSeg == tailSeg == 0;
+//   every linked segment holds at least one unread record (readPos < writePos): an empty
+//   segment left in the list would make `length` count records no pop can reach.
 
 import { queueAlloc as alloc, queueFree as free, BLOCK_HEADER } from "./alloc";
 import { T_HEAD_SEG, T_TAIL_SEG, T_LENGTH, T_PUSHED } from "./table";
 import { writerEnsure, writerAdvance } from "./codec";
+import { RECORD_HEADER, PUSH_RECORD_HEADER, recordSize, putRecordHeader, markDelivered } from "./record";
+import { invariant, DEBUG } from "./debug";
 
 // @ts-ignore: decorator
 @inline const S_NEXT: usize = 0;
@@ -45,8 +50,21 @@ import { writerEnsure, writerAdvance } from "./codec";
 @inline const FIRST_SEGMENT_BLOCK: usize = 256;
 // @ts-ignore: decorator
 @inline const MAX_SEGMENT_BLOCK: usize = 65536;
-// @ts-ignore: decorator
-@inline export const RECORD_HEADER: usize = 4;
+
+/** The invariants above (cheap ones only: the ends of the list), in the debug build. */
+export function fifoCheck(topic: usize): void {
+  if (!DEBUG) return;
+  let head = <usize>load<u32>(topic + T_HEAD_SEG);
+  let tail = <usize>load<u32>(topic + T_TAIL_SEG);
+  let length = load<u32>(topic + T_LENGTH);
+  invariant((length == 0) == (head == 0));
+  invariant((head == 0) == (tail == 0));
+  if (head != 0) {
+    invariant(load<u32>(head + S_READ) < load<u32>(head + S_WRITE));
+    invariant(load<u32>(tail + S_WRITE) <= load<u32>(tail + S_CAPACITY));
+    invariant(load<u32>(tail + S_NEXT) == 0);
+  }
+}
 
 function newSegment(minData: usize, prevCapacity: usize): usize {
   let block: usize = prevCapacity == 0
@@ -62,16 +80,18 @@ function newSegment(minData: usize, prevCapacity: usize): usize {
   return seg;
 }
 
-/** Room for `need` bytes at the tail, adding a segment if needed; 0 when out of memory. */
-function tailWithRoom(topic: usize, need: usize): usize {
+// @ts-ignore: decorator
+@inline function tailRoom(tail: usize): usize {
+  return tail == 0 ? 0 : <usize>(load<u32>(tail + S_CAPACITY) - load<u32>(tail + S_WRITE));
+}
+
+/** Links `seg` as the new tail. */
+// @ts-ignore: decorator
+@inline function linkTail(topic: usize, seg: usize): void {
   let tail = <usize>load<u32>(topic + T_TAIL_SEG);
-  if (tail != 0 && <usize>(load<u32>(tail + S_CAPACITY) - load<u32>(tail + S_WRITE)) >= need) return tail;
-  let seg = newSegment(need, tail == 0 ? 0 : <usize>load<u32>(tail + S_CAPACITY));
-  if (seg == 0) return 0;
   if (tail == 0) store<u32>(topic + T_HEAD_SEG, <u32>seg);
   else store<u32>(tail + S_NEXT, <u32>seg);
   store<u32>(topic + T_TAIL_SEG, <u32>seg);
-  return seg;
 }
 
 /** Unlinks and frees the drained head segment `seg`. The tail is only drained when the topic is empty. */
@@ -83,56 +103,109 @@ function tailWithRoom(topic: usize, need: usize): usize {
   free(seg);
 }
 
-/** Appends one message. False when out of memory (nothing stored). */
+/** Takes the next id of the topic. */
+// @ts-ignore: decorator
+@inline export function nextId(topic: usize): u64 {
+  let id = load<u64>(topic + T_PUSHED);
+  store<u64>(topic + T_PUSHED, id + 1);
+  return id;
+}
+
+/** Appends one message with a new id. False when out of memory (nothing stored). */
 export function fifoAppend(topic: usize, data: usize, len: usize): bool {
   let need = RECORD_HEADER + len;
-  let seg = tailWithRoom(topic, need);
-  if (seg == 0) return false;
+  let seg = <usize>load<u32>(topic + T_TAIL_SEG);
+  if (tailRoom(seg) < need) {
+    seg = newSegment(need, seg == 0 ? 0 : <usize>load<u32>(seg + S_CAPACITY));
+    if (seg == 0) return false;
+    linkTail(topic, seg);
+  }
   let at = seg + S_DATA + <usize>load<u32>(seg + S_WRITE);
-  store<u32>(at, <u32>len);
+  putRecordHeader(at, len, 0, nextId(topic));
   memory.copy(at + RECORD_HEADER, data, len);
   store<u32>(seg + S_WRITE, load<u32>(seg + S_WRITE) + <u32>need);
   atomic.store<u32>(topic + T_LENGTH, load<u32>(topic + T_LENGTH) + 1);
-  store<u64>(topic + T_PUSHED, load<u64>(topic + T_PUSHED) + 1);
+  return true;
+}
+
+/** Appends a stored record block (delayed message now due, dead letter) as it is. */
+export function fifoAppendRecord(topic: usize, record: usize): bool {
+  let need = recordSize(record);
+  let seg = <usize>load<u32>(topic + T_TAIL_SEG);
+  if (tailRoom(seg) < need) {
+    seg = newSegment(need, seg == 0 ? 0 : <usize>load<u32>(seg + S_CAPACITY));
+    if (seg == 0) return false;
+    linkTail(topic, seg);
+  }
+  memory.copy(seg + S_DATA + <usize>load<u32>(seg + S_WRITE), record, need);
+  store<u32>(seg + S_WRITE, load<u32>(seg + S_WRITE) + <u32>need);
+  atomic.store<u32>(topic + T_LENGTH, load<u32>(topic + T_LENGTH) + 1);
   return true;
 }
 
 /**
- * Appends `count` records laid out back to back at `records` (already validated by the
- * codec: they fill exactly `bytes`). Copies maximal runs that fit the tail segment in one
- * memory.copy. Returns the number of records stored (< count only when out of memory).
+ * Appends `count` wire push records ([u32 len][data], validated by the codec, filling
+ * `bytes` exactly), giving each a new id. All or nothing: the memory is found first - the
+ * tail's free room, then at most one new segment for the rest - so out of memory stores
+ * nothing (a refused batch that a producer retries must not leave a prefix behind).
  */
-export function fifoAppendRecords(topic: usize, records: usize, bytes: usize, count: u32): u32 {
-  let done: u32 = 0;
+export function fifoAppendWire(topic: usize, records: usize, bytes: usize, count: u32): bool {
+  let tail = <usize>load<u32>(topic + T_TAIL_SEG);
+  let room = tailRoom(tail);
+  // Records that fit the tail's room, in order; the rest go to one new segment.
   let p = records;
   let end = records + bytes;
+  let inTail: usize = 0;
   while (p < end) {
-    let first = RECORD_HEADER + <usize>load<u32>(p);
-    let seg = tailWithRoom(topic, first);
-    if (seg == 0) break;
-    let room = <usize>(load<u32>(seg + S_CAPACITY) - load<u32>(seg + S_WRITE));
-    // Extend the run while the next record still fits.
-    let run = first;
-    let n: u32 = 1;
-    while (p + run < end) {
-      let size = RECORD_HEADER + <usize>load<u32>(p + run);
-      if (run + size > room) break;
-      run += size;
-      n++;
-    }
-    memory.copy(seg + S_DATA + <usize>load<u32>(seg + S_WRITE), p, run);
-    store<u32>(seg + S_WRITE, load<u32>(seg + S_WRITE) + <u32>run);
-    p += run;
-    done += n;
+    let size = RECORD_HEADER + <usize>load<u32>(p);
+    if (inTail + size > room) break;
+    inTail += size;
+    p += PUSH_RECORD_HEADER + <usize>load<u32>(p);
   }
-  atomic.store<u32>(topic + T_LENGTH, load<u32>(topic + T_LENGTH) + done);
-  store<u64>(topic + T_PUSHED, load<u64>(topic + T_PUSHED) + <u64>done);
-  return done;
+  let split = p;
+  let rest: usize = 0; // stored bytes of the records that go to the new segment
+  if (split < end) {
+    for (let r = split; r < end; r += PUSH_RECORD_HEADER + <usize>load<u32>(r)) rest += RECORD_HEADER + <usize>load<u32>(r);
+  }
+  let seg: usize = 0;
+  if (split < end) {
+    seg = newSegment(rest, tail == 0 ? 0 : <usize>load<u32>(tail + S_CAPACITY));
+    if (seg == 0) return false;
+  }
+  // Commit: nothing below can fail.
+  let id = load<u64>(topic + T_PUSHED);
+  p = records;
+  if (inTail > 0) {
+    let at = tail + S_DATA + <usize>load<u32>(tail + S_WRITE);
+    while (p < split) {
+      let len = <usize>load<u32>(p);
+      putRecordHeader(at, len, 0, id++);
+      memory.copy(at + RECORD_HEADER, p + PUSH_RECORD_HEADER, len);
+      at += RECORD_HEADER + len;
+      p += PUSH_RECORD_HEADER + len;
+    }
+    store<u32>(tail + S_WRITE, load<u32>(tail + S_WRITE) + <u32>inTail);
+  }
+  if (seg != 0) {
+    let at = seg + S_DATA;
+    while (p < end) {
+      let len = <usize>load<u32>(p);
+      putRecordHeader(at, len, 0, id++);
+      memory.copy(at + RECORD_HEADER, p + PUSH_RECORD_HEADER, len);
+      at += RECORD_HEADER + len;
+      p += PUSH_RECORD_HEADER + len;
+    }
+    store<u32>(seg + S_WRITE, <u32>rest);
+    linkTail(topic, seg);
+  }
+  store<u64>(topic + T_PUSHED, id);
+  atomic.store<u32>(topic + T_LENGTH, load<u32>(topic + T_LENGTH) + count);
+  return true;
 }
 
-/** Puts one record back at the front (a message whose consumer died before taking it). */
+/** Puts one stored record back at the front (a lease ended, a dead waiter's message). */
 export function fifoPrepend(topic: usize, record: usize): bool {
-  let size = RECORD_HEADER + <usize>load<u32>(record);
+  let size = recordSize(record);
   let head = <usize>load<u32>(topic + T_HEAD_SEG);
   if (head != 0 && <usize>load<u32>(head + S_READ) >= size) {
     // The bytes before readPos were already consumed: reuse them.
@@ -153,10 +226,11 @@ export function fifoPrepend(topic: usize, record: usize): bool {
 }
 
 /**
- * Puts `count` records (filling `bytes`) back at the front, in their order: messages a
- * consumer received but did not consume. One new segment holding exactly these records.
+ * Puts `count` >= 1 stored records (filling `bytes`) back at the front, in their order:
+ * messages a consumer received but did not consume. One new segment holding exactly these.
  */
-export function fifoPrependRecords(topic: usize, records: usize, bytes: usize, count: u32): bool {
+export function fifoPrependStored(topic: usize, records: usize, bytes: usize, count: u32): bool {
+  invariant(count > 0 && bytes >= RECORD_HEADER);
   let seg = alloc(S_DATA + bytes);
   if (seg == 0) return false;
   let head = <usize>load<u32>(topic + T_HEAD_SEG);
@@ -172,10 +246,11 @@ export function fifoPrependRecords(topic: usize, records: usize, bytes: usize, c
 }
 
 /**
- * Moves up to `max` of the oldest records into writer `w` (appended as records) while the
- * bytes written stay within `maxBytes` (the first record is always taken whole, so one
- * message of any legal size can be popped). Returns the number of records moved; fewer
- * than asked when the topic runs out, the byte budget is reached, or the writer cannot grow.
+ * Moves up to `max` of the oldest records into writer `w` (appended as stored records,
+ * each with one more delivery) while the bytes written stay within `maxBytes` (the first
+ * record is always taken whole, so one message of any legal size can be popped). Returns
+ * the number moved; fewer than asked when the topic runs out, the byte budget is reached,
+ * or the writer cannot grow.
  */
 export function fifoPopInto(topic: usize, w: usize, max: u32, maxBytes: usize): u32 {
   let done: u32 = 0;
@@ -190,7 +265,7 @@ export function fifoPopInto(topic: usize, w: usize, max: u32, maxBytes: usize): 
     let run: usize = 0;
     let n: u32 = 0;
     while (read + run < write && done + n < max) {
-      let size = RECORD_HEADER + <usize>load<u32>(base + read + run);
+      let size = recordSize(base + read + run);
       if ((done + n) > 0 && written + run + size > maxBytes) break;
       run += size;
       n++;
@@ -199,6 +274,7 @@ export function fifoPopInto(topic: usize, w: usize, max: u32, maxBytes: usize): 
     let dst = writerEnsure(w, <u32>run);
     if (dst == 0) break;
     memory.copy(dst, base + read, run);
+    markDelivered(dst, n);
     writerAdvance(w, <u32>run);
     written += run;
     done += n;
@@ -215,16 +291,23 @@ export function fifoPopInto(topic: usize, w: usize, max: u32, maxBytes: usize): 
   return done;
 }
 
+/** Size of the oldest record (0 if empty), to budget a pop before taking it. */
+export function fifoPeekSize(topic: usize): usize {
+  let seg = <usize>load<u32>(topic + T_HEAD_SEG);
+  if (seg == 0) return 0;
+  return recordSize(seg + S_DATA + <usize>load<u32>(seg + S_READ));
+}
+
 /**
- * Removes the oldest record and copies it into a fresh block ([u32 len][bytes]), for a
- * hand-off to a waiter. Returns 0 if empty or out of memory.
+ * Removes the oldest record and copies it into a fresh block (a stored record), for a
+ * hand-off or a lease. Returns 0 if empty or out of memory (then nothing is removed).
  */
 export function fifoTakeOne(topic: usize): usize {
   let seg = <usize>load<u32>(topic + T_HEAD_SEG);
   if (seg == 0) return 0;
   let read = <usize>load<u32>(seg + S_READ);
   let at = seg + S_DATA + read;
-  let size = RECORD_HEADER + <usize>load<u32>(at);
+  let size = recordSize(at);
   let copy = alloc(size);
   if (copy == 0) return 0;
   memory.copy(copy, at, size);
@@ -236,6 +319,25 @@ export function fifoTakeOne(topic: usize): usize {
   }
   atomic.store<u32>(topic + T_LENGTH, load<u32>(topic + T_LENGTH) - 1);
   return copy;
+}
+
+/** Drops the `n` oldest records (overflow 'drop-oldest'); returns how many were dropped. */
+export function fifoDropOldest(topic: usize, n: u32): u32 {
+  let done: u32 = 0;
+  while (done < n) {
+    let seg = <usize>load<u32>(topic + T_HEAD_SEG);
+    if (seg == 0) break;
+    let read = <usize>load<u32>(seg + S_READ);
+    let write = <usize>load<u32>(seg + S_WRITE);
+    while (read < write && done < n) {
+      read += recordSize(seg + S_DATA + read);
+      done++;
+    }
+    if (read == write) dropHead(topic, seg);
+    else store<u32>(seg + S_READ, <u32>read);
+  }
+  atomic.store<u32>(topic + T_LENGTH, load<u32>(topic + T_LENGTH) - done);
+  return done;
 }
 
 /** Frees every segment (the topic is being destroyed). */

@@ -1,17 +1,28 @@
 // The core's exported entry points. Everything JS calls is here or re-exported from here.
 //
 // Calls are batch-oriented where it matters: the codec decodes a whole socket chunk per
-// call, pushMany/popMany move many messages per call, and pops write straight into a
-// connection's output buffer (no copy through JS).
+// call, pushMany/popMany move many messages per call, pops write straight into a
+// connection's output buffer (no copy through JS), and acks settle a whole frame of
+// leases per call. Times (`now`) are ms since the epoch, from the caller (Date.now()):
+// the core has no clock, and every thread must agree on one.
 
 import {
   H_MAGIC, H_INIT_STATE, H_LAYOUT, H_THREAD_BITS, HEADER_MAGIC, LAYOUT_VERSION, MAX_THREADS, HEAP_START,
 } from "./layout";
 import { heapInit } from "./alloc";
 import { threadId, setThreadId } from "./thread";
-import { tableInit, topicAcquire, topicRelease, topicFindLocked, topicUnlock, TOPIC_NO_MEMORY, T_LENGTH, T_USERS } from "./table";
-import { setTopicExclusive, topicPush, topicPushRecords, topicReturnRecords, topicPop, topicPopOrPark, waiterDeliverInto, E_NO_MEMORY } from "./waiters";
-import { encodeRecordsBegin, encodeRecordsEnd, writerTruncate } from "./codec";
+import { tableInit, topicAcquire, topicRelease, topicFindLocked, topicUnlock, TOPIC_NO_MEMORY, T_LENGTH, T_USERS, T_QUEUE } from "./table";
+import { queuesInit, Q_DEDUP_WINDOW_MS } from "./queues";
+import { delaysInit } from "./delays";
+import { dedupInit, dedupBegin, dedupEnd, DEDUP_SEEN, DEDUP_NO_MEMORY } from "./dedup";
+import {
+  topicPush, topicPushWire, topicPushDelayed, topicReturnStored, topicPop, topicPopLeased, topicStatsInto,
+  waiterDeliverInto, waiterDeliverLeased,
+} from "./topic";
+import { leaseSettle } from "./leases";
+import { encodeRecordsBegin, encodeRecordsEnd, writerTruncate, encodeSettledBegin } from "./codec";
+import { FLAG_LEASED } from "./record";
+import { E_NO_MEMORY } from "./status";
 
 export { alloc, free, allocSize, bytesInUse, blocksInUse, bytesReserved, setQueueLimit, queueBytes } from "./alloc";
 
@@ -78,71 +89,109 @@ export function currentThreadId(): u32 {
 
 /** Shared structures created once by the initialising instance. */
 function initShared(): void {
-  if (!tableInit()) unreachable();
+  if (!tableInit() || !queuesInit() || !delaysInit() || !dedupInit()) unreachable();
 }
 
 export { topicAcquire, topicRelease, topicCount } from "./table";
+export { queueConfigure, queueSettingsInto } from "./queues";
+export { consumerAttach, consumerDetach } from "./consumers";
 export {
-  consumerAttach, consumerDetach, lastWaiter, waiterCancel, waiterReturn, waiterRelease,
-  mailboxTake, mailboxSignalAddress, waiterNext, waiterToken, reapThread,
+  lastWaiter, waiterCancel, waiterReturn, waiterRelease, mailboxTake, mailboxSignalAddress, waiterNext, waiterToken,
 } from "./waiters";
+export { leaseExpire, leaseNextDeadline, leaseCount, ownerNew, ownerCount, ownerEnd, ownerFree } from "./leases";
+export { delaysDue, delaysNextDue, delaysCount } from "./delays";
+export { dedupSweep, dedupCount } from "./dedup";
+export { eventCount } from "./stats";
+export { reapThread } from "./reap";
 
 // ── Whole operations by name: one JS -> Wasm call per request ─────────────────────────
 // The by-name operations hold the segment lock (table.ts topicFindLocked); when nobody
-// holds a reference to the topic they also skip its lock (waiters.ts setTopicExclusive).
+// holds a reference to the topic they also skip its lock (topic.ts, `exclusive`).
 // Names are (pointer, length) pairs in this memory, 1..255 bytes (checked by the codec or
-// by the caller). Statuses are 0 or a negated wire error code (docs/protocol.md).
+// by the caller). Statuses are 0 or a negated wire error code (status.ts).
 
 /** Pushes larger than this take a topic reference instead of holding the segment lock. */
 // @ts-ignore: decorator
 @inline const FAST_PATH_MAX_BYTES: usize = 64 * 1024;
+
+// @ts-ignore: decorator
+@inline function unreferenced(topic: usize): bool {
+  return atomic.load<i32>(topic + T_USERS) == 0;
+}
 
 /** PUSH: stores one message (creating the topic). */
 export function opPush(q: usize, ql: usize, t: usize, tl: usize, data: usize, len: usize): i32 {
   if (len <= FAST_PATH_MAX_BYTES) {
     let topic = topicFindLocked(q, ql, t, tl, true);
     if (topic == TOPIC_NO_MEMORY) return E_NO_MEMORY;
-    setTopicExclusive(atomic.load<i32>(topic + T_USERS) == 0);
-    let status = topicPush(topic, data, len);
-    setTopicExclusive(false);
+    let status = topicPush(topic, data, len, unreferenced(topic));
     topicUnlock(topic);
     return status;
   }
   let topic = topicAcquire(q, ql, t, tl, true);
   if (topic == TOPIC_NO_MEMORY) return E_NO_MEMORY;
-  let status = topicPush(topic, data, len);
+  let status = topicPush(topic, data, len, false);
   topicRelease(topic);
   return status;
 }
 
-/** PUSH_MANY: stores `count` records filling `bytes` exactly (validated by the codec). */
+/** PUSH_MANY: stores `count` wire records filling `bytes` exactly (validated by the codec), all or nothing. */
 export function opPushRecords(q: usize, ql: usize, t: usize, tl: usize, records: usize, bytes: usize, count: u32): i32 {
   if (bytes <= FAST_PATH_MAX_BYTES) {
     let topic = topicFindLocked(q, ql, t, tl, true);
     if (topic == TOPIC_NO_MEMORY) return E_NO_MEMORY;
-    setTopicExclusive(atomic.load<i32>(topic + T_USERS) == 0);
-    let status = topicPushRecords(topic, records, bytes, count);
-    setTopicExclusive(false);
+    let status = topicPushWire(topic, records, bytes, count, unreferenced(topic));
     topicUnlock(topic);
     return status;
   }
   let topic = topicAcquire(q, ql, t, tl, true);
   if (topic == TOPIC_NO_MEMORY) return E_NO_MEMORY;
-  let status = topicPushRecords(topic, records, bytes, count);
+  let status = topicPushWire(topic, records, bytes, count, false);
   topicRelease(topic);
   return status;
 }
 
-/** RETURN: puts `count` records back at the front of the topic, in order. */
+/**
+ * PUSH_EX / PUSH_MANY_EX: a push with options. `records` != 0: `count` wire records
+ * filling `bytes`; else one message (data, len). `delayMs` > 0: ready at now + delayMs.
+ * `dedupLen` > 0 (one message only): stores nothing, and succeeds, when the same dedupId
+ * was pushed to this queue and topic within the queue's dedupWindowMs.
+ */
+export function opPushEx(
+  q: usize, ql: usize, t: usize, tl: usize, records: usize, bytes: usize, count: u32, data: usize, len: usize,
+  delayMs: f64, dedup: usize, dedupLen: usize, now: f64, scratch: usize,
+): i32 {
+  let topic = topicAcquire(q, ql, t, tl, true);
+  if (topic == TOPIC_NO_MEMORY) return E_NO_MEMORY;
+  let entry: usize = 2;
+  if (dedupLen > 0) {
+    let window = load<f64>(<usize>load<u32>(topic + T_QUEUE) + Q_DEDUP_WINDOW_MS);
+    entry = dedupBegin(q, ql, t, tl, dedup, dedupLen, now, window, scratch);
+    if (entry == DEDUP_SEEN || entry == DEDUP_NO_MEMORY) {
+      dedupEnd(load<u32>(scratch), entry, true);
+      topicRelease(topic);
+      return entry == DEDUP_SEEN ? 0 : E_NO_MEMORY;
+    }
+  }
+  let status: i32;
+  if (delayMs > 0) status = topicPushDelayed(topic, records, bytes, records == 0 ? 1 : count, data, len, now + delayMs);
+  else if (records != 0) status = topicPushWire(topic, records, bytes, count, false);
+  else status = topicPush(topic, data, len, false);
+  if (dedupLen > 0) dedupEnd(load<u32>(scratch), entry, status == 0);
+  topicRelease(topic);
+  return status;
+}
+
+/** RETURN: puts `count` stored records back at the front of the topic, in order. */
 export function opReturnRecords(q: usize, ql: usize, t: usize, tl: usize, records: usize, bytes: usize, count: u32): i32 {
   let topic = topicAcquire(q, ql, t, tl, true);
   if (topic == TOPIC_NO_MEMORY) return E_NO_MEMORY;
-  let status = topicReturnRecords(topic, records, bytes, count);
+  let status = topicReturnStored(topic, records, bytes, count, false);
   topicRelease(topic);
   return status;
 }
 
-/** LENGTH: messages waiting in the topic (0 if it does not exist; never creates it). */
+/** LENGTH: ready messages in the topic (0 if it does not exist; never creates it). */
 export function opLength(q: usize, ql: usize, t: usize, tl: usize): u32 {
   let topic = topicFindLocked(q, ql, t, tl, false);
   if (topic < 2) return 0;
@@ -151,48 +200,93 @@ export function opLength(q: usize, ql: usize, t: usize, tl: usize): u32 {
   return n;
 }
 
+/** STATS: writes u32 ready, delayed, inFlight at `out` (zeros if the topic does not exist). */
+export function opStats(q: usize, ql: usize, t: usize, tl: usize, out: usize): void {
+  let topic = topicFindLocked(q, ql, t, tl, false);
+  if (topic < 2) {
+    memory.fill(out, 0, 12);
+    return;
+  }
+  topicStatsInto(topic, out);
+  topicUnlock(topic);
+}
+
 /**
  * Pops from `topic` into a records frame (`op` = MESSAGES or DELIVER, `reqId`) appended to
- * writer `w`. With `waiterToken` != 0 an empty topic parks a waiter instead. Returns the
- * record count (> 0, frame written), 0 (nothing written: empty, or parked when
- * `waiterToken` != 0 - see lastWaiter()), or a negative status.
+ * writer `w`. With `waiterToken` != 0 an empty topic parks a waiter instead. `owner` != 0:
+ * a leased pop (leases for `leaseMs`, 0 = the queue's default, from `now`; the frame
+ * carries leased records). Returns the record count (> 0, frame written), 0 (nothing
+ * written: empty, or parked when `waiterToken` != 0 - see lastWaiter()), or a negative
+ * status.
  */
-export function topicPopFrame(topic: usize, w: usize, op: u32, reqId: u32, max: u32, maxBytes: usize, token: u32, waiterToken: u32): i32 {
-  let mark = encodeRecordsBegin(w, op, reqId);
+export function topicPopFrame(
+  topic: usize, w: usize, op: u32, reqId: u32, max: u32, maxBytes: usize, token: u32, waiterToken: u32,
+  owner: usize, leaseMs: f64, now: f64,
+): i32 {
+  return popFrame(topic, w, op, reqId, max, maxBytes, token, waiterToken, false, owner, leaseMs, now);
+}
+
+function popFrame(
+  topic: usize, w: usize, op: u32, reqId: u32, max: u32, maxBytes: usize, token: u32, waiterToken: u32, exclusive: bool,
+  owner: usize, leaseMs: f64, now: f64,
+): i32 {
+  let mark = encodeRecordsBegin(w, op, reqId, owner != 0 ? FLAG_LEASED : 0);
   if (mark < 0) return E_NO_MEMORY;
-  let n = waiterToken != 0
-    ? topicPopOrPark(topic, w, max, maxBytes, token, waiterToken)
-    : topicPop(topic, w, max, maxBytes, token);
+  let n = owner != 0
+    ? topicPopLeased(topic, w, max, maxBytes, token, waiterToken, exclusive, owner, leaseMs, now)
+    : topicPop(topic, w, max, maxBytes, token, waiterToken, exclusive);
   if (n > 0) encodeRecordsEnd(w, mark, <u32>n);
   else writerTruncate(w, <u32>mark);
   return n;
 }
 
-/** POP / POP_MANY by name: see topicPopFrame. Creates the topic only to park on it. */
-export function opPop(w: usize, op: u32, reqId: u32, q: usize, ql: usize, t: usize, tl: usize, max: u32, maxBytes: usize, token: u32, waiterToken: u32): i32 {
+/** POP / POP_MANY / POP_LEASED by name: see topicPopFrame. Creates the topic only to park on it. */
+export function opPop(
+  w: usize, op: u32, reqId: u32, q: usize, ql: usize, t: usize, tl: usize, max: u32, maxBytes: usize, token: u32, waiterToken: u32,
+  owner: usize, leaseMs: f64, now: f64,
+): i32 {
   // Pops run under the segment lock (fast path); a pop that parks takes its own reference
-  // for the waiter inside topicPopOrPark.
+  // for the waiter, and a leased pop one per lease.
   let topic = topicFindLocked(q, ql, t, tl, waiterToken != 0);
   if (topic == 0) return 0;
   if (topic == TOPIC_NO_MEMORY) return E_NO_MEMORY;
-  setTopicExclusive(atomic.load<i32>(topic + T_USERS) == 0);
-  let n = topicPopFrame(topic, w, op, reqId, max, maxBytes, token, waiterToken);
-  setTopicExclusive(false);
+  let n = popFrame(topic, w, op, reqId, max, maxBytes, token, waiterToken, unreferenced(topic), owner, leaseMs, now);
   topicUnlock(topic);
   return n;
 }
 
 /**
  * Writes a handed waiter's message, plus up to `moreMax` more from its topic, as a records
- * frame into `w`. Returns the count (>= 1) or a negative status. Release the waiter after.
+ * frame into `w` (leased when `owner` != 0). Returns the count (>= 1) or a negative
+ * status. Release the waiter after (or return it on failure).
  */
-export function waiterDeliverFrame(waiter: usize, w: usize, op: u32, reqId: u32, moreMax: u32, maxBytes: usize, token: u32): i32 {
-  let mark = encodeRecordsBegin(w, op, reqId);
+export function waiterDeliverFrame(
+  waiter: usize, w: usize, op: u32, reqId: u32, moreMax: u32, maxBytes: usize, token: u32, owner: usize, leaseMs: f64, now: f64,
+): i32 {
+  let mark = encodeRecordsBegin(w, op, reqId, owner != 0 ? FLAG_LEASED : 0);
   if (mark < 0) return E_NO_MEMORY;
-  let n = waiterDeliverInto(waiter, w, moreMax, maxBytes, token);
+  let n = owner != 0
+    ? waiterDeliverLeased(waiter, w, moreMax, maxBytes, token, owner, leaseMs, now)
+    : waiterDeliverInto(waiter, w, moreMax, maxBytes, token);
   if (n > 0) encodeRecordsEnd(w, mark, <u32>n);
   else writerTruncate(w, <u32>mark);
   return n;
+}
+
+/**
+ * SETTLE: settles `count` entries (16 bytes each: u64 lease, u32 kind, u32 arg; validated
+ * by the codec) for connection `connection`, and writes the SETTLED reply (one status
+ * byte per entry, 0 = done, else a wire error code) into `w`. 1, or 0 when out of memory
+ * for the reply (every entry is settled all the same).
+ */
+export function opSettle(w: usize, reqId: u32, entries: usize, count: u32, connection: u32, now: f64): i32 {
+  let p = encodeSettledBegin(w, reqId, count);
+  for (let i: u32 = 0; i < count; i++) {
+    let e = entries + (<usize>i << 4);
+    let status = leaseSettle(load<u64>(e), load<u32>(e, 8), <f64>load<u32>(e, 12), connection, now);
+    if (p != 0) store<u8>(p + <usize>i, <u8>(-status));
+  }
+  return p != 0 ? 1 : 0;
 }
 
 export * from "./codec";

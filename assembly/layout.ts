@@ -16,21 +16,25 @@
 //  +20   i32  growLock         mutex around memory.grow (see sync.ts)
 //  +24   u32  threadBits[8]    256-bit bitmap of attached thread ids
 //  +56   u32  table            TopicTable (table.ts)
-//  +60   u32  reserved
+//  +60   u32  queues           QueueTable: per-queue settings (queues.ts)
 //  +64   i64  queueBytes       bytes of message storage in use (alloc.ts queueAlloc)
 //  +72   i64  queueLimit       most bytes message storage may take, 0 = no limit
-//  +80   i64  reserved[2]
+//  +80   u32  delays           DelayHeap: delayed messages by due time (delays.ts)
+//  +84   u32  dedup            DedupTable: recent dedupIds (dedup.ts)
+//  +88   u32  reserved[2]
 //  +96   i64  freeHeads[CLASS_COUNT]   lock-free free lists: ptr | tag << 32 (alloc.ts)
 //  +MAILBOXES  ThreadSlot[MAX_THREADS]  one cache line per thread id:
 //
 //   ╒═══════ ThreadSlot (64 bytes; written by its thread, read by all) ═══════╕
 //    +0  u32 mailbox   head of the wake-up list for this thread (waiters.ts)
 //    +4  i32 signal    bumped + notified after every mailbox push (Atomics.waitAsync)
-//    +8  u32 reserved[2]
+//    +8  u32 leases    this thread's LeaseTable (leases.ts), 0 until its first lease
+//    +12 u32 reserved
 //    +16 i64 bytesInUse   allocator statistics kept per thread so that alloc/free
 //    +24 i64 blocksInUse  never write a cache line shared with other threads; a block
 //                         freed by another thread makes one slot negative, the sum is right
-//    +32 u32 reserved[8]
+//    +32 i64 events[4]    core events on this thread: dropped, dead-lettered,
+//                         redelivered, acked (stats.ts); summed on demand
 //   ╘══════════════════════════════════════════════════════════════════════════╛
 // ╘═════════════════════════════════════════════════════════════════════╛
 
@@ -39,7 +43,7 @@
 // @ts-ignore: decorator
 @inline export const HEADER_MAGIC: u32 = 0x31514d54; // "TMQ1"
 // @ts-ignore: decorator
-@inline export const LAYOUT_VERSION: u32 = 1;
+@inline export const LAYOUT_VERSION: u32 = 2;
 
 // @ts-ignore: decorator
 @inline export const H_MAGIC: usize = HEADER + 0;
@@ -58,9 +62,15 @@
 // @ts-ignore: decorator
 @inline export const H_TABLE: usize = HEADER + 56;
 // @ts-ignore: decorator
+@inline export const H_QUEUES: usize = HEADER + 60;
+// @ts-ignore: decorator
 @inline export const H_QUEUE_BYTES: usize = HEADER + 64;
 // @ts-ignore: decorator
 @inline export const H_QUEUE_LIMIT: usize = HEADER + 72;
+// @ts-ignore: decorator
+@inline export const H_DELAYS: usize = HEADER + 80;
+// @ts-ignore: decorator
+@inline export const H_DEDUP: usize = HEADER + 84;
 // @ts-ignore: decorator
 @inline export const H_FREE_HEADS: usize = HEADER + 96;
 
@@ -78,9 +88,13 @@
 // @ts-ignore: decorator
 @inline export const SLOT_SIGNAL: usize = 4;
 // @ts-ignore: decorator
+@inline export const SLOT_LEASES: usize = 8;
+// @ts-ignore: decorator
 @inline export const SLOT_BYTES_IN_USE: usize = 16;
 // @ts-ignore: decorator
 @inline export const SLOT_BLOCKS_IN_USE: usize = 24;
+// @ts-ignore: decorator
+@inline export const SLOT_EVENTS: usize = 32;
 // @ts-ignore: decorator
 @inline export const H_SLOTS: usize = (H_FREE_HEADS + (<usize>CLASS_COUNT << 3) + 63) & ~63;
 // @ts-ignore: decorator

@@ -21,36 +21,42 @@
 //  +8   u32 reserved[2]
 //  +16  Segment[SEGMENT_COUNT]
 // ╘══════════════════════════════════════════════════════════╛
+// The segment (lock, count, bucket array, growth) is generic over its entries, which must
+// start with `u32 next, u32 hash`: queues.ts keeps its queue records in the same kind of
+// segments.
 // ╒══════════ Segment (16 bytes) ══════════╕
 //  +0  i32 lock      sync.ts mutex
 //  +4  u32 count     topics in this segment
 //  +8  u32 mask      bucket count - 1 (0 with no buckets yet)
 //  +12 u32 buckets   u32[mask + 1] chain heads, 0 until the first insert
 // ╘════════════════════════════════════════╛
-// ╒══════════════════════ Topic (60 bytes + names) ═══════════════════════╕
+// ╒══════════════════════ Topic (68 bytes + names) ═══════════════════════╕
 //  +0  u32 next        next topic in the same bucket           (segment lock)
 //  +4  u32 hash
-//  +8  i32 lock        topic mutex, guards +16..+55
-//  +12 i32 users       references held outside the segment lock (atomic)
+//  +8  i32 lock        topic mutex, guards +16..+63
+//  +12 i32 users       references held outside the segment lock (atomic): parked
+//                      waiters, subscriptions, leases, delayed messages
 //  +16 u32 headSeg     oldest FIFO segment                         (fifo.ts)
 //  +20 u32 tailSeg     newest FIFO segment
-//  +24 u32 length      messages in the FIFO
+//  +24 u32 length      ready messages in the FIFO
 //  +28 u32 waiterHead  parked pops, oldest first                (waiters.ts)
 //  +32 u32 waiterTail
-//  +36 u32 consumers   attached subscriptions
+//  +36 u32 consumers   attached subscriptions                 (consumers.ts)
 //  +40 u32 exclusive   token of the exclusive subscription, 0 if none
-//  +44 u32 flags       reserved: bounded / durable topics
-//  +48 u64 pushed      messages ever pushed = next message's sequence number
-//                      (reserved for message ids and at-least-once delivery)
-//  +56 u8  queueLen    1..255
-//  +57 u8  topicLen    1..255
-//  +58 u16 reserved
-//  +60 queue name bytes, then topic name bytes
+//  +44 u32 queue       its queue's settings record (queues.ts), referenced
+//  +48 u64 pushed      ids handed out so far: the next message's id
+//  +56 u32 delayed     messages waiting for their due time       (delays.ts)
+//  +60 u32 inFlight    messages leased and not settled           (leases.ts)
+//  +64 u8  queueLen    1..255
+//  +65 u8  topicLen    1..255
+//  +66 u16 reserved
+//  +68 queue name bytes, then topic name bytes
 // ╘════════════════════════════════════════════════════════════════════════╛
 
 import { alloc, free } from "./alloc";
 import { lock, unlock } from "./sync";
 import { H_TABLE } from "./layout";
+import { queueRetain, queueRelease } from "./queues";
 
 // @ts-ignore: decorator
 @inline const SEGMENT_BITS: u32 = 10;
@@ -64,13 +70,15 @@ import { H_TABLE } from "./layout";
 @inline const INITIAL_BUCKETS: u32 = 8;
 
 // @ts-ignore: decorator
-@inline const SEG_LOCK: usize = 0;
+@inline export const SEG_LOCK: usize = 0;
 // @ts-ignore: decorator
-@inline const SEG_COUNT: usize = 4;
+@inline export const SEG_COUNT: usize = 4;
 // @ts-ignore: decorator
-@inline const SEG_MASK: usize = 8;
+@inline export const SEG_MASK: usize = 8;
 // @ts-ignore: decorator
-@inline const SEG_BUCKETS: usize = 12;
+@inline export const SEG_BUCKETS: usize = 12;
+// @ts-ignore: decorator
+@inline export const SEGMENT_BYTES: usize = 16;
 
 // @ts-ignore: decorator
 @inline export const T_NEXT: usize = 0;
@@ -95,15 +103,19 @@ import { H_TABLE } from "./layout";
 // @ts-ignore: decorator
 @inline export const T_EXCLUSIVE: usize = 40;
 // @ts-ignore: decorator
-@inline export const T_FLAGS: usize = 44;
+@inline export const T_QUEUE: usize = 44;
 // @ts-ignore: decorator
 @inline export const T_PUSHED: usize = 48;
 // @ts-ignore: decorator
-@inline export const T_QUEUE_LEN: usize = 56;
+@inline export const T_DELAYED: usize = 56;
 // @ts-ignore: decorator
-@inline export const T_TOPIC_LEN: usize = 57;
+@inline export const T_IN_FLIGHT: usize = 60;
 // @ts-ignore: decorator
-@inline export const T_NAMES: usize = 60;
+@inline export const T_QUEUE_LEN: usize = 64;
+// @ts-ignore: decorator
+@inline export const T_TOPIC_LEN: usize = 65;
+// @ts-ignore: decorator
+@inline export const T_NAMES: usize = 68;
 
 /** topicAcquire result when the topic could not be created for lack of memory. */
 // @ts-ignore: decorator
@@ -132,10 +144,19 @@ export function tableInit(): bool {
 
 /** FNV-1a over queue, a separator, topic; then murmur3's finaliser to spread the bits. */
 export function hashNames(q: usize, ql: usize, t: usize, tl: usize): u32 {
-  let h: u32 = 0x811c9dc5;
-  for (let i: usize = 0; i < ql; i++) h = (h ^ <u32>load<u8>(q + i)) * 0x01000193;
+  let h = fnv(0x811c9dc5, q, ql);
   h = (h ^ 0xff) * 0x01000193;
-  for (let i: usize = 0; i < tl; i++) h = (h ^ <u32>load<u8>(t + i)) * 0x01000193;
+  return mix(fnv(h, t, tl));
+}
+
+/** FNV-1a of `len` bytes at `p`, continuing from `h`. */
+export function fnv(h: u32, p: usize, len: usize): u32 {
+  for (let i: usize = 0; i < len; i++) h = (h ^ <u32>load<u8>(p + i)) * 0x01000193;
+  return h;
+}
+
+/** murmur3's finaliser: spreads FNV's low-entropy high bits (segments use them). */
+export function mix(h: u32): u32 {
   h ^= h >>> 16;
   h *= 0x85ebca6b;
   h ^= h >>> 13;
@@ -152,7 +173,7 @@ export function hashNames(q: usize, ql: usize, t: usize, tl: usize): u32 {
 }
 
 /** Doubles a segment's bucket array (segment lock held). Keeps the old one if out of memory. */
-function growBuckets(seg: usize): void {
+export function growBuckets(seg: usize): void {
   let oldMask = load<u32>(seg + SEG_MASK);
   let oldBuckets = <usize>load<u32>(seg + SEG_BUCKETS);
   let newCount: u32 = oldBuckets == 0 ? INITIAL_BUCKETS : (oldMask + 1) << 1;
@@ -191,9 +212,15 @@ function findInSegment(seg: usize, hash: u32, q: usize, ql: usize, t: usize, tl:
 
 /** Creates the topic in segment `seg` (segment lock held), with `users` references. 0 if out of memory. */
 function insertInSegment(seg: usize, hash: u32, q: usize, ql: usize, t: usize, tl: usize, users: i32): usize {
+  let queue = queueRetain(q, ql);
+  if (queue == 0) return 0;
   let topic = alloc(T_NAMES + ql + tl);
-  if (topic == 0) return 0;
+  if (topic == 0) {
+    queueRelease(queue);
+    return 0;
+  }
   memory.fill(topic, 0, T_NAMES);
+  store<u32>(topic + T_QUEUE, <u32>queue);
   store<u32>(topic + T_HASH, hash);
   store<u8>(topic + T_QUEUE_LEN, <u8>ql);
   store<u8>(topic + T_TOPIC_LEN, <u8>tl);
@@ -207,6 +234,7 @@ function insertInSegment(seg: usize, hash: u32, q: usize, ql: usize, t: usize, t
     // Not even the first bucket array could be had: undo.
     store<u32>(seg + SEG_COUNT, count - 1);
     free(topic);
+    queueRelease(queue);
     return 0;
   }
   let slot = <usize>load<u32>(seg + SEG_BUCKETS) + (<usize>(hash & load<u32>(seg + SEG_MASK)) << 2);
@@ -238,7 +266,9 @@ function removeIfIdle(seg: usize, topic: usize): void {
           store<u32>(seg + SEG_MASK, 0);
         }
         atomic.sub<i32>(tableAddr() + 4, 1);
+        let queue = <usize>load<u32>(topic + T_QUEUE);
         free(topic);
+        queueRelease(queue);
       }
       return;
     }
@@ -278,7 +308,9 @@ export function topicRetain(topic: usize): void {
     && atomic.load<u32>(topic + T_WAITER_HEAD) == 0
     && atomic.load<u32>(topic + T_CONSUMERS) == 0
     && atomic.load<u32>(topic + T_EXCLUSIVE) == 0
-    && atomic.load<u32>(topic + T_HEAD_SEG) == 0;
+    && atomic.load<u32>(topic + T_HEAD_SEG) == 0
+    && atomic.load<u32>(topic + T_DELAYED) == 0
+    && atomic.load<u32>(topic + T_IN_FLIGHT) == 0;
 }
 
 /** Drops a reference; the last one out removes the topic if it is idle. */
@@ -304,9 +336,6 @@ export function topicRelease(topic: usize): void {
 // Cost: other topics of the same segment (1/1024 of the table) wait for one short
 // operation; large messages take the reference path instead (see index.ts).
 
-/** The segment this thread locked in topicFindLocked (per thread). */
-let lockedSegment: usize = 0;
-
 /**
  * Finds (or creates) the topic and returns it with its segment lock held and no
  * reference taken; the caller must end with topicUnlock(topic). Returns 0 (absent) or
@@ -321,18 +350,16 @@ export function topicFindLocked(q: usize, ql: usize, t: usize, tl: usize, create
     topic = insertInSegment(seg, hash, q, ql, t, tl, 0);
     if (topic == 0) topic = TOPIC_NO_MEMORY;
   }
-  if (topic < 2) {
-    unlock(seg + SEG_LOCK);
-    return topic;
-  }
-  lockedSegment = seg;
+  if (topic < 2) unlock(seg + SEG_LOCK);
   return topic;
 }
 
-/** Ends a topicFindLocked: removes the topic if the operation left it idle, unlocks. */
+/**
+ * Ends a topicFindLocked: removes the topic if the operation left it idle, unlocks. The
+ * segment is found again from the topic's hash (no per-thread "locked segment" state).
+ */
 export function topicUnlock(topic: usize): void {
-  let seg = lockedSegment;
-  lockedSegment = 0;
+  let seg = segmentOf(load<u32>(topic + T_HASH));
   if (atomic.load<i32>(topic + T_USERS) == 0 && isIdle(topic)) removeIfIdle(seg, topic);
   unlock(seg + SEG_LOCK);
 }

@@ -44,6 +44,6 @@ setClientPlatform({
 });
 
 export { TurboClient, type ClientOptions } from './client/client.ts';
-export type { Queue, Message, PopTimeout, SubscribeOptions, Subscription } from './client/queue.ts';
+export type { Queue, Message, PopTimeout, PopOptions, PushOptions, QueueSettings, TopicStats, SubscribeOptions, Subscription } from './client/queue.ts';
 export { TurboError, type ErrorCode, isTurboError } from './errors.ts';
 export { VERSION } from './version.ts';

@@ -4,6 +4,6 @@ import './client/node.ts';
 export { TurboEngine, type EngineStats } from './engine/engine.ts';
 export type { EngineOptions, Logger } from './engine/options.ts';
 export { TurboClient, type ClientOptions } from './client/client.ts';
-export type { Queue, Message, PopTimeout, SubscribeOptions, Subscription } from './client/queue.ts';
+export type { Queue, Message, PopTimeout, PopOptions, PushOptions, QueueSettings, TopicStats, SubscribeOptions, Subscription } from './client/queue.ts';
 export { TurboError, type ErrorCode, isTurboError } from './errors.ts';
 export { VERSION } from './version.ts';

@@ -3,7 +3,7 @@
 // parses the doc's tables and checks they agree with this file. Nothing here does I/O.
 
 /** Protocol version carried in every frame's `ver` byte and negotiated by HELLO. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** length u32, ver u8, op u8, flags u16, requestId u32. */
 export const HEADER_BYTES = 12;
@@ -23,6 +23,12 @@ export const Op = Object.freeze({
   CREDIT: 0x17,
   CANCEL: 0x18,
   RETURN: 0x19,
+  PUSH_EX: 0x1A,
+  PUSH_MANY_EX: 0x1B,
+  POP_LEASED: 0x1C,
+  SETTLE: 0x1D,
+  CONFIGURE: 0x1E,
+  STATS: 0x1F,
   // Replies (broker -> client).
   OK: 0x80,
   HELLO_OK: 0x81,
@@ -31,6 +37,9 @@ export const Op = Object.freeze({
   MESSAGES: 0x84,
   LENGTH_OK: 0x85,
   DELIVER: 0x86,
+  SETTLED: 0x87,
+  SETTINGS: 0x88,
+  STATS_OK: 0x89,
   ERROR: 0x8F,
 } as const);
 
@@ -50,14 +59,54 @@ export function opName(op: number): string {
  */
 export const OP_REJECT = 0xFD;
 
-/** Frame header flags (reserved: send 0, ignore unknown bits). */
+/** Frame header flags (send 0 unless a flag applies; ignore unknown bits). */
 export const FLAGS = Object.freeze({
-  /** Not sent yet: MESSAGES/DELIVER records carry a u64 message id before each length. */
-  MESSAGE_IDS: 1 << 0,
+  /** MESSAGES/DELIVER: leased records (each carries a u64 lease handle after its id). */
+  LEASED: 1 << 0,
 } as const);
 
 /** SUBSCRIBE `options` bits. */
 export const SUBSCRIBE_EXCLUSIVE = 1 << 0;
+/** SUBSCRIBE: deliveries are leased and must be settled (ack: true). */
+export const SUBSCRIBE_ACK = 1 << 1;
+
+/** SETTLE entry kinds. */
+export const SettleKind = Object.freeze({ ACK: 1, NACK: 2, EXTEND: 3, REJECT: 4 } as const);
+
+/** Bytes per SETTLE entry: u64 lease, u32 kind, u32 arg. */
+export const SETTLE_ENTRY_BYTES = 16;
+
+/** Stored record header in MESSAGES/DELIVER/RETURN: u32 len, u32 meta, u64 id. */
+export const RECORD_HEADER_BYTES = 16;
+/** Leased record header (FLAGS.LEASED): the stored header + u64 lease. */
+export const LEASED_RECORD_HEADER_BYTES = 24;
+/** `meta`: deliveries in the low 24 bits, flags above. */
+export const META_DELIVERIES_MASK = 0x00FFFFFF;
+/** `meta` flag: the data starts with u8 reason, u8 topicLength, topic (a dead letter's origin). */
+export const META_DEAD_LETTER = 1 << 24;
+/** Dead-letter reasons (the prefix's first byte). */
+export const DEAD_LETTER_REASONS = Object.freeze({ 1: 'max-deliveries', 2: 'rejected' } as const);
+
+/** CONFIGURE mask bits: which settings the patch sets. */
+export const SettingsMask = Object.freeze({
+  LEASE_MS: 1, MAX_DELIVERIES: 2, DEAD_LETTER_TOPIC: 4, MAX_LENGTH: 8, OVERFLOW: 16, DEDUP_WINDOW_MS: 32, DURABLE: 64,
+} as const);
+
+/** The settings block of CONFIGURE/SETTINGS before the dead-letter name. */
+export const SETTINGS_FIXED_BYTES = 35;
+
+/** Queue settings every queue starts with (assembly/queues.ts holds the same). */
+export const QUEUE_DEFAULTS = Object.freeze({
+  leaseMs: 30_000,
+  maxDeliveries: Infinity,
+  deadLetterTopic: null,
+  maxLength: Infinity,
+  overflow: 'reject',
+  dedupWindowMs: 120_000,
+} as const);
+
+/** dedupId: 1..255 bytes of UTF-8. */
+export const MAX_DEDUP_ID_BYTES = 255;
 
 /** Wire error codes by name. */
 const ERROR_CODES = {
@@ -72,6 +121,8 @@ const ERROR_CODES = {
   ERR_UNKNOWN_OPCODE: 9,
   ERR_NOT_FOUND: 10,
   ERR_LIMIT: 11,
+  ERR_QUEUE_FULL: 12,
+  ERR_LEASE_EXPIRED: 13,
 } as const;
 
 /** The stable error code strings users switch on (`err.code`). */
@@ -140,7 +191,7 @@ export const TIMEOUT_INFINITE = 0xFFFFFFFF;
 // ── Decoder descriptors (assembly/codec.ts) ───────────────────────────────────────────
 
 /** Bytes per descriptor. */
-export const DESC_SIZE = 40;
+export const DESC_SIZE = 48;
 /** Descriptors one decoderNext call fills at most; a call returning exactly this is repeated. */
 export const DESC_CAPACITY = 64;
 
@@ -155,3 +206,5 @@ export const DESC_DATA_PTR = 24;
 export const DESC_DATA_LEN = 28;
 export const DESC_ARG0 = 32;
 export const DESC_ARG1 = 36;
+export const DESC_ARG2 = 40;
+export const DESC_ARG3 = 44;

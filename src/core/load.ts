@@ -12,9 +12,14 @@ function wasmUrl(name: string): URL {
 let sharedModule: WebAssembly.Module | undefined;
 let localModule: WebAssembly.Module | undefined;
 
-/** The compiled shared build (compiled once per thread; can be sent to workers). */
+/**
+ * The compiled shared build (compiled once per thread; can be sent to workers).
+ * TURBOMQ_CORE=debug selects the debug build instead: the same core with its invariants
+ * asserted (assembly/debug.ts), for the stress tests and for chasing a bug.
+ */
 export function sharedCoreModule(): WebAssembly.Module {
-  sharedModule ??= new WebAssembly.Module(readFileSync(fileURLToPath(wasmUrl('turbomq.shared.wasm'))));
+  const file = process.env.TURBOMQ_CORE === 'debug' ? 'turbomq.debug.wasm' : 'turbomq.shared.wasm';
+  sharedModule ??= new WebAssembly.Module(readFileSync(fileURLToPath(wasmUrl(file))));
   return sharedModule;
 }
 

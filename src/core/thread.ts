@@ -8,6 +8,12 @@
 // mailbox at once and dispatches each waiter to the handler registered for its token; a
 // waiter nobody claims any more (its connection died, its pop was aborted) goes back to
 // its topic with waiterReturn, so it is never lost.
+//
+// Timers: this thread's leases (assembly/leases.ts) and the shared delay heap
+// (assembly/delays.ts) are driven by two timers per thread, each set to the earliest
+// deadline it was told of - never a timer per message. When one fires, the core moves what
+// is due in bounded batches, yielding to I/O between batches (setImmediate), so a million
+// leases expiring at once do not stall this thread's connections.
 
 import type { Core, CoreExports } from './wasm.ts';
 
@@ -18,6 +24,58 @@ export interface WaiterHandler {
 
 /** Bytes of this thread's scratch area (names and small arguments copied in from JS). */
 export const SCRATCH_BYTES = 4096;
+
+/** leaseExpire / delaysDue move at most this many per call (assembly: EXPIRE_BATCH, DUE_BATCH). */
+const TIMER_BATCH = 4096;
+/** setTimeout's longest delay; later deadlines re-arm on the way. */
+const MAX_TIMER_MS = 0x7FFFFFFF;
+/** How often expired dedupIds of idle segments are swept. */
+const DEDUP_SWEEP_MS = 10_000;
+
+/** One timer at the earliest deadline it was asked for; `run` moves what is due. */
+class DeadlineTimer {
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #at = Infinity;
+  readonly #run: (now: number) => number;
+  readonly #next: () => number;
+  readonly #after: () => void;
+
+  /** `run(now)` moves due items (returns how many); `next()` the new earliest deadline, 0 = none. */
+  constructor(run: (now: number) => number, next: () => number, after: () => void) {
+    this.#run = run;
+    this.#next = next;
+    this.#after = after;
+  }
+
+  /** Fire at `deadline` (ms since the epoch) unless already set to fire sooner; 0 = nothing. */
+  arm(deadline: number): void {
+    if (deadline === 0 || deadline >= this.#at) return;
+    clearTimeout(this.#timer);
+    this.#at = deadline;
+    this.#timer = setTimeout(this.#fire, Math.min(MAX_TIMER_MS, Math.max(1, deadline - Date.now())));
+  }
+
+  #fire = (): void => {
+    this.#timer = undefined;
+    this.#at = Infinity;
+    const moved = this.#run(Date.now());
+    if (moved > 0) this.#after();
+    if (moved >= TIMER_BATCH) {
+      // More are due: let I/O run, then go on.
+      this.#at = 0;
+      this.#timer = setImmediate(this.#fire) as unknown as ReturnType<typeof setTimeout>;
+      return;
+    }
+    this.arm(this.#next());
+  };
+
+  stop(): void {
+    if (this.#at === 0) clearImmediate(this.#timer as unknown as NodeJS.Immediate);
+    else clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#at = -Infinity; // never arms again
+  }
+}
 
 export class CoreThread {
   readonly core: Core;
@@ -31,6 +89,10 @@ export class CoreThread {
   #signalWords: Int32Array | undefined;
   #signalIndex = 0;
   #running = false;
+  readonly #leaseEnded = new Set<() => void>();
+  readonly #leaseTimer: DeadlineTimer;
+  readonly #delayTimer: DeadlineTimer;
+  #dedupSweep: ReturnType<typeof setInterval> | undefined;
   /** Called when a waiter handler throws (the worker logs it). */
   onHandlerError: ((err: Error) => void) | undefined;
 
@@ -42,6 +104,34 @@ export class CoreThread {
     this.id = id;
     this.scratch = this.exports.alloc(SCRATCH_BYTES);
     if (this.scratch === 0) throw new Error('turbomq core: out of memory');
+    const e = this.exports;
+    // Expired leases go back to their topics: messages may now be handed to waiters of
+    // this thread (drain) and ack:true subscriptions have credit again.
+    this.#leaseTimer = new DeadlineTimer((now) => e.leaseExpire(now), () => e.leaseNextDeadline(), () => {
+      this.leasesEnded();
+      this.drain();
+    });
+    this.#delayTimer = new DeadlineTimer((now) => e.delaysDue(now), () => e.delaysNextDue(), () => this.drain());
+  }
+
+  /** This thread holds a lease ending at `deadline` (ms since the epoch; 0 = none): expire it then. */
+  armLeaseTimer(deadline: number): void {
+    this.#leaseTimer.arm(deadline);
+  }
+
+  /** A delayed message is due at `due` (ms since the epoch): move it to its topic then. */
+  armDelayTimer(due: number): void {
+    this.#delayTimer.arm(due);
+  }
+
+  /** Called after leases of this thread ended by expiry (sessions pump ack:true subscriptions). */
+  onLeasesEnded(fn: () => void): () => void {
+    this.#leaseEnded.add(fn);
+    return () => this.#leaseEnded.delete(fn);
+  }
+
+  leasesEnded(): void {
+    for (const fn of this.#leaseEnded) fn();
   }
 
   /** A token unique across threads (thread id in the top 8 bits), never 0. */
@@ -82,6 +172,10 @@ export class CoreThread {
     const address = this.exports.mailboxSignalAddress();
     this.#signalWords = this.core.view.headerWords();
     this.#signalIndex = address >>> 2;
+    this.#dedupSweep = setInterval(() => this.exports.dedupSweep(Date.now()), DEDUP_SWEEP_MS);
+    this.#dedupSweep.unref();
+    // Delayed messages may be due already (pushed before this thread started).
+    this.armDelayTimer(this.exports.delaysNextDue());
     this.#loop();
   }
 
@@ -127,6 +221,9 @@ export class CoreThread {
    * over right after unlocking the topic), so wait for each of them and return its message.
    */
   stop(): void {
+    this.#leaseTimer.stop();
+    this.#delayTimer.stop();
+    clearInterval(this.#dedupSweep);
     if (this.#running) {
       this.#running = false;
       Atomics.notify(this.#signalWords!, this.#signalIndex);

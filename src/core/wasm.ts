@@ -78,6 +78,16 @@ export class MemoryView {
     return this.#dv.getUint32(ptr, true);
   }
 
+  f64(ptr: number): number {
+    if (ptr + 8 > this.#u8.length) this.#refresh(ptr + 8);
+    return this.#dv.getFloat64(ptr, true);
+  }
+
+  setF64(ptr: number, value: number): void {
+    if (ptr + 8 > this.#u8.length) this.#refresh(ptr + 8);
+    this.#dv.setFloat64(ptr, value, true);
+  }
+
   setU32(ptr: number, value: number): void {
     if (ptr + 4 > this.#u8.length) this.#refresh(ptr + 4);
     this.#dv.setUint32(ptr, value, true);

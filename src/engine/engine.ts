@@ -153,13 +153,13 @@ export class TurboEngine {
   /**
    * A worker ended. During stop that is expected; otherwise it crashed: its connections are
    * gone, and waiters it had parked would swallow the messages handed to them, so the core
-   * reaps its thread (assembly/waiters.ts reapThread) and the other workers go on.
+   * reaps its thread (assembly/reap.ts reapThread: waiters, claims, handed and leased messages) and the other workers go on.
    */
   #workerExited(entry: { worker: Worker; threadId: number }, code: number): void {
     const index = this.#workers.findIndex((w) => w.worker === entry.worker);
     if (index < 0 || this.#state === 'stopping' || this.#state === 'stopped' || this.#state === 'destroyed') return;
     this.#workers.splice(index, 1);
-    const returned = entry.threadId !== 0 && this.#thread ? this.#thread.exports.reapThread(entry.threadId) : 0;
+    const returned = entry.threadId !== 0 && this.#thread ? this.#thread.exports.reapThread(entry.threadId, Date.now()) : 0;
     this.#logger.error({ threadId: entry.threadId, code, returned, workersLeft: this.#workers.length }, 'worker exited unexpectedly; its waiters were reaped');
   }
 

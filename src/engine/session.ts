@@ -11,13 +11,21 @@
 // timeout, a CANCEL, or the connection closing - settles it, and a cancel that comes too
 // late (the waiter was already handed a message) turns into a delivery or, if the request
 // is gone, into waiterReturn, which puts the message back at the front of its topic.
+//
+// Leases (assembly/leases.ts): leased pops belong to this connection's lease owner, each
+// ack:true subscription has its own. SETTLE frames settle them; closing a subscription
+// ends its leases before UNSUBSCRIBE is answered, and closing the connection ends all of
+// them, so every unacked message is back at its topic's front at once, not at expiry. An
+// ack:true subscription's credit is `prefetch - leases it holds`: an ack, nack or expiry
+// lets the next message come, with no CREDIT from the client.
 
 import type { CoreThread, WaiterHandler } from '../core/thread.ts';
 import type { CoreExports } from '../core/wasm.ts';
 import {
-  Op, ErrorCode, PROTOCOL_VERSION, TIMEOUT_INFINITE, OP_REJECT,
+  Op, ErrorCode, PROTOCOL_VERSION, TIMEOUT_INFINITE, OP_REJECT, SUBSCRIBE_EXCLUSIVE, SUBSCRIBE_ACK, SettleKind,
+  SETTLE_ENTRY_BYTES, SettingsMask,
   DESC_SIZE, DESC_CAPACITY, DESC_OP, DESC_REQUEST_ID, DESC_QUEUE_PTR, DESC_QUEUE_LEN, DESC_TOPIC_PTR,
-  DESC_TOPIC_LEN, DESC_DATA_PTR, DESC_DATA_LEN, DESC_ARG0, DESC_ARG1,
+  DESC_TOPIC_LEN, DESC_DATA_PTR, DESC_DATA_LEN, DESC_ARG0, DESC_ARG1, DESC_ARG2, DESC_ARG3,
 } from '../protocol.ts';
 import { VERSION } from '../version.ts';
 
@@ -42,7 +50,8 @@ export interface SessionIO {
 
 // Descriptor field offsets (src/protocol.ts), short names for the dispatch below.
 const D_OP = DESC_OP, D_REQ = DESC_REQUEST_ID, D_QP = DESC_QUEUE_PTR, D_QL = DESC_QUEUE_LEN, D_TP = DESC_TOPIC_PTR,
-  D_TL = DESC_TOPIC_LEN, D_DP = DESC_DATA_PTR, D_DL = DESC_DATA_LEN, D_A0 = DESC_ARG0, D_A1 = DESC_ARG1;
+  D_TL = DESC_TOPIC_LEN, D_DP = DESC_DATA_PTR, D_DL = DESC_DATA_LEN, D_A0 = DESC_ARG0, D_A1 = DESC_ARG1,
+  D_A2 = DESC_ARG2, D_A3 = DESC_ARG3;
 const WRITER_INITIAL_BYTES = 16 * 1024;
 /** Credit a subscription may accumulate (bounds what one slow consumer can hold). */
 const MAX_CREDIT = 1 << 20;
@@ -53,16 +62,26 @@ interface ParkedPop extends WaiterHandler {
   waiter: number;
   max: number;
   timer: NodeJS.Timeout | undefined;
+  /** Leased pop: the connection's lease owner (0 for a plain pop) and the lease length (0 = the queue's). */
+  owner: number;
+  leaseMs: number;
 }
 
 interface Subscription extends WaiterHandler {
   id: number;
   topic: number;
   token: number;
+  /** Plain: messages it may still be sent. ack:true: its prefetch (credit = prefetch - leases held). */
   credit: number;
   /** The parked waiter, 0 when not parked. */
   waiter: number;
+  /** ack:true: its own lease owner (0 for a plain subscription) and lease length (0 = the queue's). */
+  owner: number;
+  leaseMs: number;
 }
+
+/** Largest delayMs / leaseMs / timeoutMs a timer honours at once (setTimeout's limit); longer ones re-arm. */
+const MAX_TIMER_MS = 0x7FFFFFFF;
 
 const textEncoder = new TextEncoder();
 const errorTextCache = new Map<string, Uint8Array>();
@@ -77,6 +96,11 @@ export class Session {
   readonly #pops = new Map<number, ParkedPop>();
   readonly #subs = new Map<number, Subscription>();
   readonly #unhookDrain: () => void;
+  readonly #unhookExpiry: () => void;
+  /** This connection's id for lease ownership (unique on this thread). */
+  readonly #connectionId: number;
+  /** Lease owner of this connection's leased pops, 0 until the first. */
+  #popOwner = 0;
   #closed = false;
   #dirty = false;
 
@@ -93,6 +117,9 @@ export class Session {
       throw new Error('turbomq: out of memory for a new connection');
     }
     this.#unhookDrain = thread.onAfterDrain(() => { if (this.#dirty) this.flush(); });
+    // Expired leases free ack:true subscriptions' credit.
+    this.#unhookExpiry = thread.onLeasesEnded(() => this.#pumpAckSubscriptions());
+    this.#connectionId = thread.newToken();
   }
 
   get closed(): boolean {
@@ -165,10 +192,26 @@ export class Session {
         else this.#error(req, -status);
         return;
       }
+      case Op.PUSH_EX:
+        return this.#pushEx(req, d, 0, 0, 0, view.u32(d + D_DP), view.u32(d + D_DL), view.u32(d + D_A0), view.u32(d + D_A2), view.u32(d + D_A3));
+      case Op.PUSH_MANY_EX:
+        return this.#pushEx(req, d, view.u32(d + D_DP), view.u32(d + D_DL), view.u32(d + D_A0), 0, 0, view.u32(d + D_A1), 0, 0);
+      case Op.POP_LEASED:
+        return this.#pop(d, req, view.u32(d + D_A0), view.u32(d + D_A1), this.#leaseOwner(), view.u32(d + D_A2));
+      case Op.SETTLE:
+        return this.#settle(req, view.u32(d + D_DP), view.u32(d + D_A0));
+      case Op.CONFIGURE:
+        return this.#configure(req, d);
+      case Op.STATS: {
+        const out = this.#thread.scratch;
+        e.opStats(view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), out);
+        e.encodeStatsOk(w, req, out);
+        return;
+      }
       case Op.POP:
-        return this.#pop(d, req, 1, view.u32(d + D_A0));
+        return this.#pop(d, req, 1, view.u32(d + D_A0), 0, 0);
       case Op.POP_MANY:
-        return this.#pop(d, req, view.u32(d + D_A0), view.u32(d + D_A1));
+        return this.#pop(d, req, view.u32(d + D_A0), view.u32(d + D_A1), 0, 0);
       case Op.LENGTH:
         e.encodeLengthOk(w, req, e.opLength(view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL)));
         return;
@@ -184,6 +227,7 @@ export class Session {
       case Op.CREDIT: {
         const sub = this.#subs.get(view.u32(d + D_A0));
         if (sub === undefined) return; // the subscription just ended: nothing to credit
+        if (sub.owner !== 0) return; // ack:true: credit comes from settling, not from CREDIT
         sub.credit = Math.min(MAX_CREDIT, sub.credit + view.u32(d + D_A1));
         if (sub.waiter === 0) this.#pump(sub);
         return;
@@ -220,48 +264,120 @@ export class Session {
     }
   }
 
-  #pop(d: number, req: number, max: number, timeoutMs: number): void {
+  /** POP, POP_MANY (owner 0) and POP_LEASED (owner = this connection's lease owner). */
+  #pop(d: number, req: number, max: number, timeoutMs: number, owner: number, leaseMs: number): void {
     const view = this.#thread.core.view;
     const e = this.#e;
     if (this.#pops.has(req)) return this.#error(req, ErrorCode.ERR_INVALID_ARGUMENT, 'request id already has a parked pop');
+    if (owner < 0) return this.#error(req, ErrorCode.ERR_NO_MEMORY);
     const park = timeoutMs !== 0;
     if (park && this.#pops.size >= this.#limits.maxParkedPops) return this.#error(req, ErrorCode.ERR_LIMIT, 'too many parked pops on this connection');
     const token = park ? this.#thread.newToken() : 0;
-    const n = e.opPop(this.#writer, Op.MESSAGES, req, view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), max, this.#limits.maxFrameBytes, 0, token);
-    if (n > 0) return;
+    const now = Date.now();
+    const n = e.opPop(this.#writer, Op.MESSAGES, req, view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), max, this.#limits.maxFrameBytes, 0, token, owner, leaseMs, now);
+    if (n > 0) {
+      if (owner !== 0) this.#thread.armLeaseTimer(e.leaseNextDeadline());
+      return;
+    }
     if (n < 0) return this.#error(req, -n);
     if (!park) {
       e.encodeEmpty(this.#writer, req);
       return;
     }
     const pop: ParkedPop = {
-      requestId: req, token, waiter: e.lastWaiter(), max, timer: undefined,
+      requestId: req, token, waiter: e.lastWaiter(), max, timer: undefined, owner, leaseMs,
       onHanded: (waiter) => this.#deliverPop(pop, waiter),
     };
     this.#pops.set(req, pop);
     this.#thread.register(token, pop);
-    if (timeoutMs !== TIMEOUT_INFINITE) pop.timer = setTimeout(() => this.#timeoutPop(pop), timeoutMs);
+    if (timeoutMs !== TIMEOUT_INFINITE) this.#armPopTimer(pop, now + timeoutMs);
+  }
+
+  /** The pop's timeout at `deadline`; timeouts past setTimeout's 24.8 days re-arm on the way. */
+  #armPopTimer(pop: ParkedPop, deadline: number): void {
+    pop.timer = setTimeout(() => this.#timeoutPop(pop, deadline), Math.min(MAX_TIMER_MS, Math.max(0, deadline - Date.now())));
   }
 
   #deliverPop(pop: ParkedPop, waiter: number): void {
     const e = this.#e;
-    const n = e.waiterDeliverFrame(waiter, this.#writer, Op.MESSAGES, pop.requestId, pop.max - 1, this.#limits.maxFrameBytes, 0);
+    const n = e.waiterDeliverFrame(waiter, this.#writer, Op.MESSAGES, pop.requestId, pop.max - 1, this.#limits.maxFrameBytes, 0, pop.owner, pop.leaseMs, Date.now());
     if (n < 0) {
       e.waiterReturn(waiter);
       this.#error(pop.requestId, -n);
     } else {
       e.waiterRelease(waiter);
+      if (pop.owner !== 0) this.#thread.armLeaseTimer(e.leaseNextDeadline());
     }
     this.#forgetPop(pop);
     this.#dirty = true;
   }
 
-  #timeoutPop(pop: ParkedPop): void {
+  #timeoutPop(pop: ParkedPop, deadline: number): void {
     pop.timer = undefined;
-    if (this.#closed || this.#e.waiterCancel(pop.waiter) !== 1) return; // handed: delivery is on its way
+    if (this.#closed) return;
+    if (Date.now() < deadline) return this.#armPopTimer(pop, deadline);
+    if (this.#e.waiterCancel(pop.waiter) !== 1) return; // handed: delivery is on its way
     this.#forgetPop(pop);
     this.#e.encodeEmpty(this.#writer, pop.requestId);
     this.flush();
+  }
+
+  /** This connection's lease owner for leased pops (created on first use), -1 when out of memory. */
+  #leaseOwner(): number {
+    if (this.#popOwner === 0) this.#popOwner = this.#e.ownerNew(this.#connectionId);
+    return this.#popOwner === 0 ? -1 : this.#popOwner;
+  }
+
+  /** PUSH_EX / PUSH_MANY_EX: a push with delayMs and/or a dedupId. */
+  #pushEx(req: number, d: number, records: number, bytes: number, count: number, data: number, len: number, delayMs: number, dedup: number, dedupLen: number): void {
+    const view = this.#thread.core.view;
+    const now = Date.now();
+    const status = this.#e.opPushEx(view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), records, bytes, count, data, len, delayMs, dedup, dedupLen, now, this.#thread.scratch);
+    if (status !== 0) return this.#error(req, -status);
+    if (delayMs > 0) this.#thread.armDelayTimer(now + delayMs);
+    this.#e.encodeOk(this.#writer, req);
+  }
+
+  /** SETTLE: ack / nack / extend / reject a batch of this connection's leases; one status each. */
+  #settle(req: number, entries: number, count: number): void {
+    const e = this.#e;
+    const view = this.#thread.core.view;
+    const now = Date.now();
+    if (e.opSettle(this.#writer, req, entries, count, this.#connectionId, now) === 0) return this.#error(req, ErrorCode.ERR_NO_MEMORY);
+    let nackDelay = 0;
+    for (let i = 0; i < count; i++) {
+      const at = entries + i * SETTLE_ENTRY_BYTES;
+      if (view.u32(at + 8) === SettleKind.NACK) nackDelay = Math.max(nackDelay, view.u32(at + 12));
+    }
+    if (nackDelay > 0) this.#thread.armDelayTimer(now + nackDelay);
+    this.#thread.armLeaseTimer(e.leaseNextDeadline());
+    this.#pumpAckSubscriptions();
+  }
+
+  /** CONFIGURE: validate the patch, merge it into the queue's settings, answer the effective settings. */
+  #configure(req: number, d: number): void {
+    const view = this.#thread.core.view;
+    const e = this.#e;
+    const mask = view.u32(d + D_A0);
+    const p = view.u32(d + D_DP);
+    const leaseMs = view.f64(p), maxDeliveries = view.f64(p + 8), maxLength = view.f64(p + 16), dedupWindowMs = view.f64(p + 24);
+    const dropOldest = view.u8(p + 32) === 1, durable = view.u8(p + 33) === 1, dlqLen = view.u8(p + 34);
+    const positive = (x: number) => x > 0 && x !== Infinity; // NaN fails too
+    const countOrInfinity = (x: number) => x === Infinity || (Number.isInteger(x) && x >= 1);
+    let problem: string | undefined;
+    if (mask & ~0x7f) problem = 'unknown settings';
+    else if (mask & SettingsMask.LEASE_MS && !positive(leaseMs)) problem = `leaseMs must be a positive number of ms, got ${leaseMs}`;
+    else if (mask & SettingsMask.DEDUP_WINDOW_MS && !positive(dedupWindowMs)) problem = `dedupWindowMs must be a positive number of ms, got ${dedupWindowMs}`;
+    else if (mask & SettingsMask.MAX_DELIVERIES && !countOrInfinity(maxDeliveries)) problem = `maxDeliveries must be a positive integer or Infinity, got ${maxDeliveries}`;
+    else if (mask & SettingsMask.MAX_LENGTH && !countOrInfinity(maxLength)) problem = `maxLength must be a positive integer or Infinity, got ${maxLength}`;
+    else if (mask & SettingsMask.DURABLE && durable) problem = 'durable queues need a broker started with a data directory';
+    else if (mask & SettingsMask.DEAD_LETTER_TOPIC && dlqLen > 0 && !validUtf8(view.bytes(p + 35, dlqLen))) problem = 'deadLetterTopic must be valid UTF-8';
+    if (problem !== undefined) return this.#error(req, ErrorCode.ERR_INVALID_ARGUMENT, problem);
+    const ok = e.queueConfigure(view.u32(d + D_QP), view.u32(d + D_QL), mask, leaseMs, maxDeliveries, maxLength, dedupWindowMs, dropOldest, durable, p + 35, dlqLen);
+    if (ok === 0) return this.#error(req, ErrorCode.ERR_NO_MEMORY);
+    const out = this.#thread.scratch;
+    const len = e.queueSettingsInto(view.u32(d + D_QP), view.u32(d + D_QL), out);
+    e.encodeSettings(this.#writer, req, out, len);
   }
 
   #forgetPop(pop: ParkedPop): void {
@@ -277,15 +393,25 @@ export class Session {
     if (this.#subs.size >= this.#limits.maxSubscriptions) return this.#error(req, ErrorCode.ERR_LIMIT, 'too many subscriptions on this connection');
     const topic = e.topicAcquire(view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), true);
     if (topic === 1) return this.#error(req, ErrorCode.ERR_NO_MEMORY);
-    const exclusive = (view.u32(d + D_A1) & 1) !== 0;
+    const options = view.u32(d + D_A1);
+    const exclusive = (options & SUBSCRIBE_EXCLUSIVE) !== 0;
+    let owner = 0;
+    if ((options & SUBSCRIBE_ACK) !== 0) {
+      owner = e.ownerNew(this.#connectionId);
+      if (owner === 0) {
+        e.topicRelease(topic);
+        return this.#error(req, ErrorCode.ERR_NO_MEMORY);
+      }
+    }
     const token = this.#thread.newToken();
     const status = e.consumerAttach(topic, token, exclusive);
     if (status !== 0) {
+      if (owner !== 0) e.ownerFree(owner);
       e.topicRelease(topic);
       return this.#error(req, -status, exclusive ? 'the topic already has a consumer' : 'the topic has an exclusive consumer');
     }
     const sub: Subscription = {
-      id: req, topic, token, credit: Math.min(MAX_CREDIT, view.u32(d + D_A0)), waiter: 0,
+      id: req, topic, token, credit: Math.min(MAX_CREDIT, view.u32(d + D_A0)), waiter: 0, owner, leaseMs: view.u32(d + D_A2),
       onHanded: (waiter) => this.#deliverSubscription(sub, waiter),
     };
     this.#subs.set(req, sub);
@@ -293,38 +419,55 @@ export class Session {
     this.#pump(sub);
   }
 
+  /** Messages the subscription may be sent now. */
+  #credit(sub: Subscription): number {
+    return sub.owner === 0 ? sub.credit : sub.credit - this.#e.ownerCount(sub.owner);
+  }
+
   /** Delivers to a subscription while it has credit; parks when its topic is empty. */
   #pump(sub: Subscription): void {
     const e = this.#e;
-    while (sub.credit > 0 && sub.waiter === 0 && !this.#closed) {
-      const n = e.topicPopFrame(sub.topic, this.#writer, Op.DELIVER, sub.id, sub.credit, this.#limits.maxFrameBytes, sub.token, sub.token);
+    let leased = false;
+    for (let credit = this.#credit(sub); credit > 0 && sub.waiter === 0 && !this.#closed; credit = this.#credit(sub)) {
+      const n = e.topicPopFrame(sub.topic, this.#writer, Op.DELIVER, sub.id, credit, this.#limits.maxFrameBytes, sub.token, sub.token, sub.owner, sub.leaseMs, Date.now());
       if (n > 0) {
-        sub.credit -= n;
+        if (sub.owner === 0) sub.credit -= n;
+        else leased = true;
+        this.#dirty = true;
       } else if (n === 0) {
         sub.waiter = e.lastWaiter();
         this.#thread.register(sub.token, sub);
       } else {
         this.#error(sub.id, -n);
-        return;
+        break;
       }
     }
+    if (leased) this.#thread.armLeaseTimer(e.leaseNextDeadline());
+  }
+
+  /** After leases ended (settled, expired): ack:true subscriptions may take more. */
+  #pumpAckSubscriptions(): void {
+    if (this.#closed) return;
+    for (const sub of this.#subs.values()) if (sub.owner !== 0 && sub.waiter === 0) this.#pump(sub);
+    if (this.#dirty) this.flush();
   }
 
   #deliverSubscription(sub: Subscription, waiter: number): void {
     const e = this.#e;
     sub.waiter = 0;
-    const n = e.waiterDeliverFrame(waiter, this.#writer, Op.DELIVER, sub.id, sub.credit - 1, this.#limits.maxFrameBytes, sub.token);
+    const n = e.waiterDeliverFrame(waiter, this.#writer, Op.DELIVER, sub.id, this.#credit(sub) - 1, this.#limits.maxFrameBytes, sub.token, sub.owner, sub.leaseMs, Date.now());
     if (n < 0) {
       e.waiterReturn(waiter);
       this.#error(sub.id, -n);
       return;
     }
     e.waiterRelease(waiter);
-    sub.credit -= n;
+    if (sub.owner === 0) sub.credit -= n;
     this.#pump(sub);
     this.#dirty = true;
   }
 
+  /** Ends a subscription: its parked waiter, its leases (back to the topic's front, in order), its consumer slot. */
   #closeSubscription(sub: Subscription): void {
     const e = this.#e;
     this.#subs.delete(sub.id);
@@ -332,6 +475,10 @@ export class Session {
       if (e.waiterCancel(sub.waiter) === 1) this.#thread.unregister(sub.token);
       else this.#thread.expectReturn(sub.token);
       sub.waiter = 0;
+    }
+    if (sub.owner !== 0) {
+      e.ownerEnd(sub.owner, Date.now());
+      e.ownerFree(sub.owner);
     }
     e.consumerDetach(sub.topic, sub.token);
     e.topicRelease(sub.topic);
@@ -380,9 +527,27 @@ export class Session {
     }
     this.#pops.clear();
     for (const sub of [...this.#subs.values()]) this.#closeSubscription(sub);
+    if (this.#popOwner !== 0) {
+      // Leased pops this connection did not settle are ready again now, not at expiry.
+      e.ownerEnd(this.#popOwner, Date.now());
+      e.ownerFree(this.#popOwner);
+      this.#popOwner = 0;
+    }
     this.#unhookDrain();
+    this.#unhookExpiry();
     e.decoderFree(this.#decoder);
     e.writerFree(this.#writer);
+  }
+}
+
+const utf8Check = new TextDecoder('utf-8', { fatal: true });
+
+function validUtf8(bytes: Uint8Array): boolean {
+  try {
+    utf8Check.decode(bytes);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -394,6 +559,8 @@ function defaultErrorText(code: number): string {
     case ErrorCode.ERR_EXCLUSIVE: return 'the topic has an exclusive consumer';
     case ErrorCode.ERR_NO_MEMORY: return 'broker out of memory';
     case ErrorCode.ERR_UNKNOWN_OPCODE: return 'unknown opcode';
+    case ErrorCode.ERR_QUEUE_FULL: return 'the topic is full (maxLength)';
+    case ErrorCode.ERR_LEASE_EXPIRED: return 'the lease has ended';
     default: return ErrorCode.nameOf(code);
   }
 }

@@ -5,6 +5,8 @@ import net from 'node:net';
 import { TurboClient, TurboError } from '../../src/index.ts';
 import { TurboEngine } from '../../src/index.ts';
 import { startEngine, connect, delay, within, checkBinaryRoundTrip } from '../helpers.ts';
+import { pushFrame as rawPushFrame, OK_REPLY_PREFIX } from '../support/raw.ts';
+import { PROTOCOL_VERSION } from '../../src/protocol.ts';
 
 // One broker for the tests that need no special options (each uses its own queue or topic
 // names); tests with other limits start their own.
@@ -319,14 +321,9 @@ t.test('exclusive subscribe fails if the topic already has a consumer', async (t
   await first.close();
 });
 
-/** A PUSH frame (docs/protocol.md) for queue q, topic t, built by hand. */
+/** A PUSH frame for queue q, topic t. */
 function pushFrame(requestId: number, data: string): Buffer {
-  const body = Buffer.concat([Buffer.from([1, 0x71, 1, 0x74]), Buffer.from(data)]);
-  const header = Buffer.alloc(12);
-  header.writeUInt32LE(8 + body.length, 0);
-  header[4] = 1; header[5] = 0x10;
-  header.writeUInt32LE(requestId, 8);
-  return Buffer.concat([header, body]);
+  return rawPushFrame(requestId, 'q', 't', data);
 }
 
 t.test('a request split into 1-byte TCP writes (split header) is served, not dropped', async (t) => {
@@ -364,7 +361,7 @@ t.test('a frame declaring a huge length is answered ERR_MESSAGE_TOO_LARGE and it
     socket.on('data', (d) => {
       got = Buffer.concat([got, d]);
       // ERROR frame (variable) then OK (12 bytes): wait until the OK for request 8 is in.
-      if (got.length >= 12 && got.includes(Buffer.from([12 - 4, 0, 0, 0, 1, 0x80]))) { socket.end(); resolve(got); }
+      if (got.length >= 12 && got.includes(OK_REPLY_PREFIX)) { socket.end(); resolve(got); }
     });
     socket.on('error', reject);
     setTimeout(() => reject(new Error(`incomplete replies: ${got.toString('hex')}`)), 5000);
@@ -387,7 +384,7 @@ t.test('random garbage on many raw connections never disturbs a well-behaved cli
     const socket = net.connect({ port, host: '127.0.0.1' }, () => {
       const junk = Buffer.alloc(64 + Math.floor(rand() * 4096));
       for (let k = 0; k < junk.length; k++) junk[k] = Math.floor(rand() * 256);
-      if (i % 2 === 0) junk[4] = 1; // a plausible version byte: exercise deeper parsing
+      if (i % 2 === 0) junk[4] = PROTOCOL_VERSION; // a plausible version byte: exercise deeper parsing
       socket.write(junk);
       socket.end();
     });

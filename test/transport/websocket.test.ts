@@ -10,6 +10,7 @@ import { originAllowed } from '../../src/transport/websocket.ts';
 import { MESSAGE_TARGET_BYTES, sendAsMessages } from '../../src/transport/websocket-messages.ts';
 import { Op, ErrorCode } from '../../src/protocol.ts';
 import { startEngine, connect, delay, within, checkBinaryRoundTrip } from '../helpers.ts';
+import { rawFrame as frame, namedBody } from '../support/raw.ts';
 
 /** An engine listening on tcp and ws (both port 0); returns it with its ws url. */
 async function startWsEngine(t: Test, options: EngineOptions = {}): Promise<{ engine: TurboEngine; wsUrl: string }> {
@@ -34,20 +35,8 @@ function outcome(ws: WebSocket): Promise<string> {
   }), 5000, 'WebSocket upgrade');
 }
 
-/** One frame: header + body (docs/protocol.md). */
-function frame(op: number, requestId: number, body: Uint8Array = new Uint8Array(0)): Buffer {
-  const out = Buffer.alloc(12 + body.length);
-  out.writeUInt32LE(8 + body.length, 0);
-  out[4] = 1;
-  out[5] = op;
-  out.writeUInt32LE(requestId, 8);
-  out.set(body, 12);
-  return out;
-}
-
 function pushBody(queue: string, topic: string, data: Uint8Array): Buffer {
-  const q = Buffer.from(queue), tp = Buffer.from(topic);
-  return Buffer.concat([Buffer.from([q.length]), q, Buffer.from([tp.length]), tp, data]);
+  return namedBody(queue, topic, data);
 }
 
 /** Reads reply frames from a raw socket: [op, requestId, errorCode?] per frame. */
