@@ -203,20 +203,27 @@ export function fifoAppendWire(topic: usize, records: usize, bytes: usize, count
   return true;
 }
 
-/** Puts one stored record back at the front (a lease ended, a dead waiter's message). */
+/**
+ * Puts one stored record back at the front (a lease ended, a dead waiter's message). A new
+ * head segment is filled from its end backwards, and grows like tail segments do, so many
+ * records returned one by one (a million leases expiring) pack densely instead of taking a
+ * segment each.
+ */
 export function fifoPrepend(topic: usize, record: usize): bool {
   let size = recordSize(record);
   let head = <usize>load<u32>(topic + T_HEAD_SEG);
   if (head != 0 && <usize>load<u32>(head + S_READ) >= size) {
-    // The bytes before readPos were already consumed: reuse them.
+    // The bytes before readPos were already consumed (or left free for this): reuse them.
     let read = load<u32>(head + S_READ) - <u32>size;
     memory.copy(head + S_DATA + <usize>read, record, size);
     store<u32>(head + S_READ, read);
   } else {
-    let seg = newSegment(size, 0);
+    let seg = newSegment(size, head == 0 ? 0 : <usize>load<u32>(head + S_CAPACITY));
     if (seg == 0) return false;
-    memory.copy(seg + S_DATA, record, size);
-    store<u32>(seg + S_WRITE, <u32>size);
+    let capacity = load<u32>(seg + S_CAPACITY);
+    memory.copy(seg + S_DATA + <usize>capacity - size, record, size);
+    store<u32>(seg + S_READ, capacity - <u32>size);
+    store<u32>(seg + S_WRITE, capacity);
     store<u32>(seg + S_NEXT, <u32>head);
     store<u32>(topic + T_HEAD_SEG, <u32>seg);
     if (head == 0) store<u32>(topic + T_TAIL_SEG, <u32>seg);

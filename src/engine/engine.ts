@@ -27,6 +27,12 @@ export interface EngineStats {
   topics: number;
   bytesInUse: number;
   memoryBytes: number;
+  /** Bytes of message storage in use (counted against maxMemoryMiB). */
+  messageBytes: number;
+  /** Messages waiting for their delayMs, over every topic. */
+  delayed: number;
+  /** Since start, over every thread: messages dropped (maxLength drop-oldest, dead letters with no dead-letter topic, lost to memory), dead-lettered, redelivered (a lease ended without ack) and acked. */
+  events: { dropped: number; deadLettered: number; redelivered: number; acked: number };
 }
 
 const silentLogger: Logger = { info() {}, warn() {}, error() {}, debug() {} };
@@ -147,13 +153,22 @@ export class TurboEngine {
       topics: e ? e.topicCount() : 0,
       bytesInUse: e ? Number(e.bytesInUse()) : 0,
       memoryBytes: this.#memory ? this.#memory.buffer.byteLength : 0,
+      messageBytes: e ? Number(e.queueBytes()) : 0,
+      delayed: e ? e.delaysCount() : 0,
+      events: {
+        dropped: e ? Number(e.eventCount(0)) : 0,
+        deadLettered: e ? Number(e.eventCount(1)) : 0,
+        redelivered: e ? Number(e.eventCount(2)) : 0,
+        acked: e ? Number(e.eventCount(3)) : 0,
+      },
     };
   }
 
   /**
    * A worker ended. During stop that is expected; otherwise it crashed: its connections are
    * gone, and waiters it had parked would swallow the messages handed to them, so the core
-   * reaps its thread (assembly/reap.ts reapThread: waiters, claims, handed and leased messages) and the other workers go on.
+   * reaps its thread (assembly/reap.ts: waiters, claims, handed and leased
+   * messages go back) and the other workers go on.
    */
   #workerExited(entry: { worker: Worker; threadId: number }, code: number): void {
     const index = this.#workers.findIndex((w) => w.worker === entry.worker);
