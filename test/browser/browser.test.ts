@@ -117,6 +117,43 @@ function suite(context: BrowserContext, server: StaticServer, engine: TurboEngin
     t.same(got, { length: 4, first: ['a', 'b', 'c'], rest: ['d'], none: 0 });
   });
 
+  t.test('the at-least-once API in the browser: configure, leased pops, ack/nack/reject, dead letters, delays, dedup, stats', async (t) => {
+    const page = await openPage(t);
+    const got = await inPage(page, async () => {
+      const q = window.client.getQueue('alo');
+      const settings = await q.configure({ maxDeliveries: 2, deadLetterTopic: 'dead', leaseMs: 10_000 });
+      await q.push('t', 'job', { dedupId: 'job-1' });
+      await q.push('t', 'job again', { dedupId: 'job-1' });
+      await q.push('t', 'later', { delayMs: 100 });
+      const before = await q.stats('t');
+      const m = (await q.pop('t', { ack: true, timeoutMs: 0 }))!;
+      const first = { id: m.id, deliveries: m.deliveries };
+      await m.nack();
+      const again = (await q.pop('t', { ack: true, timeoutMs: 0 }))!;
+      await again.nack(); // second delivery: maxDeliveries reached
+      const dead = (await q.pop('dead', 1000))!;
+      const later = (await q.pop('t', { ack: true, timeoutMs: 2000 }))!;
+      await later.ack();
+      let expired = '';
+      try { await later.ack(); } catch (err) { expired = (err as { code: string }).code; }
+      const sub = q.subscribe('s', { ack: true, prefetch: 2 });
+      await q.pushMany('s', ['x', 'y']);
+      const it = sub[Symbol.asyncIterator]();
+      const x = (await it.next()).value;
+      await x.reject();
+      await sub.close();
+      return {
+        maxDeliveries: settings.maxDeliveries, before, first, againDeliveries: again.deliveries, againId: again.id,
+        dead: [dead.content, dead.deadLetter], later: later.content, expired, after: await q.stats('t'), s: await q.stats('s'),
+      };
+    }, undefined);
+    t.same(got, {
+      maxDeliveries: 2, before: { ready: 1, delayed: 1, inFlight: 0 }, first: { id: '0', deliveries: 1 }, againDeliveries: 2, againId: '0',
+      dead: ['job', { topic: 't', reason: 'max-deliveries' }], later: 'later', expired: 'ERR_LEASE_EXPIRED',
+      after: { ready: 0, delayed: 0, inFlight: 0 }, s: { ready: 1, delayed: 0, inFlight: 0 },
+    });
+  });
+
   t.test('a pushMany over maxFrameBytes from the browser crosses as whole-frame messages, in order', async (t) => {
     // 40 × 64 KiB = 2.5 MiB: about 20 PUSH_MANY frames of at most 128 KiB in one flush, sent as
     // three messages of several frames each (each over maxFrameBytes, within 1 MiB).
