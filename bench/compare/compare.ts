@@ -72,7 +72,7 @@ const MATRIX_SYSTEMS: SystemInfo[] = [
 const ACK_SYSTEMS: SystemInfo[] = [
   { key: 'turbomq', label: 'turbomq popMany+ack', short: 'turbomq', color: '#d6336c' },
   { key: 'turbomq-sub', label: 'turbomq subscribe+ack', short: 'subscribe', color: '#f783ac' },
-  { key: 'rabbitmq', label: 'RabbitMQ', color: '#ff6b00' },
+  { key: 'rabbitmq', label: 'RabbitMQ', color: '#7048e8' },
   { key: 'jetstream', label: 'NATS JetStream', short: 'JetStream', color: '#f59f00' },
   { key: 'turbomq-plain', label: 'turbomq plain popMany (no ack)', short: 'plain popMany', color: '#adb5bd' },
 ];
@@ -445,9 +445,10 @@ if (WRITE_DOCS) {
     { title: 'Throughput', caption: 'messages/s, log scale — further right is better', systems: matrixSystems, unit: 'rate', rows: figures.map((f) => ({ label: f.workload, values: f.rates })) },
     { title: 'Broker CPU per message', caption: 'user + system µs per message, log scale — further left is better', systems: matrixSystems, unit: 'us', rows: figures.map((f) => ({ label: f.workload, values: f.cpuUsPerMsg })) },
     { title: 'turbomq client vs the wire floor (same broker)', caption: 'messages/s — further right is better', unit: 'rate',
-      systems: [{ key: 'client', label: 'turbomq client', color: '#d6336c' }, { key: 'floor', label: 'wire floor (pre-encoded frames)', color: '#868e96' }],
-      rows: wire.map((f) => ({ label: f.workload, values: { client: f.clientRate, floor: f.floorRate } })) },
-    { title: 'Consume and ack', caption: 'messages/s received and acked — further right is better', systems: ackSystemsShown, unit: 'rate', rows: ackFigures.map((f) => ({ label: f.workload, values: f.rates })) },
+      systems: [{ key: 'turbomq', label: 'turbomq client', color: '#d6336c' }, { key: 'floor', label: 'wire floor (pre-encoded frames)', color: '#868e96' }],
+      rows: wire.map((f) => ({ label: f.workload, values: { turbomq: f.clientRate, floor: f.floorRate } })) },
+    { title: 'Consume and ack', caption: 'messages/s received and acked — further right is better', unit: 'rate',
+      systems: ackSystemsShown.map((x) => ackFigures.some((f) => f.notAvailable?.[x.key] !== undefined) ? { ...x, label: `${x.label} (n/a yet)` } : x), rows: ackFigures.map((f) => ({ label: f.workload, values: f.rates })) },
     { title: `End-to-end latency at a fixed ${LATENCY_RATE.toLocaleString('en-US')} msgs/s (1 producer, 1 consumer, 16 B)`, caption: 'send to receive, log scale — further left is better', systems: matrixSystems, unit: 'ms',
       rows: (['p50', 'p99', 'p999'] as const).map((q) => ({ label: q === 'p999' ? 'p99.9' : q, values: Object.fromEntries(latency.map((l) => [l.system, l[q]])) })) },
   ];

@@ -109,7 +109,8 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
 
 /** Dot-plot panels stacked in one SVG: workloads down, a log scale across. */
 export function svgChart(title: string, subtitle: string, baseline: string, panels: Panel[]): string {
-  const W = 980, left = 250, right = 30, plotW = W - left - right, rowH = 22;
+  const longest = Math.max(0, ...panels.flatMap((p) => p.rows.map((r) => r.label.length)));
+  const W = 980, left = Math.max(250, Math.ceil(30 + longest * 6.4)), right = 30, plotW = W - left - right, rowH = 22;
   const out: string[] = [];
   let y = 60;
   const body: string[] = [];
@@ -122,15 +123,15 @@ export function svgChart(title: string, subtitle: string, baseline: string, pane
     const tick = panel.unit === 'rate' ? tickRate : panel.unit === 'us' ? tickUs : tickMs;
     y += 24;
     body.push(`<text x="20" y="${y}" font-size="15" font-weight="600">${esc(panel.title)}</text>`);
+    body.push(`<text x="${W - right}" y="${y}" text-anchor="end" fill="#555">${esc(panel.caption)}</text>`);
     y += 22;
     let lx = 20;
     for (const s of panel.systems) {
       const r = s.key === baseline ? 7 : 5;
       body.push(`<circle cx="${lx + 6}" cy="${y - 4}" r="${r}" fill="${s.color}"/>`);
       body.push(`<text x="${lx + 16}" y="${y}" ${s.key === baseline ? 'font-weight="600"' : ''}>${esc(s.label)}</text>`);
-      lx += 26 + s.label.length * 7.2;
+      lx += 26 + s.label.length * (s.key === baseline ? 7.8 : 7.2);
     }
-    body.push(`<text x="${W - right}" y="${y}" text-anchor="end" fill="#555">${esc(panel.caption)}</text>`);
     const top = y + 16, plotH = panel.rows.length * rowH;
     for (let v = lo; v <= hi * 1.0001; v *= 10) {
       for (const m of [1, 2, 5]) {
@@ -143,7 +144,7 @@ export function svgChart(title: string, subtitle: string, baseline: string, pane
     }
     panel.rows.forEach((row, i) => {
       const cy = top + i * rowH + rowH / 2;
-      if (i % 2 === 0) body.push(`<rect x="${left - 240}" y="${cy - rowH / 2}" width="${plotW + 240}" height="${rowH}" fill="#f6f8fa" opacity="0.7"/>`);
+      if (i % 2 === 0) body.push(`<rect x="10" y="${cy - rowH / 2}" width="${W - right - 10}" height="${rowH}" fill="#f6f8fa" opacity="0.7"/>`);
       body.push(`<text x="${left - 10}" y="${cy + 4}" text-anchor="end">${esc(row.label)}</text>`);
       const present = panel.systems.map((s) => row.values[s.key]).filter((v): v is number => v !== undefined && Number.isFinite(v) && v > 0);
       if (present.length > 1) body.push(`<line x1="${x(Math.min(...present)).toFixed(1)}" y1="${cy}" x2="${x(Math.max(...present)).toFixed(1)}" y2="${cy}" stroke="#bbb" stroke-width="1.5"/>`);
