@@ -26,8 +26,10 @@ const env = process.env;
 const THREADS = Number(env.THREADS ?? os.availableParallelism());
 const REPEAT = Number(env.REPEAT ?? 3);
 const THROUGHPUT_MESSAGES = Number(env.THROUGHPUT_MESSAGES ?? 256_000);
-const INFLIGHT_MESSAGES = Number(env.INFLIGHT_MESSAGES ?? 1_000_000);
-const EXPIRY_LEASES = Number(env.EXPIRY_LEASES ?? 1_000_000);
+// Whole batches of 64: the topics are filled with pre-encoded PUSH_MANY frames of 64.
+const wholeBatches = (n: number) => Math.ceil(n / 64) * 64;
+const INFLIGHT_MESSAGES = wholeBatches(Number(env.INFLIGHT_MESSAGES ?? 1_000_000));
+const EXPIRY_LEASES = wholeBatches(Number(env.EXPIRY_LEASES ?? 1_000_000));
 const EXPIRY_WINDOW_MS = Number(env.EXPIRY_WINDOW_MS ?? Math.max(3000, EXPIRY_LEASES / 100));
 const PROBE_RATE = Number(env.PROBE_RATE ?? 10_000);
 const PARTS = (env.PARTS ?? 'throughput,memory,expiry').split(',').map((s) => s.trim());
