@@ -1,122 +1,34 @@
 // Load-generator drivers (src/cli/loadgen.ts) for the brokers bench/compare measures turbomq
-// against, and the code that starts and stops their servers on free loopback ports.
+// against (their servers: bench/compare/servers.ts). Each factory takes structured-cloneable
+// arguments, so every client thread can make its own (a DriverSpec names the factory).
 //
-// - Redis (redis-server from the OS, ioredis): a topic is a list. Push = LPUSH (a batch is one
-//   LPUSH with many values), pop = BRPOP, popMany = BLMPOP ... RIGHT COUNT n (Redis >= 7):
-//   both wait only when the list is empty, like turbomq's pop.
+// - Redis (redis-server, ioredis): a topic is a list. Push = LPUSH (a batch is one LPUSH with
+//   many values), pop = BRPOP, popMany = BLMPOP ... RIGHT COUNT n (Redis >= 7): both wait only
+//   when the list is empty, like turbomq's pop.
 // - NATS core (nats-server, nats.js): a topic is a subject; consumers subscribe to all of the
 //   run's subjects in one queue group (each message goes to one of them). There is no ack:
 //   a send publishes, then flush()es (one PING/PONG round trip) as the broker's answer.
 //   Messages are pushed to consumers, so "pop" takes from what the subscription received.
 // - NATS JetStream: a memory work-queue stream over the run's subjects, one durable pull
-//   consumer shared by all consumers (consume() with explicit acks); publish awaits the
-//   stream's ack.
+//   consumer shared by all consumers, explicit acks (each message acked when the load
+//   generator takes it); publish awaits the stream's ack. Pulls either with consume() and
+//   max_messages outstanding, or one next() per message.
+// - RabbitMQ (rabbitmq-server, amqplib, noDelay): a topic is a classic queue; producers publish
+//   on a confirm channel and await the confirms; consumers consume every queue of the run with
+//   manual acks and a prefetch, and ack each message when the load generator takes it.
 
-import net from 'node:net';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { Redis } from 'ioredis';
+import amqp from 'amqplib';
 import {
   connect as natsConnect, AckPolicy, RetentionPolicy, StorageType,
-  type NatsConnection, type JetStreamClient, type ConsumerMessages,
+  type NatsConnection, type JetStreamClient, type ConsumerMessages, type JsMsg,
 } from 'nats';
-import type { Driver, ProducerConnection, ConsumerConnection } from '../../src/cli/loadgen.ts';
+import type { Driver, DriverSpec, ProducerConnection, ConsumerConnection, RunInfo } from '../../src/cli/loadgen.ts';
 
-// ── servers ────────────────────────────────────────────────────────────────────────────
-
-export interface Server {
-  port: number;
-  version: string;
-  stop(): Promise<void>;
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen({ host: '127.0.0.1', port: 0 }, () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function which(cmd: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/usr/bin', '/usr/local/bin'])) {
-    const p = path.join(dir, cmd);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch { /* next */ }
-  }
-  return undefined;
-}
-
-async function waitForPort(port: number, child: ChildProcess, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ host: '127.0.0.1', port });
-      s.once('connect', () => { s.destroy(); resolve(true); });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`${what} did not listen on ${port} within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    const force = setTimeout(() => child.kill('SIGKILL'), 5000);
-    child.once('exit', () => { clearTimeout(force); resolve(); });
-    child.kill('SIGTERM');
-  });
-}
-
-/** Children we started, killed if this process exits early. */
-const children = new Set<ChildProcess>();
-process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
-
-export const INSTALL_HINT = {
-  redis: 'Redis is not installed: on Debian/Ubuntu `sudo apt-get install redis-server` (the benchmark starts its own instance; the system service is not needed)',
-  nats: 'nats-server is not installed: on Debian/Ubuntu `sudo apt-get install nats-server` (the benchmark starts its own instance)',
-};
-
-/** A private redis-server on a free loopback port, no persistence. Undefined if not installed. */
-export async function startRedis(): Promise<Server | undefined> {
-  const bin = which('redis-server');
-  if (bin === undefined) return undefined;
-  const port = await freePort();
-  const version = /v=(\S+)/.exec(execFileSync(bin, ['--version']).toString())?.[1] ?? '?';
-  const child = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no', '--logfile', ''], { stdio: 'ignore' });
-  children.add(child);
-  await waitForPort(port, child, 'redis-server');
-  return { port, version, stop: async () => { await stopChild(child); children.delete(child); } };
-}
-
-/** A private nats-server with JetStream (memory and a temporary store dir). Undefined if not installed. */
-export async function startNats(): Promise<Server | undefined> {
-  const bin = which('nats-server');
-  if (bin === undefined) return undefined;
-  const port = await freePort();
-  const version = /v?(\d+\.\d+\.\d+)/.exec(execFileSync(bin, ['--version']).toString())?.[1] ?? '?';
-  const storeDir = fs.mkdtempSync(path.join(os.tmpdir(), 'turbomq-bench-nats-'));
-  const child = spawn(bin, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], { stdio: 'ignore' });
-  children.add(child);
-  await waitForPort(port, child, 'nats-server');
-  return {
-    port, version,
-    stop: async () => {
-      await stopChild(child);
-      children.delete(child);
-      fs.rmSync(storeDir, { recursive: true, force: true });
-    },
-  };
+const here = import.meta.url;
+/** A DriverSpec for one of this module's factories. */
+export function spec(exportName: 'redisDriver' | 'natsDriver' | 'jetStreamDriver' | 'rabbitDriver', ...args: unknown[]): DriverSpec {
+  return { module: here, exportName, args };
 }
 
 // ── Redis ──────────────────────────────────────────────────────────────────────────────
@@ -164,19 +76,19 @@ export function redisDriver(port: number): Driver {
 
 // ── NATS ───────────────────────────────────────────────────────────────────────────────
 
-/** A buffer of received messages that receive() takes from, waiting up to its timeout. */
-class Inbox {
-  #items: Uint8Array[] = [];
+/** A buffer of received messages that take() takes from, waiting up to its timeout. */
+export class Inbox<T> {
+  #items: T[] = [];
   #head = 0;
   #waiter: (() => void) | undefined;
 
-  push(data: Uint8Array): void {
-    this.#items.push(data);
+  push(item: T): void {
+    this.#items.push(item);
     const w = this.#waiter;
     if (w !== undefined) { this.#waiter = undefined; w(); }
   }
 
-  async take(max: number, timeoutMs: number): Promise<Uint8Array[]> {
+  async take(max: number, timeoutMs: number): Promise<T[]> {
     if (this.#head === this.#items.length) {
       let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
@@ -193,8 +105,6 @@ class Inbox {
   }
 }
 
-let natsRun = 0;
-
 export function natsDriver(port: number): Driver {
   let prefix = '';
   const conns: NatsConnection[] = [];
@@ -205,7 +115,7 @@ export function natsDriver(port: number): Driver {
   };
   return {
     name: 'NATS',
-    async prepare() { prefix = `b${++natsRun}`; },
+    async prepare(run) { prefix = `b${run.id}`; },
     async producer() {
       const nc = await open();
       return {
@@ -218,7 +128,7 @@ export function natsDriver(port: number): Driver {
     },
     async consumer() {
       const nc = await open();
-      const inbox = new Inbox();
+      const inbox = new Inbox<Uint8Array>();
       nc.subscribe(`${prefix}.*`, { queue: 'workers', callback: (err, m) => { if (err === null) inbox.push(m.data); } });
       await nc.flush(); // the subscription is known to the server before anyone publishes
       return {
@@ -230,20 +140,35 @@ export function natsDriver(port: number): Driver {
   };
 }
 
-export function jetStreamDriver(port: number): Driver {
+export interface JetStreamOptions {
+  /** 'consume': consume() with `maxMessages` pulled ahead (default); 'next': one pull request per message. */
+  pull?: 'consume' | 'next';
+  /** Messages consume() keeps outstanding per consumer. Default 1024. */
+  maxMessages?: number;
+}
+
+export function jetStreamDriver(port: number, options: JetStreamOptions = {}): Driver {
+  const pull = options.pull ?? 'consume';
+  const maxMessages = options.maxMessages ?? 1024;
   let stream = '', prefix = '';
   let admin: NatsConnection | undefined;
   const open = () => natsConnect({ servers: `127.0.0.1:${port}`, maxReconnectAttempts: 0 });
+  const names = (run: RunInfo) => { stream = `BENCH${run.id}`; prefix = `jb${run.id}`; };
   return {
     name: 'NATS JetStream',
-    async prepare() {
-      const n = ++natsRun;
-      stream = `BENCH${n}`;
-      prefix = `jb${n}`;
+    async setup(run) {
+      names(run);
       admin ??= await open();
       const jsm = await admin.jetstreamManager();
       await jsm.streams.add({ name: stream, subjects: [`${prefix}.>`], retention: RetentionPolicy.Workqueue, storage: StorageType.Memory });
       await jsm.consumers.add(stream, { durable_name: 'workers', ack_policy: AckPolicy.Explicit, max_ack_pending: 100_000 });
+    },
+    async prepare(run) { names(run); },
+    async teardown() {
+      try {
+        const jsm = await admin!.jetstreamManager();
+        await jsm.streams.delete(stream);
+      } catch { /* already gone */ }
     },
     async producer() {
       const nc = await open();
@@ -261,13 +186,27 @@ export function jetStreamDriver(port: number): Driver {
       const nc = await open();
       const js = nc.jetstream();
       const consumer = await js.consumers.get(stream, 'workers');
-      const inbox = new Inbox();
-      const messages: ConsumerMessages = await consumer.consume({
-        max_messages: 1024,
-        callback: (m) => { m.ack(); inbox.push(m.data); },
-      });
+      if (pull === 'next') {
+        return {
+          async receive(_topic, _max, timeoutMs) {
+            // nats.js refuses pull expiries under 1 s; only the drain at the end waits that long.
+            const m = await consumer.next({ expires: Math.max(1000, timeoutMs) });
+            if (m === null) return [];
+            m.ack();
+            return [m.data];
+          },
+          close: () => nc.close(),
+        };
+      }
+      const inbox = new Inbox<JsMsg>();
+      const messages: ConsumerMessages = await consumer.consume({ max_messages: maxMessages, callback: (m) => inbox.push(m) });
       return {
-        receive: (_topic, max, timeoutMs) => inbox.take(max, timeoutMs),
+        async receive(_topic, max, timeoutMs) {
+          const ms = await inbox.take(max, timeoutMs);
+          const out = new Array<Uint8Array>(ms.length);
+          for (let i = 0; i < ms.length; i++) { ms[i]!.ack(); out[i] = ms[i]!.data; }
+          return out;
+        },
         async close() {
           await messages.close();
           await nc.close();
@@ -275,12 +214,76 @@ export function jetStreamDriver(port: number): Driver {
       };
     },
     async close() {
-      if (admin === undefined) return;
-      try {
-        const jsm = await admin.jetstreamManager();
-        await jsm.streams.delete(stream);
-      } catch { /* already gone */ }
-      await admin.close();
+      await admin?.close();
+      admin = undefined;
+    },
+  };
+}
+
+// ── RabbitMQ ───────────────────────────────────────────────────────────────────────────
+
+export interface RabbitOptions {
+  /** Unacked messages the broker may send each consumer (basic.qos). Default 64. */
+  prefetch?: number;
+}
+
+export function rabbitDriver(url: string, options: RabbitOptions = {}): Driver {
+  const prefetch = options.prefetch ?? 64;
+  let queues: string[] = [];
+  let admin: amqp.ChannelModel | undefined;
+  // Nagle would hold back every small frame (acks, single publishes) for a delayed ACK.
+  const open = () => amqp.connect(url, { noDelay: true });
+  const queueOf = new Map<string, string>();
+  const names = (run: RunInfo) => {
+    queueOf.clear();
+    for (const t of run.topics) queueOf.set(t, `bench.${run.id}.${t}`);
+    queues = [...queueOf.values()];
+  };
+  return {
+    name: 'RabbitMQ',
+    async setup(run) {
+      names(run);
+      admin ??= await open();
+      const ch = await admin.createChannel();
+      for (const q of queues) await ch.assertQueue(q, { durable: false, autoDelete: false });
+      await ch.close();
+    },
+    async prepare(run) { names(run); },
+    async teardown() {
+      const ch = await admin!.createChannel();
+      for (const q of queues) await ch.deleteQueue(q).catch(() => {});
+      await ch.close().catch(() => {});
+    },
+    async producer(): Promise<ProducerConnection> {
+      const conn = await open();
+      const ch = await conn.createConfirmChannel();
+      return {
+        async send(topic, items) {
+          const q = queueOf.get(topic)!;
+          for (const it of items) ch.sendToQueue(q, Buffer.from(it.buffer, it.byteOffset, it.length));
+          await ch.waitForConfirms();
+        },
+        close: () => conn.close(),
+      };
+    },
+    async consumer(): Promise<ConsumerConnection> {
+      const conn = await open();
+      const ch = await conn.createChannel();
+      await ch.prefetch(prefetch);
+      const inbox = new Inbox<amqp.ConsumeMessage>();
+      for (const q of queues) await ch.consume(q, (m) => { if (m !== null) inbox.push(m); }, { noAck: false });
+      return {
+        async receive(_topic, max, timeoutMs) {
+          const ms = await inbox.take(max, timeoutMs);
+          const out = new Array<Uint8Array>(ms.length);
+          for (let i = 0; i < ms.length; i++) { ch.ack(ms[i]!); out[i] = ms[i]!.content; }
+          return out;
+        },
+        close: () => conn.close(),
+      };
+    },
+    async close() {
+      await admin?.close().catch(() => {});
       admin = undefined;
     },
   };

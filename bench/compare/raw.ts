@@ -1,14 +1,16 @@
 // The raw-TCP floor for bench/compare: turbomq's own framing (docs/protocol.md) over plain
 // Node sockets, with the least broker there can be: a JS array per topic and a list of
-// parked pops, on one worker thread. No Wasm, no shared memory, no limits, no validation.
-// What turbomq costs above this is its broker logic; what this costs is Node's sockets,
-// framing and one JS relay thread.
+// parked pops, on one thread of its own process. No Wasm, no shared memory, no limits, no
+// validation. What turbomq costs above this is its broker logic; what this costs is Node's
+// sockets, framing and one JS relay thread.
 //
-// The same file is the worker (started by startRawServer) and the client driver.
+// The same file is the relay (`node bench/compare/raw.ts --serve` prints "listening on PORT";
+// bench/compare/servers.ts starts it) and the client driver (rawDriver, which also speaks to a
+// real turbomq broker: it needs no HELLO).
 
 import net from 'node:net';
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import type { Driver, ProducerConnection, ConsumerConnection } from '../../src/cli/loadgen.ts';
+import { pathToFileURL } from 'node:url';
+import type { Driver, DriverSpec, ProducerConnection, ConsumerConnection } from '../../src/cli/loadgen.ts';
 
 const VERSION = 1;
 const OP_PUSH = 0x10, OP_PUSH_MANY = 0x11, OP_POP = 0x12, OP_POP_MANY = 0x13;
@@ -71,7 +73,7 @@ function emptyFrame(op: number, requestId: number): Buffer {
   return buf;
 }
 
-// ── the server (a worker thread) ───────────────────────────────────────────────────────
+// ── the relay ───────────────────────────────────────────────────────
 
 interface Conn { socket: net.Socket; out: Buffer[] }
 interface Waiter { conn: Conn; requestId: number; max: number; timer: NodeJS.Timeout | undefined; topic: Topic }
@@ -171,18 +173,8 @@ function serve(): Promise<number> {
   return new Promise((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, () => resolve((server.address() as net.AddressInfo).port)));
 }
 
-if (!isMainThread && (workerData as { rawServer?: boolean } | undefined)?.rawServer) {
-  parentPort!.postMessage(await serve());
-}
-
-/** Starts the relay on a worker thread; resolves with its port and a stop function. */
-export async function startRawServer(): Promise<{ port: number; stop(): Promise<void> }> {
-  const worker = new Worker(new URL(import.meta.url), { workerData: { rawServer: true } });
-  const port = await new Promise<number>((resolve, reject) => {
-    worker.once('message', resolve);
-    worker.once('error', reject);
-  });
-  return { port, stop: async () => { await worker.terminate(); } };
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href && process.argv.includes('--serve')) {
+  console.log(`listening on ${await serve()}`);
 }
 
 // ── the client ─────────────────────────────────────────────────────────────────────────
@@ -263,6 +255,10 @@ function names(queue: Buffer, topic: Buffer, extra: number, op: number, id: numb
   buf[p++] = topic.length;
   topic.copy(buf, p);
   return [buf, p + topic.length];
+}
+
+export function rawDriverSpec(port: number): DriverSpec {
+  return { module: import.meta.url, exportName: 'rawDriver', args: [port] };
 }
 
 export function rawDriver(port: number): Driver {

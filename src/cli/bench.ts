@@ -7,7 +7,7 @@
 import os from 'node:os';
 import { TurboEngine } from '../engine/engine.ts';
 import { UsageError, parseFlags } from './args.ts';
-import { runLoad, turbomqDriver, formatRate, formatMs, HEADER_BYTES, type LoadResult, type Progress } from './loadgen.ts';
+import { runLoad, turbomqDriverSpec, formatRate, formatMs, HEADER_BYTES, MAX_CLIENT_THREADS, type LoadResult, type Progress } from './loadgen.ts';
 import { VERSION } from '../version.ts';
 
 export const BENCH_HELP = `Usage: turbomq bench [options]
@@ -19,6 +19,9 @@ Options:
   -u, --url URL          broker to test (tcp://host:port or ws://host:port); default: start one
                          in this process on 127.0.0.1 with --threads workers
   -t, --threads N        workers of the in-process broker (default: one per core = ${os.availableParallelism()})
+      --client-threads N threads the producers and consumers are spread over (round robin,
+                         producers first), so one load-generator thread is not the limit
+                         (default 1: all on the main thread)
   -p, --producers N      producer connections (default 1)
   -c, --consumers N      consumer connections (default 1)
   -n, --messages N       messages in total (default 100000)
@@ -31,14 +34,16 @@ Options:
       --progress         progress lines on stderr even when it is not a terminal
   -h, --help             show this help
 
-Example:
+Examples:
   turbomq bench --producers 4 --consumers 4 --messages 1000000 --size 16 --batch 64
+  turbomq bench --url tcp://127.0.0.1:33444 -p 4 -c 4 -b 64 --client-threads 4
 
 Exit code: 0 when every message arrived exactly once, 1 when not, 2 for bad options.`;
 
 export interface BenchSettings {
   url: string | undefined;
   threads: number;
+  clientThreads: number;
   producers: number;
   consumers: number;
   messages: number;
@@ -64,6 +69,7 @@ export function parseBenchArgs(argv: string[]): BenchSettings | 'help' {
   const v = parseFlags(argv, {
     url: { type: 'string', short: 'u' },
     threads: { type: 'string', short: 't' },
+    'client-threads': { type: 'string' },
     producers: { type: 'string', short: 'p' },
     consumers: { type: 'string', short: 'c' },
     messages: { type: 'string', short: 'n' },
@@ -98,6 +104,7 @@ export function parseBenchArgs(argv: string[]): BenchSettings | 'help' {
   return {
     url: v.url,
     threads: integer('threads', v.threads, os.availableParallelism(), 1, 253),
+    clientThreads: integer('client-threads', v['client-threads'], 1, 1, MAX_CLIENT_THREADS),
     producers: integer('producers', v.producers, 1, 1, 1024),
     consumers: integer('consumers', v.consumers, 1, 1, 1024),
     messages: integer('messages', v.messages, 100_000, 1, 0xffffffff),
@@ -135,7 +142,7 @@ export async function benchMain(argv: string[]): Promise<void> {
   };
   let result: LoadResult;
   try {
-    result = await runLoad(turbomqDriver(url), {
+    result = await runLoad(turbomqDriverSpec(url), {
       producers: s.producers,
       consumers: s.consumers,
       messages: s.messages,
@@ -144,6 +151,7 @@ export async function benchMain(argv: string[]): Promise<void> {
       topics: s.topics,
       durationMs: s.durationMs,
       rate: s.rate,
+      clientThreads: s.clientThreads,
       onProgress: showProgress ? onProgress : undefined,
     });
   } finally {
@@ -164,7 +172,7 @@ function summary(r: LoadResult, s: BenchSettings): string {
   const l = r.latencyMs;
   const lines = [
     `turbomq ${VERSION} bench: ${broker}`,
-    `${w.producers} producer${w.producers === 1 ? '' : 's'}, ${w.consumers} consumer${w.consumers === 1 ? '' : 's'}, ${w.messages.toLocaleString('en-US')} messages of ${w.sizeBytes} B, ${w.batch === 1 ? 'single push/pop' : `batches of ${w.batch}`}, ${w.topics} topic${w.topics === 1 ? '' : 's'}${w.rate ? `, paced at ${formatRate(w.rate)}msg/s` : ''}`,
+    `${w.producers} producer${w.producers === 1 ? '' : 's'}, ${w.consumers} consumer${w.consumers === 1 ? '' : 's'}, ${w.messages.toLocaleString('en-US')} messages of ${w.sizeBytes} B, ${w.batch === 1 ? 'single push/pop' : `batches of ${w.batch}`}, ${w.topics} topic${w.topics === 1 ? '' : 's'}${w.rate ? `, paced at ${formatRate(w.rate)}msg/s` : ''}, ${w.clientThreads ?? 1} client thread${w.clientThreads === 1 ? '' : 's'}`,
     '',
     `producers  ${formatRate(r.sendRate).padStart(8)}msg/s  ${r.sendMBps.toFixed(1).padStart(7)} MB/s  (${r.sent.toLocaleString('en-US')} sent in ${(r.producerMs / 1000).toFixed(2)} s)`,
     `consumers  ${formatRate(r.receiveRate).padStart(8)}msg/s  ${r.receiveMBps.toFixed(1).padStart(7)} MB/s  (${r.received.toLocaleString('en-US')} received in ${(r.consumerMs / 1000).toFixed(2)} s)`,

@@ -31,8 +31,18 @@ t.test('bench moves every message exactly once and says so in its JSON summary',
   t.ok(summary.latencyMs.count === 20000 && summary.latencyMs.p50 <= summary.latencyMs.p99 && summary.latencyMs.p99 <= summary.latencyMs.max);
 });
 
+t.test('bench --client-threads 2 spreads the clients over two threads and still checks every message', async (t) => {
+  const { code, stdout, stderr } = await bench(['--threads', '1', '--producers', '2', '--consumers', '2', '--messages', '10000', '--batch', '8', '--topics', '2', '--client-threads', '2', '--duration', '15', '--json'], 20_000);
+  t.equal(code, 0, stderr);
+  const summary = JSON.parse(stdout);
+  t.equal(summary.workload.clientThreads, 2);
+  t.equal(summary.exactlyOnce, true);
+  t.equal(summary.unique, 10000);
+  t.equal(summary.latencyMs.count, 10000);
+});
+
 t.test('a bad flag is one line on stderr and exit code 2', async (t) => {
-  for (const args of [['--bogus'], ['--size', '8'], ['--producers', 'many'], ['--duration', '-1']]) {
+  for (const args of [['--bogus'], ['--size', '8'], ['--producers', 'many'], ['--duration', '-1'], ['--client-threads', '0']]) {
     const { code, stdout, stderr } = await bench(args, 10_000);
     t.equal(code, 2, args.join(' '));
     t.equal(stdout, '');
@@ -45,4 +55,5 @@ t.test('--help describes the options', async (t) => {
   t.equal(code, 0);
   t.match(stdout, /--producers/);
   t.match(stdout, /--duration/);
+  t.match(stdout, /--client-threads/);
 });

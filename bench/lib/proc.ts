@@ -1,0 +1,76 @@
+// CPU time and memory of a process (and its descendants) from Linux's /proc, for the
+// benchmarks that report broker CPU per message and broker memory per message.
+//
+// /proc/PID/stat fields 14 and 15 (utime, stime) count every thread of the process, in clock
+// ticks (usually 10 ms: read CPU over runs of a second or more, not per request).
+
+import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
+
+let ticksPerSecond: number | undefined;
+function clockTicks(): number {
+  if (ticksPerSecond === undefined) {
+    try {
+      ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+    } catch {
+      ticksPerSecond = 100;
+    }
+  }
+  return ticksPerSecond;
+}
+
+/** Whether /proc can be read here (Linux). */
+export const procAvailable = fs.existsSync('/proc/self/stat');
+
+interface Stat { ppid: number; cpuTicks: number }
+
+function stat(pid: number): Stat | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  // f[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
+  return { ppid: Number(f[1]), cpuTicks: Number(f[11]) + Number(f[12]) };
+}
+
+/** `pid` and every process below it (e.g. rabbitmq-server's shell script and its beam.smp). */
+export function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const s = stat(Number(name));
+    if (s === undefined) continue;
+    const list = children.get(s.ppid);
+    if (list === undefined) children.set(s.ppid, [Number(name)]);
+    else list.push(Number(name));
+  }
+  const out: number[] = [];
+  const todo = [pid];
+  while (todo.length > 0) {
+    const p = todo.pop()!;
+    out.push(p);
+    todo.push(...(children.get(p) ?? []));
+  }
+  return out;
+}
+
+/** User + system CPU ms used so far by `pids` (live processes only). */
+export function cpuMs(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) ticks += stat(pid)?.cpuTicks ?? 0;
+  return ticks * 1000 / clockTicks();
+}
+
+/** Resident memory of `pid` in bytes (VmRSS), or NaN. */
+export function rssBytes(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m === null ? NaN : Number(m[1]) * 1024;
+  } catch {
+    return NaN;
+  }
+}

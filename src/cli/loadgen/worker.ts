@@ -1,0 +1,57 @@
+// A client thread of a load run (node:worker_threads), started by runLoad for clientThreads > 1.
+// It makes its own driver from the DriverSpec, opens its share's connections, says 'ready',
+// waits for 'start' (the run's start time on the shared clock), runs its share, closes its
+// connections and answers 'done' with its counts, or 'error'.
+//
+// Messages to the parent: { type: 'ready' } | { type: 'done', result } | { type: 'error', message, stack }
+
+import { parentPort, workerData } from 'node:worker_threads';
+import type { DriverSpec, RunInfo, Workload, Driver } from './types.ts';
+import { SharedState, clockFrom, type SharedBuffers } from './shared.ts';
+import { LoadShare, messagesPerProducer } from './share.ts';
+
+export interface WorkerInput {
+  spec: DriverSpec;
+  workload: Omit<Workload, 'onProgress'>;
+  run: RunInfo;
+  buffers: SharedBuffers;
+  share: { producers: number[]; consumers: number[] };
+  originHr: bigint;
+}
+
+export async function loadDriver(spec: DriverSpec): Promise<Driver> {
+  const mod = await import(spec.module) as Record<string, unknown>;
+  const factory = mod[spec.exportName];
+  if (typeof factory !== 'function') throw new TypeError(`${spec.module} has no driver factory ${spec.exportName}`);
+  return await (factory as (...args: unknown[]) => Driver | Promise<Driver>)(...spec.args);
+}
+
+async function main(input: WorkerInput): Promise<void> {
+  const port = parentPort!;
+  const clock = clockFrom(input.originHr);
+  const shared = new SharedState(input.buffers, messagesPerProducer(input.workload));
+  const driver = await loadDriver(input.spec);
+  const share = new LoadShare(driver, input.workload, shared, input.share, clock);
+  let result;
+  try {
+    await driver.prepare?.(input.run);
+    await share.connect();
+    const startAt = await new Promise<number>((resolve) => {
+      port.once('message', (m: { type: 'start'; startAt: number }) => resolve(m.startAt));
+      port.postMessage({ type: 'ready' });
+    });
+    result = await share.run(startAt);
+  } finally {
+    await share.close();
+    await driver.close?.();
+  }
+  port.postMessage({ type: 'done', result });
+}
+
+if (parentPort !== null && (workerData as { loadgenWorker?: WorkerInput } | undefined)?.loadgenWorker !== undefined) {
+  const input = (workerData as { loadgenWorker: WorkerInput }).loadgenWorker;
+  main(input).catch((err: unknown) => {
+    const e = err as Error;
+    parentPort!.postMessage({ type: 'error', message: e?.message ?? String(err), stack: e?.stack });
+  });
+}
