@@ -10,11 +10,9 @@
 
 import net from 'node:net';
 import { TurboClient } from '../../src/index.ts';
+import { PROTOCOL_VERSION as VERSION, Op, HEADER_BYTES as HEADER } from '../../src/protocol.ts';
 
-const VERSION = 1;
-const OP_PUSH_MANY = 0x11, OP_POP_MANY = 0x13;
-const OP_OK = 0x80, OP_EMPTY = 0x83, OP_MESSAGES = 0x84;
-const HEADER = 12;
+const { PUSH_MANY: OP_PUSH_MANY, POP_MANY: OP_POP_MANY, OK: OP_OK, EMPTY: OP_EMPTY, MESSAGES: OP_MESSAGES } = Op;
 
 export interface WireRun {
   /** Messages moved. */
