@@ -175,6 +175,8 @@ export class TurboEngine {
     if (index < 0 || this.#state === 'stopping' || this.#state === 'stopped' || this.#state === 'destroyed') return;
     this.#workers.splice(index, 1);
     const returned = entry.threadId !== 0 && this.#thread ? this.#thread.exports.reapThread(entry.threadId, Date.now()) : 0;
+    // The dead thread's timers died with it: delayed messages it was watching are due on ours.
+    this.#thread?.armDelayTimer(this.#thread.exports.delaysNextDue());
     this.#logger.error({ threadId: entry.threadId, code, returned, workersLeft: this.#workers.length }, 'worker exited unexpectedly; its waiters were reaped');
   }
 
