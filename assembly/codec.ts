@@ -39,6 +39,11 @@ import { alloc, free, realloc, allocSize } from "./alloc";
 @inline const OP_HELLO: u32 = 0x01;
 // @ts-ignore: decorator
 @inline const OP_PING: u32 = 0x02;
+/** Operator requests, answered by the engine's main thread: server statistics, graceful stop. */
+// @ts-ignore: decorator
+@inline const OP_SERVER_STATS: u32 = 0x04;
+// @ts-ignore: decorator
+@inline const OP_SHUTDOWN: u32 = 0x05;
 // @ts-ignore: decorator
 @inline const OP_PUSH: u32 = 0x10;
 // @ts-ignore: decorator
@@ -75,6 +80,9 @@ import { alloc, free, realloc, allocSize } from "./alloc";
 @inline const OP_LENGTH_OK: u32 = 0x85;
 // @ts-ignore: decorator
 @inline const OP_DELIVER: u32 = 0x86;
+/** SERVER_STATS's reply: JSON text (UTF-8) filling the body. */
+// @ts-ignore: decorator
+@inline const OP_STATS_JSON: u32 = 0x8C;
 // @ts-ignore: decorator
 @inline const OP_ERROR: u32 = 0x8F;
 /**
@@ -138,11 +146,14 @@ import { alloc, free, realloc, allocSize } from "./alloc";
 //   CANCEL               arg0 = targetRequestId
 //   HELLO                arg0 = minVersion, arg1 = maxVersion
 //   PING OK PONG EMPTY   nothing
+//   SERVER_STATS         nothing
+//   SHUTDOWN             nothing
 //   HELLO_OK             queueLen = version (queuePtr 0), data = serverVersion,
 //                        arg0 = maxMessageBytes, arg1 = maxFrameBytes
 //   MESSAGES, DELIVER    data = the records after the count, arg0 = count
 //   LENGTH_OK            arg0 = length
 //   ERROR                data = text, arg0 = code
+//   STATS_JSON           data = the JSON text
 //   OP_REJECT            arg0 = error code, arg1 = the frame's opcode (not decoded further)
 //
 // Records in `data` are validated: exactly arg0 records of `u32 len` + len bytes (each at
@@ -456,6 +467,8 @@ function decodeFrame(p: usize, body: usize, d: usize, maxMessage: u32): void {
   switch (op) {
     // Bodies of fixed size.
     case OP_PING:
+    case OP_SERVER_STATS:
+    case OP_SHUTDOWN:
     case OP_OK:
     case OP_PONG:
     case OP_EMPTY: {
@@ -543,6 +556,10 @@ function decodeFrame(p: usize, body: usize, d: usize, maxMessage: u32): void {
       code = checkRecords(b, bodyEnd, maxMessage);
       if (code != 0) break;
       descSet(d, opFlags, req, 0, 0, 0, 0, b + 4, <u32>(body - 4), load<u32>(b), 0);
+      return;
+    }
+    case OP_STATS_JSON: {
+      descSet(d, opFlags, req, 0, 0, 0, 0, b, <u32>body, 0, 0);
       return;
     }
     case OP_ERROR: {
@@ -762,6 +779,12 @@ export function encodeError(w: usize, reqId: u32, code: u32, textPtr: usize, tex
   return 1;
 }
 
+/** STATS_JSON: writes the header; returns where the caller writes the `len` bytes of JSON (0 on OOM). */
+export function encodeStatsJson(w: usize, reqId: u32, len: u32): usize {
+  if (len > MAX_FRAME_LIMIT) return 0;
+  return encodeFixed(w, OP_STATS_JSON, reqId, len);
+}
+
 /** HELLO_OK for protocol version 1; `ver` is the server's version string (1..255 bytes, else 0 is returned). */
 export function encodeHelloOk(w: usize, reqId: u32, maxMessageBytes: u32, maxFrameBytes: u32, verPtr: usize, verLen: u32): i32 {
   if (!validName(verLen)) return 0;
@@ -844,6 +867,14 @@ export function encodeHello(w: usize, reqId: u32, minVersion: u32, maxVersion: u
 
 export function encodePing(w: usize, reqId: u32): i32 {
   return encodeEmptyFrame(w, OP_PING, reqId);
+}
+
+export function encodeServerStats(w: usize, reqId: u32): i32 {
+  return encodeEmptyFrame(w, OP_SERVER_STATS, reqId);
+}
+
+export function encodeShutdown(w: usize, reqId: u32): i32 {
+  return encodeEmptyFrame(w, OP_SHUTDOWN, reqId);
 }
 
 /** PUSH: writes all but the data; returns where the caller writes `dataLen` bytes (0 on OOM / bad name). */

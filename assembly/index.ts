@@ -6,6 +6,7 @@
 
 import {
   H_MAGIC, H_INIT_STATE, H_LAYOUT, H_THREAD_BITS, HEADER_MAGIC, LAYOUT_VERSION, MAX_THREADS, HEAP_START,
+  threadSlot, SLOT_METRICS,
 } from "./layout";
 import { heapInit } from "./alloc";
 import { threadId, setThreadId } from "./thread";
@@ -56,6 +57,7 @@ export function attach(): i32 {
       let old = atomic.load<u32>(word);
       if (old & bit) break;
       if (atomic.cmpxchg<u32>(word, old, old | bit) == old) {
+        atomic.store<u32>(threadSlot(id) + SLOT_METRICS, 0);
         setThreadId(id);
         return <i32>id;
       }
@@ -195,4 +197,5 @@ export function waiterDeliverFrame(waiter: usize, w: usize, op: u32, reqId: u32,
   return n;
 }
 
+export { threadMetrics, setThreadMetrics, topicsLargest } from "./stats";
 export * from "./codec";

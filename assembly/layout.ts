@@ -26,7 +26,9 @@
 //   ╒═══════ ThreadSlot (64 bytes; written by its thread, read by all) ═══════╕
 //    +0  u32 mailbox   head of the wake-up list for this thread (waiters.ts)
 //    +4  i32 signal    bumped + notified after every mailbox push (Atomics.waitAsync)
-//    +8  u32 reserved[2]
+//    +8  u32 metrics   this thread's counter block (src/engine/metrics.ts), 0 if none;
+//                      cleared by attach(), so a reused thread id never shows stale counters
+//    +12 u32 reserved
 //    +16 i64 bytesInUse   allocator statistics kept per thread so that alloc/free
 //    +24 i64 blocksInUse  never write a cache line shared with other threads; a block
 //                         freed by another thread makes one slot negative, the sum is right
@@ -77,6 +79,8 @@
 @inline export const SLOT_MAILBOX: usize = 0;
 // @ts-ignore: decorator
 @inline export const SLOT_SIGNAL: usize = 4;
+// @ts-ignore: decorator
+@inline export const SLOT_METRICS: usize = 8;
 // @ts-ignore: decorator
 @inline export const SLOT_BYTES_IN_USE: usize = 16;
 // @ts-ignore: decorator

@@ -13,6 +13,8 @@ export const Op = Object.freeze({
   // Requests (client -> broker).
   HELLO: 0x01,
   PING: 0x02,
+  SERVER_STATS: 0x04,
+  SHUTDOWN: 0x05,
   PUSH: 0x10,
   PUSH_MANY: 0x11,
   POP: 0x12,
@@ -31,6 +33,7 @@ export const Op = Object.freeze({
   MESSAGES: 0x84,
   LENGTH_OK: 0x85,
   DELIVER: 0x86,
+  STATS_JSON: 0x8C,
   ERROR: 0x8F,
 } as const);
 
