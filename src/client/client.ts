@@ -8,6 +8,7 @@
 import type { Core, CoreExports } from '../core/wasm.ts';
 import type { Transport } from './transport.ts';
 import type { Message, PopTimeout, Queue, SubscribeOptions, Subscription } from './queue.ts';
+import type { EngineStats } from '../engine/stats.ts';
 import { TurboError, errorFromWire } from '../errors.ts';
 import {
   Op, PROTOCOL_VERSION, TIMEOUT_INFINITE, MAX_NAME_BYTES, DESC_SIZE, DESC_CAPACITY,
@@ -71,7 +72,7 @@ const D_OP = DESC_OP, D_REQ = DESC_REQUEST_ID, D_DP = DESC_DATA_PTR, D_DL = DESC
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
 
-type Kind = 'ok' | 'pop' | 'popMany' | 'length' | 'hello' | 'subscribe';
+type Kind = 'ok' | 'pop' | 'popMany' | 'length' | 'hello' | 'subscribe' | 'statsJson';
 
 interface Pending {
   kind: Kind;
@@ -199,6 +200,19 @@ export class TurboClient {
   /** Round trip to the broker. */
   async ping(): Promise<void> {
     await this.#request('ok', '', '', (id) => this.#c.e.encodePing(this.#writer, id));
+  }
+
+  /** The broker's statistics (SERVER_STATS: what `turbomq stats` and GET /stats show). */
+  async serverStats(): Promise<EngineStats> {
+    return this.#request('statsJson', '', '', (id) => this.#c.e.encodeServerStats(this.#writer, id)) as Promise<EngineStats>;
+  }
+
+  /**
+   * Asks the broker to stop gracefully (SHUTDOWN; needs an admin user once the broker has
+   * authentication). Resolves when the broker has accepted; it then closes every connection.
+   */
+  async shutdown(): Promise<void> {
+    await this.#request('ok', '', '', (id) => this.#c.e.encodeShutdown(this.#writer, id));
   }
 
   /** Closes the connection; pending and later calls reject with ERR_CONNECTION_CLOSED. */
@@ -361,6 +375,14 @@ export class TurboClient {
       }
       case Op.LENGTH_OK:
         return pending.resolve(view.u32(d + D_A0));
+      case Op.STATS_JSON: {
+        const text = textDecoder.decode(view.bytes(view.u32(d + D_DP), view.u32(d + D_DL)));
+        try {
+          return pending.resolve(JSON.parse(text));
+        } catch {
+          return pending.reject(new TurboError('ERR_PROTOCOL', 'malformed statistics from the broker'));
+        }
+      }
       case Op.HELLO_OK:
         this.#maxMessageBytes = view.u32(d + D_A0);
         this.#maxFrameBytes = view.u32(d + D_A1);

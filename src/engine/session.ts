@@ -20,6 +20,8 @@ import {
   DESC_TOPIC_LEN, DESC_DATA_PTR, DESC_DATA_LEN, DESC_ARG0, DESC_ARG1,
 } from '../protocol.ts';
 import { VERSION } from '../version.ts';
+import { countersOf, type ThreadCounters } from './metrics.ts';
+import { mayShutdown, type OperatorHandler } from './operator.ts';
 
 export interface SessionLimits {
   maxMessageBytes: number;
@@ -38,6 +40,10 @@ export interface SessionIO {
   end(): void;
   /** Reports an unexpected error (logged by the worker). */
   onError?(err: Error): void;
+  /** The session is closing the connection for a protocol error (logged once by the worker). */
+  onFatal?(code: number, text: string): void;
+  /** Serves SERVER_STATS and SHUTDOWN; without it they answer ERR_UNKNOWN_OPCODE. */
+  operator?: OperatorHandler;
 }
 
 // Descriptor field offsets (src/protocol.ts), short names for the dispatch below.
@@ -77,6 +83,7 @@ export class Session {
   readonly #pops = new Map<number, ParkedPop>();
   readonly #subs = new Map<number, Subscription>();
   readonly #unhookDrain: () => void;
+  readonly #counters: ThreadCounters;
   #closed = false;
   #dirty = false;
 
@@ -85,6 +92,7 @@ export class Session {
     this.#e = thread.exports;
     this.#io = io;
     this.#limits = limits;
+    this.#counters = countersOf(thread);
     this.#decoder = this.#e.decoderNew(limits.maxFrameBytes, limits.maxMessageBytes);
     this.#writer = this.#e.writerNew(WRITER_INITIAL_BYTES);
     if (this.#decoder === 0 || this.#writer === 0) {
@@ -149,18 +157,21 @@ export class Session {
     switch (op) {
       case Op.PUSH: {
         const status = e.opPush(view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), view.u32(d + D_DP), view.u32(d + D_DL));
+        if (status === 0) this.#counters.onPushed(1);
         if (status === 0) e.encodeOk(w, req);
         else this.#error(req, -status);
         return;
       }
       case Op.PUSH_MANY: {
         const status = e.opPushRecords(view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), view.u32(d + D_DP), view.u32(d + D_DL), view.u32(d + D_A0));
+        if (status === 0) this.#counters.onPushed(view.u32(d + D_A0));
         if (status === 0) e.encodeOk(w, req);
         else this.#error(req, -status);
         return;
       }
       case Op.RETURN: {
         const status = e.opReturnRecords(view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), view.u32(d + D_DP), view.u32(d + D_DL), view.u32(d + D_A0));
+        if (status === 0) this.#counters.onReturned(view.u32(d + D_A0));
         if (status === 0) e.encodeOk(w, req);
         else this.#error(req, -status);
         return;
@@ -201,6 +212,7 @@ export class Session {
         const min = view.u32(d + D_A0), max = view.u32(d + D_A1);
         if (min > PROTOCOL_VERSION || max < PROTOCOL_VERSION) {
           this.#error(req, ErrorCode.ERR_UNSUPPORTED_VERSION, `this broker speaks protocol version ${PROTOCOL_VERSION}`);
+          this.#io.onFatal?.(ErrorCode.ERR_UNSUPPORTED_VERSION, `client speaks protocol versions ${min}..${max}`);
           this.flush();
           this.#io.end();
           return;
@@ -213,6 +225,9 @@ export class Session {
       case Op.PING:
         e.encodePong(w, req);
         return;
+      case Op.SERVER_STATS:
+      case Op.SHUTDOWN:
+        return this.#operatorRequest(op, req);
       case OP_REJECT:
         return this.#error(req, view.u32(d + D_A0));
       default:
@@ -228,7 +243,7 @@ export class Session {
     if (park && this.#pops.size >= this.#limits.maxParkedPops) return this.#error(req, ErrorCode.ERR_LIMIT, 'too many parked pops on this connection');
     const token = park ? this.#thread.newToken() : 0;
     const n = e.opPop(this.#writer, Op.MESSAGES, req, view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), max, this.#limits.maxFrameBytes, 0, token);
-    if (n > 0) return;
+    if (n > 0) return this.#counters.onPopped(n);
     if (n < 0) return this.#error(req, -n);
     if (!park) {
       e.encodeEmpty(this.#writer, req);
@@ -251,6 +266,7 @@ export class Session {
       this.#error(pop.requestId, -n);
     } else {
       e.waiterRelease(waiter);
+      this.#counters.onPopped(n);
     }
     this.#forgetPop(pop);
     this.#dirty = true;
@@ -300,6 +316,7 @@ export class Session {
       const n = e.topicPopFrame(sub.topic, this.#writer, Op.DELIVER, sub.id, sub.credit, this.#limits.maxFrameBytes, sub.token, sub.token);
       if (n > 0) {
         sub.credit -= n;
+        this.#counters.onPopped(n);
       } else if (n === 0) {
         sub.waiter = e.lastWaiter();
         this.#thread.register(sub.token, sub);
@@ -320,6 +337,7 @@ export class Session {
       return;
     }
     e.waiterRelease(waiter);
+    this.#counters.onPopped(n);
     sub.credit -= n;
     this.#pump(sub);
     this.#dirty = true;
@@ -350,10 +368,41 @@ export class Session {
   }
 
   #fatal(code: number, text: string): void {
+    this.#io.onFatal?.(code, text);
     this.#error(0, code, text);
     this.flush();
     this.#io.end();
     this.close();
+  }
+
+  /**
+   * SERVER_STATS / SHUTDOWN: the engine's main thread answers (src/engine/operator.ts); the
+   * reply is written whenever it comes, unless the connection is gone by then.
+   */
+  #operatorRequest(op: number, req: number): void {
+    const operator = this.#io.operator;
+    if (operator === undefined) return this.#error(req, ErrorCode.ERR_UNKNOWN_OPCODE, 'this connection does not serve operator requests');
+    if (op === Op.SHUTDOWN) {
+      const refusal = mayShutdown(operator.authConfigured, undefined /* TODO(auth): this connection's user */);
+      if (refusal !== undefined) return this.#error(req, refusal.code, refusal.text);
+      // Answer first: the stop closes this connection too.
+      this.#e.encodeOk(this.#writer, req);
+      this.flush();
+      operator.shutdown();
+      return;
+    }
+    operator.serverStats().then((json) => {
+      if (this.#closed) return;
+      const bytes = textEncoder.encode(json);
+      const at = bytes.length <= this.#limits.maxFrameBytes ? this.#e.encodeStatsJson(this.#writer, req, bytes.length) : 0;
+      if (at === 0) this.#error(req, ErrorCode.ERR_NO_MEMORY, 'statistics too large to send');
+      else this.#thread.core.view.write(at, bytes);
+      this.flush();
+    }, (err: Error) => {
+      if (this.#closed) return;
+      this.#error(req, ErrorCode.ERR_PROTOCOL, `statistics unavailable: ${err.message}`);
+      this.flush();
+    });
   }
 
   /** Sends everything encoded so far in one write. */
