@@ -52,6 +52,8 @@ const D_OP = DESC_OP, D_REQ = DESC_REQUEST_ID, D_QP = DESC_QUEUE_PTR, D_QL = DES
 const WRITER_INITIAL_BYTES = 16 * 1024;
 /** Credit a subscription may accumulate (bounds what one slow consumer can hold). */
 const MAX_CREDIT = 1 << 20;
+/** SERVER_STATS requests one connection may have in flight to the main thread (they share one answer). */
+const MAX_STATS_WAITING = 16;
 
 interface ParkedPop extends WaiterHandler {
   requestId: number;
@@ -84,6 +86,8 @@ export class Session {
   readonly #subs = new Map<number, Subscription>();
   readonly #unhookDrain: () => void;
   readonly #counters: ThreadCounters;
+  /** Request ids of SERVER_STATS waiting for the main thread's answer. */
+  #statsWaiting: number[] | undefined;
   #closed = false;
   #dirty = false;
 
@@ -391,16 +395,28 @@ export class Session {
       operator.shutdown();
       return;
     }
+    // Requests that arrive while one is out share its answer, so a client cannot make the
+    // main thread compute statistics faster than it answers them.
+    if (this.#statsWaiting !== undefined) {
+      if (this.#statsWaiting.length >= MAX_STATS_WAITING) return this.#error(req, ErrorCode.ERR_LIMIT, 'too many statistics requests in flight on this connection');
+      this.#statsWaiting.push(req);
+      return;
+    }
+    const waiting = this.#statsWaiting = [req];
     operator.serverStats().then((json) => {
+      this.#statsWaiting = undefined;
       if (this.#closed) return;
       const bytes = textEncoder.encode(json);
-      const at = bytes.length <= this.#limits.maxFrameBytes ? this.#e.encodeStatsJson(this.#writer, req, bytes.length) : 0;
-      if (at === 0) this.#error(req, ErrorCode.ERR_NO_MEMORY, 'statistics too large to send');
-      else this.#thread.core.view.write(at, bytes);
+      for (const id of waiting) {
+        const at = bytes.length <= this.#limits.maxFrameBytes ? this.#e.encodeStatsJson(this.#writer, id, bytes.length) : 0;
+        if (at === 0) this.#error(id, ErrorCode.ERR_NO_MEMORY, 'statistics too large to send');
+        else this.#thread.core.view.write(at, bytes);
+      }
       this.flush();
     }, (err: Error) => {
+      this.#statsWaiting = undefined;
       if (this.#closed) return;
-      this.#error(req, ErrorCode.ERR_PROTOCOL, `statistics unavailable: ${err.message}`);
+      for (const id of waiting) this.#error(id, ErrorCode.ERR_PROTOCOL, `statistics unavailable: ${err.message}`);
       this.flush();
     });
   }

@@ -161,6 +161,10 @@ t.test('/stats and client.serverStats() give the same JSON: threads, messages, l
     t.ok(stats.memoryBytes >= 4 * 1024 * 1024);
   }
   t.equal(wire.connections, 1, 'this connection');
+  // Requests sent together share one answer; past 16 in flight, the connection gets ERR_LIMIT.
+  const burst = await Promise.all(Array.from({ length: 20 }, () => client.serverStats().then((s) => s.topics, (err: { code?: string }) => err.code)));
+  t.same(burst, [...Array<number>(16).fill(3), 'ERR_LIMIT', 'ERR_LIMIT', 'ERR_LIMIT', 'ERR_LIMIT']);
+  t.equal((await client.serverStats()).topics, 3, 'and the connection stays usable');
   const embedded = await engine.stats();
   t.equal(embedded.messages.pushed, 5, 'engine.stats() is the same view');
 });
