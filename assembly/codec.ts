@@ -40,6 +40,11 @@ import { RECORD_HEADER, PUSH_RECORD_HEADER, LEASED_RECORD_HEADER, META_DEAD_LETT
 @inline const OP_HELLO: u32 = 0x01;
 // @ts-ignore: decorator
 @inline const OP_PING: u32 = 0x02;
+/** Operator requests, answered by the engine's main thread: server statistics, graceful stop. */
+// @ts-ignore: decorator
+@inline const OP_SERVER_STATS: u32 = 0x04;
+// @ts-ignore: decorator
+@inline const OP_SHUTDOWN: u32 = 0x05;
 // @ts-ignore: decorator
 @inline const OP_PUSH: u32 = 0x10;
 // @ts-ignore: decorator
@@ -88,6 +93,9 @@ import { RECORD_HEADER, PUSH_RECORD_HEADER, LEASED_RECORD_HEADER, META_DEAD_LETT
 @inline const OP_LENGTH_OK: u32 = 0x85;
 // @ts-ignore: decorator
 @inline const OP_DELIVER: u32 = 0x86;
+/** SERVER_STATS's reply: JSON text (UTF-8) filling the body. */
+// @ts-ignore: decorator
+@inline const OP_STATS_JSON: u32 = 0x8C;
 // @ts-ignore: decorator
 @inline const OP_SETTLED: u32 = 0x87;
 // @ts-ignore: decorator
@@ -175,11 +183,14 @@ import { RECORD_HEADER, PUSH_RECORD_HEADER, LEASED_RECORD_HEADER, META_DEAD_LETT
 //   CANCEL               arg0 = targetRequestId
 //   HELLO                arg0 = minVersion, arg1 = maxVersion
 //   PING OK PONG EMPTY   nothing
+//   SERVER_STATS         nothing
+//   SHUTDOWN             nothing
 //   HELLO_OK             queueLen = version (queuePtr 0), data = serverVersion,
 //                        arg0 = maxMessageBytes, arg1 = maxFrameBytes
 //   MESSAGES, DELIVER    data = the records after the count, arg0 = count
 //   LENGTH_OK            arg0 = length
 //   ERROR                data = text, arg0 = code
+//   STATS_JSON           data = the JSON text
 //   OP_REJECT            arg0 = error code, arg1 = the frame's opcode (not decoded further)
 //
 // Records in `data` are validated: exactly arg0 records of a header (record.ts: 4 bytes in
@@ -486,11 +497,18 @@ function checkRecords(pos: usize, bodyEnd: usize, maxMessage: u32, header: usize
     if (bodyEnd - pos < header) return ERR_PROTOCOL;
     let len = load<u32>(pos);
     if (<u64>len > <u64>(bodyEnd - pos - header)) return ERR_PROTOCOL;
-    if (len > maxMessage) return ERR_MESSAGE_TOO_LARGE;
-    if (header >= RECORD_HEADER) {
-      let flags = load<u32>(pos, 4) >>> 24;
+    let flags: u32 = header >= RECORD_HEADER ? load<u32>(pos, 4) >>> 24 : 0;
+    if (flags != 0) {
+      // Only the dead-letter flag exists: `u8 reason (1|2), u8 topicLen (1..255), topic`
+      // before the data, which may itself be maxMessage bytes.
       if ((flags & ~(META_DEAD_LETTER >>> 24)) != 0) return ERR_PROTOCOL;
-      if (flags != 0 && (len < 2 || <u32>2 + <u32>load<u8>(pos + header, 1) > len)) return ERR_PROTOCOL;
+      if (len < 3) return ERR_PROTOCOL;
+      let reason = <u32>load<u8>(pos + header);
+      let tl = <u32>load<u8>(pos + header, 1);
+      if (reason - 1 > 1 || tl == 0 || <u32>2 + tl > len) return ERR_PROTOCOL;
+      if (len - 2 - tl > maxMessage) return ERR_MESSAGE_TOO_LARGE;
+    } else if (len > maxMessage) {
+      return ERR_MESSAGE_TOO_LARGE;
     }
     pos += header + <usize>len;
   }
@@ -509,6 +527,8 @@ function decodeFrame(p: usize, body: usize, d: usize, maxMessage: u32): void {
   switch (op) {
     // Bodies of fixed size.
     case OP_PING:
+    case OP_SERVER_STATS:
+    case OP_SHUTDOWN:
     case OP_OK:
     case OP_PONG:
     case OP_EMPTY: {
@@ -662,6 +682,10 @@ function decodeFrame(p: usize, body: usize, d: usize, maxMessage: u32): void {
       code = checkRecords(b, bodyEnd, maxMessage, (flags & FLAG_LEASED) != 0 ? LEASED_RECORD_HEADER : RECORD_HEADER);
       if (code != 0) break;
       descSet(d, opFlags, req, 0, 0, 0, 0, b + 4, <u32>(body - 4), load<u32>(b), 0);
+      return;
+    }
+    case OP_STATS_JSON: {
+      descSet(d, opFlags, req, 0, 0, 0, 0, b, <u32>body, 0, 0);
       return;
     }
     case OP_ERROR: {
@@ -889,7 +913,13 @@ export function encodeError(w: usize, reqId: u32, code: u32, textPtr: usize, tex
   return 1;
 }
 
-/** HELLO_OK for protocol version 1; `ver` is the server's version string (1..255 bytes, else 0 is returned). */
+/** STATS_JSON: writes the header; returns where the caller writes the `len` bytes of JSON (0 on OOM). */
+export function encodeStatsJson(w: usize, reqId: u32, len: u32): usize {
+  if (len > MAX_FRAME_LIMIT) return 0;
+  return encodeFixed(w, OP_STATS_JSON, reqId, len);
+}
+
+/** HELLO_OK for this protocol version; `ver` is the server's version string (1..255 bytes, else 0 is returned). */
 export function encodeHelloOk(w: usize, reqId: u32, maxMessageBytes: u32, maxFrameBytes: u32, verPtr: usize, verLen: u32): i32 {
   if (!validName(verLen)) return 0;
   let p = encodeFixed(w, OP_HELLO_OK, reqId, 13 + verLen);
@@ -1076,6 +1106,14 @@ export function encodeHello(w: usize, reqId: u32, minVersion: u32, maxVersion: u
 
 export function encodePing(w: usize, reqId: u32): i32 {
   return encodeEmptyFrame(w, OP_PING, reqId);
+}
+
+export function encodeServerStats(w: usize, reqId: u32): i32 {
+  return encodeEmptyFrame(w, OP_SERVER_STATS, reqId);
+}
+
+export function encodeShutdown(w: usize, reqId: u32): i32 {
+  return encodeEmptyFrame(w, OP_SHUTDOWN, reqId);
 }
 
 /** PUSH: writes all but the data; returns where the caller writes `dataLen` bytes (0 on OOM / bad name). */

@@ -3,7 +3,8 @@
 //
 // DEDUP_SEGMENTS independently locked hash segments (the topic table's segment layout,
 // table.ts growBuckets, plus an insertion-order list for expiry). The key is the exact
-// bytes `queue 0xFF topic 0xFF dedupId` (a hash match alone is never trusted). An entry
+// bytes `u8 ql, queue, u8 tl, topic, u8 dl, dedupId` (a hash match alone is never
+// trusted; with the lengths in it, no two (queue, topic, dedupId) share a key). An entry
 // expires `windowMs` after its push (the window in force then); entries leave from the
 // head of their segment's list as later inserts into the segment pass their expiry, so
 // the memory follows the pushes and no timer is needed. Lookups check the expiry too, so
@@ -70,10 +71,10 @@ export function dedupInit(): bool {
 
 // @ts-ignore: decorator
 @inline function keyHash(q: usize, ql: usize, t: usize, tl: usize, d: usize, dl: usize): u32 {
-  let h = fnv(0x811c9dc5, q, ql);
-  h = (h ^ 0xff) * 0x01000193;
+  let h = fnv((0x811c9dc5 ^ <u32>ql) * 0x01000193, q, ql);
+  h = (h ^ <u32>tl) * 0x01000193;
   h = fnv(h, t, tl);
-  h = (h ^ 0xff) * 0x01000193;
+  h = (h ^ <u32>dl) * 0x01000193;
   return mix(fnv(h, d, dl));
 }
 
@@ -84,9 +85,11 @@ export function dedupSegment(hash: u32): usize {
 
 // @ts-ignore: decorator
 @inline function keyMatches(e: usize, q: usize, ql: usize, t: usize, tl: usize, d: usize, dl: usize): bool {
-  if (<usize>load<u32>(e + DE_KEY_LEN) != ql + tl + dl + 2) return false;
+  if (<usize>load<u32>(e + DE_KEY_LEN) != ql + tl + dl + 3) return false;
   let k = e + DE_KEY;
-  return memory.compare(k, q, ql) == 0 && memory.compare(k + ql + 1, t, tl) == 0 && memory.compare(k + ql + tl + 2, d, dl) == 0;
+  return <usize>load<u8>(k) == ql && memory.compare(k + 1, q, ql) == 0
+    && <usize>load<u8>(k + 1 + ql) == tl && memory.compare(k + 2 + ql, t, tl) == 0
+    && memory.compare(k + 3 + ql + tl, d, dl) == 0;
 }
 
 /** Unlinks `e` from its bucket chain (segment lock held). */
@@ -135,7 +138,7 @@ export function dedupBegin(q: usize, ql: usize, t: usize, tl: usize, d: usize, d
       e = <usize>load<u32>(e + DE_NEXT);
     }
   }
-  let keyLen = ql + tl + dl + 2;
+  let keyLen = ql + tl + dl + 3;
   let e = queueAlloc(DE_KEY + keyLen);
   if (e == 0) return DEDUP_NO_MEMORY;
   let count = load<u32>(seg + SEG_COUNT) + 1;
@@ -151,11 +154,12 @@ export function dedupBegin(q: usize, ql: usize, t: usize, tl: usize, d: usize, d
   store<u32>(e + DE_KEY_LEN, <u32>keyLen);
   store<f64>(e + DE_EXPIRES, now + windowMs);
   let k = e + DE_KEY;
-  memory.copy(k, q, ql);
-  store<u8>(k + ql, 0xff);
-  memory.copy(k + ql + 1, t, tl);
-  store<u8>(k + ql + tl + 1, 0xff);
-  memory.copy(k + ql + tl + 2, d, dl);
+  store<u8>(k, <u8>ql);
+  memory.copy(k + 1, q, ql);
+  store<u8>(k + 1 + ql, <u8>tl);
+  memory.copy(k + 2 + ql, t, tl);
+  store<u8>(k + 2 + ql + tl, <u8>dl);
+  memory.copy(k + 3 + ql + tl, d, dl);
   let slot = <usize>load<u32>(seg + SEG_BUCKETS) + (<usize>(hash & load<u32>(seg + SEG_MASK)) << 2);
   store<u32>(e + DE_NEXT, load<u32>(slot));
   store<u32>(slot, <u32>e);

@@ -8,6 +8,7 @@
 
 import {
   H_MAGIC, H_INIT_STATE, H_LAYOUT, H_THREAD_BITS, HEADER_MAGIC, LAYOUT_VERSION, MAX_THREADS, HEAP_START,
+  threadSlot, SLOT_METRICS,
 } from "./layout";
 import { heapInit } from "./alloc";
 import { threadId, setThreadId } from "./thread";
@@ -19,7 +20,7 @@ import {
   topicPush, topicPushWire, topicPushDelayed, topicReturnStored, topicPop, topicPopLeased, topicStatsInto,
   waiterDeliverInto, waiterDeliverLeased,
 } from "./topic";
-import { leaseSettle } from "./leases";
+import { leaseSettle, reapLeases } from "./leases";
 import { encodeRecordsBegin, encodeRecordsEnd, writerTruncate, encodeSettledBegin } from "./codec";
 import { FLAG_LEASED } from "./record";
 import { E_NO_MEMORY } from "./status";
@@ -67,6 +68,7 @@ export function attach(): i32 {
       let old = atomic.load<u32>(word);
       if (old & bit) break;
       if (atomic.cmpxchg<u32>(word, old, old | bit) == old) {
+        atomic.store<u32>(threadSlot(id) + SLOT_METRICS, 0);
         setThreadId(id);
         return <i32>id;
       }
@@ -75,10 +77,15 @@ export function attach(): i32 {
   return E_THREADS;
 }
 
-/** Gives this instance's thread id back. */
-export function detach(): void {
+/**
+ * Gives this instance's thread id back. Its lease table goes too (leases still live - there
+ * should be none once its connections closed - return to their topics), so the next thread
+ * with this id starts clean. `now`: ms since the epoch.
+ */
+export function detach(now: f64): void {
   let id = threadId;
   if (id == 0) return;
+  reapLeases(id, now);
   atomic.and<u32>(H_THREAD_BITS + ((<usize>id >> 5) << 2), ~(<u32>1 << (id & 31)));
   setThreadId(0);
 }
@@ -289,4 +296,5 @@ export function opSettle(w: usize, reqId: u32, entries: usize, count: u32, conne
   return p != 0 ? 1 : 0;
 }
 
+export { threadMetrics, setThreadMetrics, topicsLargest, messageTotals } from "./stats";
 export * from "./codec";

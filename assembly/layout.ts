@@ -29,7 +29,8 @@
 //    +0  u32 mailbox   head of the wake-up list for this thread (waiters.ts)
 //    +4  i32 signal    bumped + notified after every mailbox push (Atomics.waitAsync)
 //    +8  u32 leases    this thread's LeaseTable (leases.ts), 0 until its first lease
-//    +12 u32 reserved
+//    +12 u32 metrics   this thread's counter block (src/engine/metrics.ts), 0 if none;
+//                      cleared by attach(), so a reused thread id never shows stale counters
 //    +16 i64 bytesInUse   allocator statistics kept per thread so that alloc/free
 //    +24 i64 blocksInUse  never write a cache line shared with other threads; a block
 //                         freed by another thread makes one slot negative, the sum is right
@@ -89,6 +90,8 @@
 @inline export const SLOT_SIGNAL: usize = 4;
 // @ts-ignore: decorator
 @inline export const SLOT_LEASES: usize = 8;
+// @ts-ignore: decorator
+@inline export const SLOT_METRICS: usize = 12;
 // @ts-ignore: decorator
 @inline export const SLOT_BYTES_IN_USE: usize = 16;
 // @ts-ignore: decorator

@@ -1,7 +1,8 @@
 // turbomq for Node: the engine you embed, the network client, and their types.
 import './client/node.ts';
 
-export { TurboEngine, type EngineStats } from './engine/engine.ts';
+export { TurboEngine } from './engine/engine.ts';
+export type { EngineStats, ThreadStats, TopicSummary, MessageStats } from './engine/stats.ts';
 export type { EngineOptions, Logger } from './engine/options.ts';
 export { TurboClient, type ClientOptions } from './client/client.ts';
 export type { Queue, Message, PopTimeout, PopOptions, PushOptions, QueueSettings, TopicStats, SubscribeOptions, Subscription } from './client/queue.ts';

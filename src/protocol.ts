@@ -13,6 +13,8 @@ export const Op = Object.freeze({
   // Requests (client -> broker).
   HELLO: 0x01,
   PING: 0x02,
+  SERVER_STATS: 0x04,
+  SHUTDOWN: 0x05,
   PUSH: 0x10,
   PUSH_MANY: 0x11,
   POP: 0x12,
@@ -40,6 +42,7 @@ export const Op = Object.freeze({
   SETTLED: 0x87,
   SETTINGS: 0x88,
   STATS_OK: 0x89,
+  STATS_JSON: 0x8C,
   ERROR: 0x8F,
 } as const);
 

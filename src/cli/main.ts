@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// The `turbomq` command: `turbomq [serve]` runs a broker, `turbomq bench` load-tests one.
+// The `turbomq` command: `turbomq [serve]` runs a broker; `push`, `pop`, `stats` and `stop`
+// talk to a running one (one module each); `bench` load-tests one.
 
 import { pino } from 'pino';
-import { TurboEngine } from '../index.ts';
+import { TurboEngine, isTurboError } from '../index.ts';
 import { VERSION } from '../version.ts';
 import { parseServeArgs, SERVE_HELP, UsageError } from './args.ts';
 
@@ -19,17 +20,13 @@ async function serve(argv: string[]): Promise<void> {
     maxMemoryMiB: settings.maxMemoryMiB,
     listen: more,
     allowedOrigins: settings.allowedOrigins,
+    http: settings.http,
+    // `turbomq stop` (SHUTDOWN from a client): the same graceful exit as SIGTERM.
+    onShutdownRequest: () => stop('SHUTDOWN'),
     logger,
   });
-  try {
-    await engine.run();
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    console.error(`turbomq: cannot start: ${e.code === 'EADDRINUSE' ? `address in use (${settings.listen.join(', ')})` : e.message}`);
-    process.exit(1);
-  }
   let stopping = false;
-  const stop = async (signal: string) => {
+  async function stop(signal: string): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'stopping');
@@ -41,10 +38,19 @@ async function serve(argv: string[]): Promise<void> {
     await engine.destroy();
     console.log('turbomq stopped');
     process.exit(0);
-  };
+  }
+  try {
+    await engine.run();
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const where = [...settings.listen, ...(settings.http === undefined ? [] : [settings.http])].join(', ');
+    console.error(`turbomq: cannot start: ${e.code === 'EADDRINUSE' ? `address in use (${where})` : e.message}`);
+    process.exit(1);
+  }
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
   console.log(`turbomq ${VERSION} listening on ${engine.urls.join(' ')} with ${engine.threads} thread${engine.threads === 1 ? '' : 's'} (Ctrl-C to stop)`);
+  if (engine.httpUrl !== undefined) console.log(`turbomq monitoring on ${engine.httpUrl} (/healthz /readyz /metrics /stats)`);
 }
 
 let helpHint = 'turbomq --help';
@@ -61,10 +67,30 @@ async function main(): Promise<void> {
       const { benchMain } = await import('./bench.ts');
       return benchMain(rest);
     }
+    case 'push': {
+      helpHint = 'turbomq push --help';
+      const { pushMain } = await import('./push.ts');
+      return pushMain(rest);
+    }
+    case 'pop': {
+      helpHint = 'turbomq pop --help';
+      const { popMain } = await import('./pop.ts');
+      return popMain(rest);
+    }
+    case 'stats': {
+      helpHint = 'turbomq stats --help';
+      const { statsMain } = await import('./stats.ts');
+      return statsMain(rest);
+    }
+    case 'stop': {
+      helpHint = 'turbomq stop --help';
+      const { stopMain } = await import('./stop.ts');
+      return stopMain(rest);
+    }
     case 'help':
       return void console.log(SERVE_HELP);
     default:
-      throw new UsageError(`unknown command ${JSON.stringify(command)} (serve, bench; see turbomq --help)`);
+      throw new UsageError(`unknown command ${JSON.stringify(command)} (serve, push, pop, stats, stop, bench; see turbomq --help)`);
   }
 }
 
@@ -72,6 +98,11 @@ main().catch((err: unknown) => {
   if (err instanceof UsageError) {
     console.error(`turbomq: ${err.message} (see ${helpHint})`);
     process.exit(2);
+  }
+  if (isTurboError(err)) {
+    // A broker that is down, refuses, or answers an error: one readable line.
+    console.error(`turbomq: ${err.message} (${err.code})`);
+    process.exit(1);
   }
   console.error(`turbomq: ${(err as Error).stack ?? String(err)}`);
   process.exit(1);

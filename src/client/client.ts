@@ -8,6 +8,7 @@ import { ClientQueue } from './queue.ts';
 import { Connection, clientCore, clientPlatform, type ClientOptions, type ClientCore } from './connection.ts';
 import { TurboError } from '../errors.ts';
 import { PROTOCOL_VERSION } from '../protocol.ts';
+import type { EngineStats } from '../engine/stats.ts';
 
 export { setClientPlatform, type ClientOptions, type ClientPlatform } from './connection.ts';
 
@@ -74,6 +75,21 @@ export class TurboClient {
   async ping(): Promise<void> {
     const conn = this.#conn;
     await conn.request('ok', '', '', (id) => conn.e.encodePing(conn.writer, id));
+  }
+
+  /** The broker's statistics (SERVER_STATS: what `turbomq stats` and GET /stats show). */
+  async serverStats(): Promise<EngineStats> {
+    const conn = this.#conn;
+    return conn.request<EngineStats>('statsJson', '', '', (id) => conn.e.encodeServerStats(conn.writer, id));
+  }
+
+  /**
+   * Asks the broker to stop gracefully (SHUTDOWN; needs an admin user once the broker has
+   * authentication). Resolves when the broker has accepted; it then closes every connection.
+   */
+  async shutdown(): Promise<void> {
+    const conn = this.#conn;
+    await conn.request('ok', '', '', (id) => conn.e.encodeShutdown(conn.writer, id));
   }
 
   /**

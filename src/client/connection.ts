@@ -80,7 +80,7 @@ const WRITER_INITIAL_BYTES = 64 * 1024;
 // Descriptor field offsets (src/protocol.ts), short names for the reply handling below.
 const D_OP = DESC_OP, D_REQ = DESC_REQUEST_ID, D_DP = DESC_DATA_PTR, D_DL = DESC_DATA_LEN, D_A0 = DESC_ARG0, D_A1 = DESC_ARG1, D_A2 = DESC_ARG2;
 
-export type Kind = 'ok' | 'pop' | 'popMany' | 'length' | 'hello' | 'subscribe' | 'settle' | 'settings' | 'stats';
+export type Kind = 'ok' | 'pop' | 'popMany' | 'length' | 'hello' | 'subscribe' | 'settle' | 'settings' | 'stats' | 'statsJson';
 
 interface Pending {
   kind: Kind;
@@ -321,6 +321,12 @@ export class Connection {
         return pending.resolve(view.copy(view.u32(d + D_DP), view.u32(d + D_DL)));
       case Op.SETTINGS:
         return pending.resolve(this.#settings(view.u32(d + D_DP)));
+      case Op.STATS_JSON:
+        try {
+          return pending.resolve(JSON.parse(this.#text(d)));
+        } catch {
+          return pending.reject(new TurboError('ERR_PROTOCOL', 'malformed statistics from the broker'));
+        }
       case Op.HELLO_OK:
         this.#maxMessageBytes = view.u32(d + D_A0);
         this.#maxFrameBytes = view.u32(d + D_A1);

@@ -174,23 +174,41 @@ export class ClientSubscription implements Subscription {
     if (!this.#ack) await this.#returnMessages(rest);
   }
 
-  /** RETURN: the messages back at the front of the topic, as the broker stored them. */
+  /**
+   * RETURN: the messages back at the front of the topic, as the broker stored them. Frames
+   * of at most maxFrameBytes, newest batch first: each RETURN goes to the front, so the
+   * oldest batch, sent last, ends up first and the order is kept.
+   */
   async #returnMessages(messages: ClientMessage[]): Promise<void> {
     if (messages.length === 0) return;
     const c = this.#conn;
     if (c.closed) return;
-    c.writeNames(this.#queueBytes, this.#topicBytes);
-    await c.request<void>('ok', this.queue, this.topic, (id) => {
-      const e = c.e;
-      const mark = e.encodeReturnBegin(c.writer, id, c.scratchQueue, this.#queueBytes.length, c.scratchTopic, this.#topicBytes.length);
-      if (mark < 0) return 0;
-      for (const m of messages) {
-        const at = e.encodeStoredRecord(c.writer, m.payload.length, m.meta, m.idLo, m.idHi);
-        if (at === 0) { e.writerTruncate(c.writer, mark); return 0; }
-        c.view.write(at, m.payload);
-      }
-      e.encodeRecordsEnd(c.writer, mark, messages.length);
-      return 1;
-    });
+    const budget = c.maxFrameBytes - 12 - 2 * 256 - 8;
+    const batches: [number, number][] = [];
+    for (let i = 0; i < messages.length;) {
+      let bytes = 0, end = i;
+      while (end < messages.length && (end === i || bytes + 16 + messages[end]!.payload.length <= budget)) bytes += 16 + messages[end++]!.payload.length;
+      batches.push([i, end]);
+      i = end;
+    }
+    const frames: Promise<void>[] = [];
+    for (let b = batches.length - 1; b >= 0; b--) {
+      const [from, to] = batches[b]!;
+      c.writeNames(this.#queueBytes, this.#topicBytes);
+      frames.push(c.request<void>('ok', this.queue, this.topic, (id) => {
+        const e = c.e;
+        const mark = e.encodeReturnBegin(c.writer, id, c.scratchQueue, this.#queueBytes.length, c.scratchTopic, this.#topicBytes.length);
+        if (mark < 0) return 0;
+        for (let k = from; k < to; k++) {
+          const m = messages[k]!;
+          const at = e.encodeStoredRecord(c.writer, m.payload.length, m.meta, m.idLo, m.idHi);
+          if (at === 0) { e.writerTruncate(c.writer, mark); return 0; }
+          c.view.write(at, m.payload);
+        }
+        e.encodeRecordsEnd(c.writer, mark, to - from);
+        return 1;
+      }));
+    }
+    await Promise.all(frames);
   }
 }

@@ -159,6 +159,16 @@ export class CoreThread {
 
   #returner: WaiterHandler = { onHanded: (waiter) => { this.exports.waiterReturn(waiter); } };
 
+  /**
+   * The request behind `token` already took the message its waiter was handed (delivered
+   * it at once): when the waiter arrives, only release it.
+   */
+  expectRelease(token: number): void {
+    this.#handlers.set(token, this.#releaser);
+  }
+
+  #releaser: WaiterHandler = { onHanded: (waiter) => { this.exports.waiterRelease(waiter); } };
+
   /** Called after each mailbox drain (sessions flush their output here). */
   onAfterDrain(fn: () => void): () => void {
     this.#afterDrain.add(fn);
@@ -236,6 +246,6 @@ export class CoreThread {
       this.drain();
     }
     this.exports.free(this.scratch);
-    this.exports.detach();
+    this.exports.detach(Date.now());
   }
 }

@@ -4,54 +4,63 @@
 // the same protocol to a Session on the main thread through a pipe, so embedded and
 // networked queues behave identically.
 
-import { Worker } from 'node:worker_threads';
-import * as Comlink from 'comlink';
-import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
+import { performance } from 'node:perf_hooks';
 import { newSharedMemory, instantiateSharedCore } from '../core/wasm.ts';
 import { sharedCoreModule } from '../core/load.ts';
 import { CoreThread } from '../core/thread.ts';
 import { Session } from './session.ts';
 import { resolveOptions, formatUrl, type EngineOptions, type ResolvedOptions, type Logger, type ListenSpec } from './options.ts';
 import { probePort } from '../transport/tcp.ts';
-import type { WorkerApi, WorkerData, WorkerStats } from './worker.ts';
+import { WorkerPool } from './workers.ts';
+import { Readiness } from './readiness.ts';
+import { coreMessageStats, collectStats, sumCounters, type EngineStats, type StatsSource } from './stats.ts';
+import { disposeCounters, zeroCounters, type CounterValues } from './metrics.ts';
+import { BrokerMetrics, type MetricsSnapshot } from './prometheus.ts';
+import { listenHttp, type MonitoringServer } from './http.ts';
+import type { OperatorHandler } from './operator.ts';
 import '../client/node.ts';
 import { TurboClient } from '../client/client.ts';
 import type { Queue } from '../client/queue.ts';
 import type { Transport } from '../client/transport.ts';
 import { TurboError } from '../errors.ts';
 
+export type { EngineStats } from './stats.ts';
+
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped' | 'destroyed';
 
-export interface EngineStats {
-  threads: WorkerStats[];
-  topics: number;
-  bytesInUse: number;
-  memoryBytes: number;
-  /** Bytes of message storage in use (counted against maxMemoryMiB). */
-  messageBytes: number;
-  /** Messages waiting for their delayMs, over every topic. */
-  delayed: number;
-  /** Since start, over every thread: messages dropped (maxLength drop-oldest, dead letters with no dead-letter topic, lost to memory), dead-lettered, redelivered (a lease ended without ack) and acked. */
-  events: { dropped: number; deadLettered: number; redelivered: number; acked: number };
-}
-
 const silentLogger: Logger = { info() {}, warn() {}, error() {}, debug() {} };
+
+/** Tests only: an EngineOptions key whose value `true` makes every worker fail right after it attached. */
+const FAIL_WORKER_START_FOR_TEST = Symbol.for('turbomq.failWorkerStartForTest');
 
 export class TurboEngine {
   readonly #options: ResolvedOptions;
   readonly #logger: Logger;
+  readonly #onShutdownRequest: (() => void | Promise<void>) | undefined;
+  readonly #failWorkerStartForTest: boolean;
   #url: string;
   #urls: string[];
   #state: State = 'new';
   #memory: WebAssembly.Memory | undefined;
   #thread: CoreThread | undefined;
-  #workers: { worker: Worker; api: Comlink.Remote<WorkerApi>; threadId: number }[] = [];
+  #pool: WorkerPool | undefined;
   #embedded: TurboClient | undefined;
   #embeddedSessions = new Set<Session>();
+  readonly #readiness = new Readiness();
+  /** Counters of worker threads that ended (metrics.ts retireCounters). */
+  readonly #retired: CounterValues = zeroCounters();
+  #workerRestarts = 0;
+  #startedAt = 0;
+  #http: MonitoringServer | undefined;
+  #metrics: BrokerMetrics | undefined;
+  #mainLoop = performance.eventLoopUtilization();
+  #shutdownRequested = false;
 
   constructor(url?: string, options: EngineOptions = {}) {
     this.#options = resolveOptions(url, options);
     this.#logger = options.logger ?? silentLogger;
+    this.#onShutdownRequest = options.onShutdownRequest;
+    this.#failWorkerStartForTest = (options as Record<symbol, unknown>)[FAIL_WORKER_START_FOR_TEST] === true;
     this.#urls = this.#options.listen.map(formatUrl);
     this.#url = this.#urls[0]!;
   }
@@ -66,6 +75,11 @@ export class TurboEngine {
     return [...this.#urls];
   }
 
+  /** The monitoring endpoint (option `http`), with the real port once running; undefined when off. */
+  get httpUrl(): string | undefined {
+    return this.#http?.url;
+  }
+
   get threads(): number {
     return this.#options.threads;
   }
@@ -74,7 +88,20 @@ export class TurboEngine {
     return this.#state === 'running';
   }
 
-  /** Starts the workers; resolves once every worker listens. */
+  /** What GET /readyz answers: ready once running with every worker listening and recovery done. */
+  get ready(): boolean {
+    return this.#waitingFor().length === 0;
+  }
+
+  #waitingFor(): string[] {
+    if (this.#state !== 'running') return [this.#state === 'new' || this.#state === 'starting' ? 'starting' : this.#state];
+    return this.#readiness.waitingFor;
+  }
+
+  /**
+   * Starts the workers; resolves once every worker listens. Rejects with the reason if a
+   * worker cannot start (and leaves the engine stopped: run() may be called again).
+   */
   async run(): Promise<void> {
     if (this.#state !== 'new' && this.#state !== 'stopped') throw new TurboError('ERR_INVALID_ARGUMENT', `engine cannot run: it is ${this.#state}`);
     const [major, minor] = process.versions.node.split('.').map(Number) as [number, number];
@@ -82,6 +109,8 @@ export class TurboEngine {
       throw new TurboError('ERR_INVALID_ARGUMENT', `turbomq needs Node >= 22.12 (workers share the port with reusePort); this is Node ${process.versions.node}`);
     }
     this.#state = 'starting';
+    this.#startedAt = Date.now();
+    this.#shutdownRequested = false;
     try {
       if (this.#memory === undefined) {
         this.#memory = newSharedMemory(this.#options.initialMemoryMiB * 16);
@@ -89,35 +118,58 @@ export class TurboEngine {
         this.#thread.exports.setQueueLimit(BigInt(this.#options.maxMemoryMiB) << 20n);
       }
       this.#thread!.start();
-      const module = sharedCoreModule();
-      const data: WorkerData = { memory: this.#memory, module, options: this.#options };
-      const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
-      for (let i = 0; i < this.#options.threads; i++) {
-        const worker = new Worker(workerUrl, { workerData: data });
-        const entry = { worker, api: Comlink.wrap<WorkerApi>(nodeEndpoint(worker)), threadId: 0 };
-        worker.on('error', (err) => this.#logger.error({ err, threadId: entry.threadId }, 'worker failed'));
-        worker.on('exit', (code) => this.#workerExited(entry, code));
-        this.#workers.push(entry);
+      // Monitoring first, so /healthz and /readyz answer (503) while the rest starts.
+      if (this.#options.http !== undefined) {
+        this.#metrics ??= new BrokerMetrics(() => this.#metricsSnapshot());
+        this.#http = await listenHttp(this.#options.http, {
+          readiness: () => ({ ready: this.ready, waitingFor: this.#waitingFor() }),
+          metrics: async () => ({ contentType: this.#metrics!.contentType, body: await this.#metrics!.scrape() }),
+          stats: () => this.stats(),
+        }, this.#logger);
       }
+      const releaseRecovery = this.#readiness.hold('recovery');
+      try {
+        await this.#recover();
+      } finally {
+        releaseRecovery();
+      }
+      const pool = new WorkerPool({
+        core: this.#thread!.core,
+        onReaped: () => this.#thread?.armDelayTimer(this.#thread.exports.delaysNextDue()),
+        memory: this.#memory,
+        module: sharedCoreModule(),
+        options: this.#options,
+        logger: this.#logger,
+        retired: this.#retired,
+        holdReadiness: (reason) => this.#readiness.hold(reason),
+        serverStats: async () => JSON.stringify(await this.stats()),
+        shutdown: (remoteAddress) => this.#remoteShutdown(remoteAddress),
+        failStartForTest: this.#failWorkerStartForTest,
+      });
+      this.#pool = pool;
+      await pool.start(this.#options.threads);
       // Each port must be free (see probePort; port 0 picks one), then every worker listens
       // on it with SO_REUSEPORT.
       const specs: ListenSpec[] = [];
       for (const spec of this.#options.listen) specs.push({ ...spec, port: await probePort(spec.host, spec.port) });
-      await Promise.all(this.#workers.map(async (w) => {
-        w.threadId = (await w.api.stats()).threadId;
-        await w.api.listen(specs);
-      }));
+      await pool.listen(specs);
       this.#urls = specs.map(formatUrl);
       this.#url = this.#urls[0]!;
       this.#embedded = await TurboClient.connectTransport(this.#pipe(), this.#url);
       this.#state = 'running';
-      this.#logger.info({ urls: this.#urls, threads: this.#options.threads }, 'turbomq listening');
+      this.#logger.info({ urls: this.#urls, threads: this.#options.threads, http: this.httpUrl }, 'turbomq listening');
     } catch (err) {
       await this.#shutdown();
       this.#state = 'stopped';
       throw err;
     }
   }
+
+  /**
+   * Durability hook: restores what the data directory holds before any worker listens
+   * (readiness says 'recovery' meanwhile). Nothing to do without a data directory.
+   */
+  async #recover(): Promise<void> {}
 
   /** A queue served in-process (same API and semantics as TurboClient.getQueue). */
   getQueue(name: string): Queue {
@@ -138,55 +190,78 @@ export class TurboEngine {
   async destroy(): Promise<void> {
     if (this.#state === 'destroyed') return;
     await this.stop();
-    if (this.#thread !== undefined) this.#thread.stop();
+    if (this.#thread !== undefined) {
+      disposeCounters(this.#thread);
+      this.#thread.stop();
+    }
     this.#thread = undefined;
     this.#memory = undefined;
     this.#state = 'destroyed';
   }
 
-  /** Statistics from every worker and the shared core. */
+  /**
+   * The whole broker's statistics (also GET /stats and `turbomq stats`), read from shared
+   * memory: counters of every thread, topics, memory, the largest topics.
+   */
   async stats(): Promise<EngineStats> {
-    const e = this.#thread?.exports;
-    const threads = await Promise.all(this.#workers.map((w) => w.api.stats()));
+    return collectStats(this.#statsSource());
+  }
+
+  #statsSource(): StatsSource {
     return {
-      threads,
-      topics: e ? e.topicCount() : 0,
-      bytesInUse: e ? Number(e.bytesInUse()) : 0,
-      memoryBytes: this.#memory ? this.#memory.buffer.byteLength : 0,
-      messageBytes: e ? Number(e.queueBytes()) : 0,
-      delayed: e ? e.delaysCount() : 0,
-      events: {
-        dropped: e ? Number(e.eventCount(0)) : 0,
-        deadLettered: e ? Number(e.eventCount(1)) : 0,
-        redelivered: e ? Number(e.eventCount(2)) : 0,
-        acked: e ? Number(e.eventCount(3)) : 0,
-      },
+      core: this.#thread?.core,
+      memory: this.#memory,
+      mainThreadId: this.#thread?.id ?? 0,
+      workerThreadIds: this.#pool?.threadIds ?? [],
+      retired: this.#retired,
+      startedAt: this.#startedAt,
+      ready: this.ready,
+      urls: this.urls,
+      messageLimitBytes: this.#options.maxMemoryMiB * 1024 * 1024,
+      workerRestarts: this.#workerRestarts + (this.#pool?.restarts ?? 0),
     };
   }
 
-  /**
-   * A worker ended. During stop that is expected; otherwise it crashed: its connections are
-   * gone, and waiters it had parked would swallow the messages handed to them, so the core
-   * reaps its thread (assembly/reap.ts: waiters, claims, handed and leased
-   * messages go back) and the other workers go on.
-   */
-  #workerExited(entry: { worker: Worker; threadId: number }, code: number): void {
-    const index = this.#workers.findIndex((w) => w.worker === entry.worker);
-    if (index < 0 || this.#state === 'stopping' || this.#state === 'stopped' || this.#state === 'destroyed') return;
-    this.#workers.splice(index, 1);
-    const returned = entry.threadId !== 0 && this.#thread ? this.#thread.exports.reapThread(entry.threadId, Date.now()) : 0;
-    // The dead thread's timers died with it: delayed messages it was watching are due on ours.
-    this.#thread?.armDelayTimer(this.#thread.exports.delaysNextDue());
-    this.#logger.error({ threadId: entry.threadId, code, returned, workersLeft: this.#workers.length }, 'worker exited unexpectedly; its waiters were reaped');
+  #metricsSnapshot(): MetricsSnapshot {
+    const source = this.#statsSource();
+    const { total, workers } = sumCounters(source);
+    const loopUtilization = new Map<string, number>();
+    for (const [id, values] of workers) loopUtilization.set(String(id), values.loopUtilization);
+    const now = performance.eventLoopUtilization();
+    loopUtilization.set('main', performance.eventLoopUtilization(now, this.#mainLoop).utilization);
+    this.#mainLoop = now;
+    const e = this.#thread?.exports;
+    return {
+      // Events inside the core (expiry, dead letters, drops) and the exact ready / in-flight
+      // totals come from the core itself; the rest from the per-thread JS counters.
+      counters: { ...total, ...coreMessageStats(this.#thread?.core) },
+      loopUtilization,
+      topics: e ? e.topicCount() : 0,
+      memoryBytes: this.#memory ? this.#memory.buffer.byteLength : 0,
+      bytesInUse: e ? Number(e.bytesInUse()) : 0,
+      messageBytes: e ? Number(e.queueBytes()) : 0,
+      messageLimitBytes: source.messageLimitBytes,
+      workers: this.#pool?.running ?? 0,
+      workerRestarts: source.workerRestarts,
+    };
   }
 
-  /** Tests only: makes worker `index` die of an uncaught error. */
+  /** A client sent SHUTDOWN (its OK is already on its way): stop once, as the embedder chose. */
+  #remoteShutdown(remoteAddress: string): void {
+    if (this.#shutdownRequested || this.#state !== 'running') return;
+    this.#shutdownRequested = true;
+    this.#logger.warn({ remoteAddress }, 'shutdown requested by a client');
+    const stop = this.#onShutdownRequest ?? (() => this.stop());
+    // After the current task: the worker that forwarded the request flushes its OK first.
+    setImmediate(() => {
+      Promise.resolve().then(stop).catch((err: unknown) => this.#logger.error({ err }, 'shutdown failed'));
+    });
+  }
+
+  /** Tests only: makes worker `index` die of an uncaught error; resolves with its core thread id once it exited. */
   async [Symbol.for('turbomq.crashWorkerForTest')](index: number): Promise<number> {
-    const w = this.#workers[index]!;
-    const exited = new Promise<void>((resolve) => w.worker.once('exit', () => resolve()));
-    await w.api.crashForTest();
-    await exited;
-    return w.threadId;
+    if (this.#pool === undefined) throw new Error('the engine is not running');
+    return this.#pool.crashForTest(index);
   }
 
   async #shutdown(): Promise<void> {
@@ -195,15 +270,23 @@ export class TurboEngine {
     if (embedded !== undefined) await embedded.close();
     for (const session of this.#embeddedSessions) session.close();
     this.#embeddedSessions.clear();
-    await Promise.all(this.#workers.map(async ({ worker, api }) => {
-      try {
-        await api.stop();
-      } catch { /* a dead worker has nothing to stop */ }
-      api[Comlink.releaseProxy]();
-      await worker.terminate();
-    }));
-    this.#workers = [];
+    const pool = this.#pool;
+    this.#pool = undefined;
+    if (pool !== undefined) {
+      await pool.stop();
+      this.#workerRestarts += pool.restarts;
+    }
+    const http = this.#http;
+    this.#http = undefined;
+    if (http !== undefined) await http.close();
   }
+
+  /** Operator requests on the embedded connection answer directly. */
+  readonly #embeddedOperator: OperatorHandler = {
+    authConfigured: false, // TODO(auth): as in worker.ts
+    serverStats: async () => JSON.stringify(await this.stats()),
+    shutdown: () => this.#remoteShutdown('embedded'),
+  };
 
   /** An in-process connection to a Session on the main thread. */
   #pipe(): Transport {
@@ -229,6 +312,7 @@ export class TurboEngine {
       // Replies are delivered on a later microtask, like bytes from a socket would be.
       write: (bytes) => queueMicrotask(() => { if (open) transport.onData(bytes); }),
       end: () => transport.close(),
+      operator: this.#embeddedOperator,
     }, {
       maxMessageBytes: this.#options.maxMessageBytes,
       maxFrameBytes: this.#options.maxFrameBytes,

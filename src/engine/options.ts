@@ -31,6 +31,16 @@ export interface EngineOptions {
    * connections stay usable, and pops make room again. Default 4096.
    */
   maxMemoryMiB?: number;
+  /**
+   * Monitoring endpoint, e.g. `http://127.0.0.1:8222` (port 0 picks a free one; see
+   * engine.httpUrl): GET /healthz, /readyz, /metrics (Prometheus), /stats (JSON). Off by default.
+   */
+  http?: string;
+  /**
+   * Called when a client sends SHUTDOWN (`turbomq stop`); default: `engine.stop()`.
+   * `turbomq serve` exits the process instead, as on SIGTERM.
+   */
+  onShutdownRequest?: () => void | Promise<void>;
   /** A pino-compatible logger; default: silent. */
   logger?: Logger;
 }
@@ -53,6 +63,8 @@ export interface ResolvedOptions {
   allowedOrigins: string[] | undefined;
   initialMemoryMiB: number;
   maxMemoryMiB: number;
+  /** The monitoring endpoint, if any. */
+  http: { host: string; port: number } | undefined;
 }
 
 export interface ListenSpec {
@@ -74,6 +86,21 @@ export function parseListenUrl(url: string): ListenSpec {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new TurboError('ERR_INVALID_ARGUMENT', `bad port in ${url}`);
   const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1';
   return { protocol, host, port };
+}
+
+/** `http://host:port` for the monitoring endpoint (no path, no https). */
+export function parseHttpUrl(url: string): { host: string; port: number } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new TurboError('ERR_INVALID_ARGUMENT', `http: not a url: ${JSON.stringify(url)} (expected http://host:port)`);
+  }
+  if (parsed.protocol !== 'http:') throw new TurboError('ERR_INVALID_ARGUMENT', `http: unsupported protocol ${parsed.protocol} in ${url} (http: only)`);
+  if (parsed.pathname !== '/' || parsed.search !== '' || parsed.username !== '') throw new TurboError('ERR_INVALID_ARGUMENT', `http: ${url} must be just http://host:port`);
+  const port = parsed.port === '' ? 80 : Number(parsed.port);
+  const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
+  return { host, port };
 }
 
 export function formatUrl(spec: ListenSpec): string {
@@ -106,5 +133,6 @@ export function resolveOptions(url: string | undefined, options: EngineOptions):
     allowedOrigins: options.allowedOrigins,
     initialMemoryMiB,
     maxMemoryMiB,
+    http: options.http === undefined ? undefined : parseHttpUrl(options.http),
   };
 }

@@ -28,6 +28,8 @@ import {
   DESC_TOPIC_LEN, DESC_DATA_PTR, DESC_DATA_LEN, DESC_ARG0, DESC_ARG1, DESC_ARG2, DESC_ARG3,
 } from '../protocol.ts';
 import { VERSION } from '../version.ts';
+import { countersOf, type ThreadCounters } from './metrics.ts';
+import { mayShutdown, type OperatorHandler } from './operator.ts';
 
 export interface SessionLimits {
   maxMessageBytes: number;
@@ -46,6 +48,10 @@ export interface SessionIO {
   end(): void;
   /** Reports an unexpected error (logged by the worker). */
   onError?(err: Error): void;
+  /** The session is closing the connection for a protocol error (logged once by the worker). */
+  onFatal?(code: number, text: string): void;
+  /** Serves SERVER_STATS and SHUTDOWN; without it they answer ERR_UNKNOWN_OPCODE. */
+  operator?: OperatorHandler;
 }
 
 // Descriptor field offsets (src/protocol.ts), short names for the dispatch below.
@@ -55,6 +61,8 @@ const D_OP = DESC_OP, D_REQ = DESC_REQUEST_ID, D_QP = DESC_QUEUE_PTR, D_QL = DES
 const WRITER_INITIAL_BYTES = 16 * 1024;
 /** Credit a subscription may accumulate (bounds what one slow consumer can hold). */
 const MAX_CREDIT = 1 << 20;
+/** SERVER_STATS requests one connection may have in flight to the main thread (they share one answer). */
+const MAX_STATS_WAITING = 16;
 
 interface ParkedPop extends WaiterHandler {
   requestId: number;
@@ -101,6 +109,9 @@ export class Session {
   readonly #connectionId: number;
   /** Lease owner of this connection's leased pops, 0 until the first. */
   #popOwner = 0;
+  readonly #counters: ThreadCounters;
+  /** Request ids of SERVER_STATS waiting for the main thread's answer. */
+  #statsWaiting: number[] | undefined;
   #closed = false;
   #dirty = false;
 
@@ -109,6 +120,7 @@ export class Session {
     this.#e = thread.exports;
     this.#io = io;
     this.#limits = limits;
+    this.#counters = countersOf(thread);
     this.#decoder = this.#e.decoderNew(limits.maxFrameBytes, limits.maxMessageBytes);
     this.#writer = this.#e.writerNew(WRITER_INITIAL_BYTES);
     if (this.#decoder === 0 || this.#writer === 0) {
@@ -176,18 +188,21 @@ export class Session {
     switch (op) {
       case Op.PUSH: {
         const status = e.opPush(view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), view.u32(d + D_DP), view.u32(d + D_DL));
+        if (status === 0) this.#counters.onPushed(1);
         if (status === 0) e.encodeOk(w, req);
         else this.#error(req, -status);
         return;
       }
       case Op.PUSH_MANY: {
         const status = e.opPushRecords(view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), view.u32(d + D_DP), view.u32(d + D_DL), view.u32(d + D_A0));
+        if (status === 0) this.#counters.onPushed(view.u32(d + D_A0));
         if (status === 0) e.encodeOk(w, req);
         else this.#error(req, -status);
         return;
       }
       case Op.RETURN: {
         const status = e.opReturnRecords(view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), view.u32(d + D_DP), view.u32(d + D_DL), view.u32(d + D_A0));
+        if (status === 0) this.#counters.onReturned(view.u32(d + D_A0));
         if (status === 0) e.encodeOk(w, req);
         else this.#error(req, -status);
         return;
@@ -220,7 +235,7 @@ export class Session {
       case Op.UNSUBSCRIBE: {
         const sub = this.#subs.get(view.u32(d + D_A0));
         if (sub === undefined) return this.#error(req, ErrorCode.ERR_NOT_FOUND, 'no such subscription');
-        this.#closeSubscription(sub);
+        this.#closeSubscription(sub, true);
         e.encodeOk(w, req);
         return;
       }
@@ -245,6 +260,7 @@ export class Session {
         const min = view.u32(d + D_A0), max = view.u32(d + D_A1);
         if (min > PROTOCOL_VERSION || max < PROTOCOL_VERSION) {
           this.#error(req, ErrorCode.ERR_UNSUPPORTED_VERSION, `this broker speaks protocol version ${PROTOCOL_VERSION}`);
+          this.#io.onFatal?.(ErrorCode.ERR_UNSUPPORTED_VERSION, `client speaks protocol versions ${min}..${max}`);
           this.flush();
           this.#io.end();
           return;
@@ -257,6 +273,9 @@ export class Session {
       case Op.PING:
         e.encodePong(w, req);
         return;
+      case Op.SERVER_STATS:
+      case Op.SHUTDOWN:
+        return this.#operatorRequest(op, req);
       case OP_REJECT:
         return this.#error(req, view.u32(d + D_A0));
       default:
@@ -276,6 +295,7 @@ export class Session {
     const now = Date.now();
     const n = e.opPop(this.#writer, Op.MESSAGES, req, view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), max, this.#limits.maxFrameBytes, 0, token, owner, leaseMs, now);
     if (n > 0) {
+      this.#counters.onPopped(n);
       if (owner !== 0) this.#thread.armLeaseTimer(e.leaseNextDeadline());
       return;
     }
@@ -306,6 +326,7 @@ export class Session {
       this.#error(pop.requestId, -n);
     } else {
       e.waiterRelease(waiter);
+      this.#counters.onPopped(n);
       if (pop.owner !== 0) this.#thread.armLeaseTimer(e.leaseNextDeadline());
     }
     this.#forgetPop(pop);
@@ -334,6 +355,7 @@ export class Session {
     const now = Date.now();
     const status = this.#e.opPushEx(view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), records, bytes, count, data, len, delayMs, dedup, dedupLen, now, this.#thread.scratch);
     if (status !== 0) return this.#error(req, -status);
+    this.#counters.onPushed(records === 0 ? 1 : count);
     if (delayMs > 0) this.#thread.armDelayTimer(now + delayMs);
     this.#e.encodeOk(this.#writer, req);
   }
@@ -370,11 +392,14 @@ export class Session {
     else if (mask & SettingsMask.DEDUP_WINDOW_MS && !positive(dedupWindowMs)) problem = `dedupWindowMs must be a positive number of ms, got ${dedupWindowMs}`;
     else if (mask & SettingsMask.MAX_DELIVERIES && !countOrInfinity(maxDeliveries)) problem = `maxDeliveries must be a positive integer or Infinity, got ${maxDeliveries}`;
     else if (mask & SettingsMask.MAX_LENGTH && !countOrInfinity(maxLength)) problem = `maxLength must be a positive integer or Infinity, got ${maxLength}`;
+    else if (mask & SettingsMask.DURABLE && view.u8(p + 33) > 1) problem = 'durable must be true or false';
     else if (mask & SettingsMask.DURABLE && durable) problem = 'durable queues need a broker started with a data directory';
     else if (mask & SettingsMask.DEAD_LETTER_TOPIC && dlqLen > 0 && !validUtf8(view.bytes(p + 35, dlqLen))) problem = 'deadLetterTopic must be valid UTF-8';
     if (problem !== undefined) return this.#error(req, ErrorCode.ERR_INVALID_ARGUMENT, problem);
-    const ok = e.queueConfigure(view.u32(d + D_QP), view.u32(d + D_QL), mask, leaseMs, maxDeliveries, maxLength, dedupWindowMs, dropOldest, durable, p + 35, dlqLen);
-    if (ok === 0) return this.#error(req, ErrorCode.ERR_NO_MEMORY);
+    // An empty patch only reads: it must not pin a settings record for every name asked about.
+    if (mask !== 0 && e.queueConfigure(view.u32(d + D_QP), view.u32(d + D_QL), mask, leaseMs, maxDeliveries, maxLength, dedupWindowMs, dropOldest, durable, p + 35, dlqLen) === 0) {
+      return this.#error(req, ErrorCode.ERR_NO_MEMORY);
+    }
     const out = this.#thread.scratch;
     const len = e.queueSettingsInto(view.u32(d + D_QP), view.u32(d + D_QL), out);
     e.encodeSettings(this.#writer, req, out, len);
@@ -433,6 +458,7 @@ export class Session {
       if (n > 0) {
         if (sub.owner === 0) sub.credit -= n;
         else leased = true;
+        this.#counters.onPopped(n);
         this.#dirty = true;
       } else if (n === 0) {
         sub.waiter = e.lastWaiter();
@@ -462,18 +488,32 @@ export class Session {
       return;
     }
     e.waiterRelease(waiter);
+    this.#counters.onPopped(n);
     if (sub.owner === 0) sub.credit -= n;
     this.#pump(sub);
     this.#dirty = true;
   }
 
-  /** Ends a subscription: its parked waiter, its leases (back to the topic's front, in order), its consumer slot. */
-  #closeSubscription(sub: Subscription): void {
+  /**
+   * Ends a subscription: its parked waiter, its leases (back to the topic's front, in
+   * order), its consumer slot. `deliverHanded` (UNSUBSCRIBE): a message already handed to
+   * its waiter is delivered now, ahead of the OK, so the client returns it with the rest,
+   * in order; otherwise (the connection is gone) it goes back to the topic when it arrives.
+   */
+  #closeSubscription(sub: Subscription, deliverHanded: boolean): void {
     const e = this.#e;
     this.#subs.delete(sub.id);
     if (sub.waiter !== 0) {
-      if (e.waiterCancel(sub.waiter) === 1) this.#thread.unregister(sub.token);
-      else this.#thread.expectReturn(sub.token);
+      if (e.waiterCancel(sub.waiter) === 1) {
+        this.#thread.unregister(sub.token);
+      } else if (deliverHanded && e.waiterDeliverFrame(sub.waiter, this.#writer, Op.DELIVER, sub.id, 0, this.#limits.maxFrameBytes, sub.token, sub.owner, sub.leaseMs, Date.now()) > 0) {
+        // The hand-over is done (the pusher set the message before it unlocked the topic);
+        // only its mailbox push may still be on its way: release the waiter when it lands.
+        this.#counters.onPopped(1);
+        this.#thread.expectRelease(sub.token);
+      } else {
+        this.#thread.expectReturn(sub.token);
+      }
       sub.waiter = 0;
     }
     if (sub.owner !== 0) {
@@ -497,10 +537,53 @@ export class Session {
   }
 
   #fatal(code: number, text: string): void {
+    this.#io.onFatal?.(code, text);
     this.#error(0, code, text);
     this.flush();
     this.#io.end();
     this.close();
+  }
+
+  /**
+   * SERVER_STATS / SHUTDOWN: the engine's main thread answers (src/engine/operator.ts); the
+   * reply is written whenever it comes, unless the connection is gone by then.
+   */
+  #operatorRequest(op: number, req: number): void {
+    const operator = this.#io.operator;
+    if (operator === undefined) return this.#error(req, ErrorCode.ERR_UNKNOWN_OPCODE, 'this connection does not serve operator requests');
+    if (op === Op.SHUTDOWN) {
+      const refusal = mayShutdown(operator.authConfigured, undefined /* TODO(auth): this connection's user */);
+      if (refusal !== undefined) return this.#error(req, refusal.code, refusal.text);
+      // Answer first: the stop closes this connection too.
+      this.#e.encodeOk(this.#writer, req);
+      this.flush();
+      operator.shutdown();
+      return;
+    }
+    // Requests that arrive while one is out share its answer, so a client cannot make the
+    // main thread compute statistics faster than it answers them.
+    if (this.#statsWaiting !== undefined) {
+      if (this.#statsWaiting.length >= MAX_STATS_WAITING) return this.#error(req, ErrorCode.ERR_LIMIT, 'too many statistics requests in flight on this connection');
+      this.#statsWaiting.push(req);
+      return;
+    }
+    const waiting = this.#statsWaiting = [req];
+    operator.serverStats().then((json) => {
+      this.#statsWaiting = undefined;
+      if (this.#closed) return;
+      const bytes = textEncoder.encode(json);
+      for (const id of waiting) {
+        const at = bytes.length <= this.#limits.maxFrameBytes ? this.#e.encodeStatsJson(this.#writer, id, bytes.length) : 0;
+        if (at === 0) this.#error(id, ErrorCode.ERR_NO_MEMORY, 'statistics too large to send');
+        else this.#thread.core.view.write(at, bytes);
+      }
+      this.flush();
+    }, (err: Error) => {
+      this.#statsWaiting = undefined;
+      if (this.#closed) return;
+      for (const id of waiting) this.#error(id, ErrorCode.ERR_PROTOCOL, `statistics unavailable: ${err.message}`);
+      this.flush();
+    });
   }
 
   /** Sends everything encoded so far in one write. */
@@ -526,7 +609,7 @@ export class Session {
       else this.#thread.expectReturn(pop.token); // handed: its message goes back to the topic
     }
     this.#pops.clear();
-    for (const sub of [...this.#subs.values()]) this.#closeSubscription(sub);
+    for (const sub of [...this.#subs.values()]) this.#closeSubscription(sub, false);
     if (this.#popOwner !== 0) {
       // Leased pops this connection did not settle are ready again now, not at expiry.
       e.ownerEnd(this.#popOwner, Date.now());

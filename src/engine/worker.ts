@@ -1,22 +1,33 @@
 // A broker worker thread: instantiates the shared core over the engine's memory, listens
 // on the engine's ports (SO_REUSEPORT: the kernel spreads connections over the workers),
-// and serves every connection it is given. Controlled by the main thread through comlink.
+// and serves every connection it is given. Controlled by the main thread through comlink
+// (WorkerApi, below); it asks the main thread for what only the main thread knows (whole-
+// broker statistics, a graceful stop) and sends it its log lines over its control port
+// (ControlApi, served by src/engine/workers.ts). Counters go to shared memory, never over a
+// port (src/engine/metrics.ts).
 
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import type net from 'node:net';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { instantiateSharedCore } from '../core/wasm.ts';
 import { CoreThread } from '../core/thread.ts';
 import { Session } from './session.ts';
+import { countersOf, sampleLoopUtilization } from './metrics.ts';
+import type { OperatorHandler } from './operator.ts';
 import { listenTcp, type SessionHost } from '../transport/tcp.ts';
 import { listenWebSocket } from '../transport/websocket.ts';
+import { ErrorCode } from '../protocol.ts';
 import type { ListenSpec, ResolvedOptions } from './options.ts';
 
 export interface WorkerData {
   memory: WebAssembly.Memory;
   module: WebAssembly.Module;
   options: ResolvedOptions;
+  /** This worker's end of its control channel (ControlApi). */
+  controlPort: MessagePort;
+  /** Tests only: throw right after attaching, as a worker that cannot start would. */
+  failStartForTest?: boolean;
 }
 
 export interface WorkerStats {
@@ -25,13 +36,66 @@ export interface WorkerStats {
   connectionsTotal: number;
 }
 
-const { memory, module, options } = workerData as WorkerData;
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** What a worker asks of the main thread (served per worker by src/engine/workers.ts). */
+export interface ControlApi {
+  /** Sent first, right after attaching: the main thread can reap this id whatever happens next. */
+  attached(threadId: number): void;
+  log(level: LogLevel, fields: Record<string, unknown>, msg: string): void;
+  /** The whole broker's statistics as JSON (SERVER_STATS). */
+  serverStats(): Promise<string>;
+  /** A client asked the broker to stop (SHUTDOWN). */
+  shutdown(remoteAddress: string): void;
+}
+
+const { memory, module, options, controlPort, failStartForTest } = workerData as WorkerData;
+const control = Comlink.wrap<ControlApi>(nodeEndpoint(controlPort));
 const core = await instantiateSharedCore(memory, module);
 const thread = new CoreThread(core);
-thread.onHandlerError = (err) => console.error(`turbomq worker ${thread.id}: waiter delivery failed: ${err.stack ?? err.message}`);
+void control.attached(thread.id);
+if (failStartForTest === true) throw new Error('turbomq: worker start failure requested by a test');
+const counters = countersOf(thread);
+const stopSampling = sampleLoopUtilization(counters);
+
+function log(level: LogLevel, fields: Record<string, unknown>, msg: string): void {
+  void control.log(level, fields, msg);
+}
+
+function errorFields(err: Error): Record<string, unknown> {
+  return { type: err.name, message: err.message, stack: err.stack };
+}
+
+// Connection events are logged once per connection, but a flood of bad clients must not
+// flood the log: at most CONNECTION_LOGS_PER_SECOND lines a second, then one line with the
+// count of those left out.
+const CONNECTION_LOGS_PER_SECOND = 50;
+let logWindowStart = 0;
+let logsInWindow = 0;
+let logsSuppressed = 0;
+
+function logConnection(fields: Record<string, unknown>, msg: string): void {
+  const now = Date.now();
+  if (now - logWindowStart >= 1000) {
+    if (logsSuppressed > 0) log('warn', { suppressed: logsSuppressed }, 'connection events not logged (over the rate limit)');
+    logWindowStart = now;
+    logsInWindow = 0;
+    logsSuppressed = 0;
+  }
+  if (logsInWindow++ < CONNECTION_LOGS_PER_SECOND) log('warn', fields, msg);
+  else logsSuppressed++;
+}
+
+thread.onHandlerError = (err) => log('error', { err: errorFields(err) }, 'waiter delivery failed');
 thread.start();
 
-const sessions = new Set<{ session: Session; end(): void }>();
+interface Connection {
+  session: Session;
+  end(): void;
+  close(): void;
+}
+
+const connections = new Set<Connection>();
 const servers: { close(cb: () => void): void }[] = [];
 let connectionsTotal = 0;
 let stopping = false;
@@ -43,19 +107,59 @@ const limits = {
   maxParkedPops: options.maxParkedPops,
 };
 
+function operatorFor(remoteAddress: string): OperatorHandler {
+  return {
+    authConfigured: false, // TODO(auth): true when the engine has authToken or users
+    serverStats: () => control.serverStats(),
+    shutdown: () => { void control.shutdown(remoteAddress); },
+  };
+}
+
 const host: SessionHost = {
   accept(io) {
-    if (stopping || sessions.size >= options.maxConnectionsPerThread) return undefined;
-    const session = new Session(thread, { ...io, onError: (err) => console.error(`turbomq worker ${thread.id}: connection closed after an internal error: ${err.stack ?? err.message}`) }, limits);
-    const entry = { session, end: () => io.end() };
-    sessions.add(entry);
-    connectionsTotal++;
-    return {
-      onData: (chunk) => session.onData(chunk),
+    if (stopping) return undefined;
+    const { remoteAddress } = io;
+    if (connections.size >= options.maxConnectionsPerThread) {
+      counters.onConnectionRefused();
+      logConnection({ remoteAddress, reason: 'maxConnectionsPerThread', limit: options.maxConnectionsPerThread }, 'connection refused: connection limit reached');
+      return undefined;
+    }
+    let closeLogged = false;
+    const closedFor = (reason: string, code: number | undefined) => {
+      if (closeLogged) return;
+      closeLogged = true;
+      if (code === ErrorCode.ERR_NO_MEMORY) return logConnection({ remoteAddress, reason, code: ErrorCode.nameOf(code) }, 'connection closed: broker out of memory');
+      counters.onProtocolError();
+      logConnection({ remoteAddress, reason, ...(code === undefined ? {} : { code: ErrorCode.nameOf(code) }) }, 'connection closed: protocol error');
+    };
+    const session = new Session(thread, {
+      write: (bytes) => {
+        counters.onBytesSent(bytes.length);
+        io.write(bytes);
+      },
+      end: () => io.end(),
+      onError: (err) => log('error', { remoteAddress, err: errorFields(err) }, 'connection closed after an internal error'),
+      onFatal: (code, text) => closedFor(text, code),
+      operator: operatorFor(remoteAddress),
+    }, limits);
+    const connection: Connection = {
+      session,
+      end: () => io.end(),
       close: () => {
-        sessions.delete(entry);
+        if (connections.delete(connection)) counters.onConnectionClosed();
         session.close();
       },
+    };
+    connections.add(connection);
+    connectionsTotal++;
+    counters.onConnectionOpened();
+    return {
+      onData: (chunk) => {
+        counters.onBytesReceived(chunk.length);
+        session.onData(chunk);
+      },
+      close: connection.close,
+      protocolError: (reason) => closedFor(reason, undefined),
     };
   },
 };
@@ -81,23 +185,27 @@ const api = {
     return ports;
   },
 
-  /** Graceful stop: no new connections, answer what was received, close every connection. */
+  /**
+   * Graceful stop: no new connections, answer what was received, close every connection,
+   * detach from the core. The counter block stays: the main thread folds it once this
+   * worker has exited.
+   */
   async stop(): Promise<void> {
     stopping = true;
+    stopSampling();
     // server.close() waits for every connection to end; give in-flight work a moment, then end them.
     const closed = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     await Promise.race([Promise.all(closed), delay(50)]);
-    for (const { session, end } of sessions) {
-      session.flush();
-      end();
-      session.close();
+    for (const connection of [...connections]) {
+      connection.session.flush();
+      connection.end();
+      connection.close();
     }
-    sessions.clear();
     thread.stop();
   },
 
   stats(): WorkerStats {
-    return { threadId: thread.id, connections: sessions.size, connectionsTotal };
+    return { threadId: thread.id, connections: connections.size, connectionsTotal };
   },
 
   /** Tests only (reached through TurboEngine's crashWorkerForTest symbol): an uncaught error. */

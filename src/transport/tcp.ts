@@ -6,8 +6,17 @@ import type { Transport } from '../client/transport.ts';
 import { TurboError } from '../errors.ts';
 
 export interface SessionHost {
-  /** Called for each accepted connection; returns the callbacks for its bytes and its end. */
-  accept(io: { write(bytes: Uint8Array): void; end(): void }): { onData(chunk: Uint8Array): void; close(): void } | undefined;
+  /**
+   * Called for each accepted connection (`remoteAddress` is "host:port", for logs); returns
+   * the callbacks for its bytes, its end, and protocol errors the transport itself detects.
+   */
+  accept(io: { remoteAddress: string; write(bytes: Uint8Array): void; end(): void }): { onData(chunk: Uint8Array): void; close(): void; protocolError?(reason: string): void } | undefined;
+}
+
+/** "1.2.3.4:5678" or "[::1]:5678" for logs. */
+export function formatRemoteAddress(address: string | undefined, port: number | undefined): string {
+  if (address === undefined) return 'unknown';
+  return `${address.includes(':') ? `[${address}]` : address}:${port ?? 0}`;
 }
 
 /**
@@ -17,6 +26,7 @@ export interface SessionHost {
 export function listenTcp(host: string, port: number, host_: SessionHost): Promise<net.Server> {
   const server = net.createServer({ noDelay: true, keepAlive: true }, (socket) => {
     const session = host_.accept({
+      remoteAddress: formatRemoteAddress(socket.remoteAddress, socket.remotePort),
       write(bytes) {
         // Backpressure: a client that does not read its replies stops being read from.
         if (!socket.write(bytes)) socket.pause();

@@ -7,7 +7,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { SessionHost } from './tcp.ts';
+import { formatRemoteAddress, type SessionHost } from './tcp.ts';
 import { HEADER_BYTES } from '../protocol.ts';
 import { MESSAGE_TARGET_BYTES, sendAsMessages } from './websocket-messages.ts';
 
@@ -89,7 +89,7 @@ export function listenWebSocket(host: string, port: number, sessionHost: Session
       },
     });
     server.once('error', reject);
-    wss.on('connection', (ws: WebSocket) => {
+    wss.on('connection', (ws: WebSocket, req: http.IncomingMessage) => {
       ws.binaryType = 'nodebuffer';
       const sendMessage = (message: Uint8Array) => ws.send(message, { binary: true }, onSent);
       // Backpressure, as over TCP: a client that does not read its replies stops being read from.
@@ -97,6 +97,7 @@ export function listenWebSocket(host: string, port: number, sessionHost: Session
         if (ws.isPaused && ws.bufferedAmount < MAX_BUFFERED_BYTES / 2) ws.resume();
       };
       const session = sessionHost.accept({
+        remoteAddress: formatRemoteAddress(req.socket.remoteAddress, req.socket.remotePort),
         write(bytes) {
           if (ws.readyState !== 1) return;
           sendAsMessages(bytes, sendMessage);
@@ -113,13 +114,15 @@ export function listenWebSocket(host: string, port: number, sessionHost: Session
       }
       ws.on('message', (data: Buffer, isBinary: boolean) => {
         if (!isBinary) {
+          session.protocolError?.('WebSocket text message (binary messages only)');
           ws.close(CLOSE_UNSUPPORTED_DATA, 'binary messages only');
           return;
         }
         session.onData(data);
       });
       ws.on('close', () => session.close());
-      ws.on('error', () => { /* close follows */ });
+      // ws reports broken WebSocket framing and over-long messages here; close follows.
+      ws.on('error', (err) => session.protocolError?.(`WebSocket: ${err.message}`));
     });
     server.listen({ host, port, reusePort: true }, () => {
       server.off('error', reject);

@@ -49,6 +49,7 @@ t.test('--help prints usage and exits 0', async (t) => {
   t.match(r.stdout, /--threads/);
   t.match(r.stdout, /--max-message-bytes/);
   t.match(r.stdout, /--log-level/);
+  t.match(r.stdout, /--http URL/);
 });
 
 t.test('--version prints the version', async (t) => {
@@ -58,7 +59,7 @@ t.test('--version prints the version', async (t) => {
 });
 
 t.test('bad flags give a one-line error and exit 2', async (t) => {
-  for (const args of [['--nope'], ['--threads', 'many'], ['--threads', '0'], ['--listen', 'http://x:1'], ['--log-level', 'loud'], ['frobnicate']]) {
+  for (const args of [['--nope'], ['--threads', 'many'], ['--threads', '0'], ['--listen', 'http://x:1'], ['--log-level', 'loud'], ['--http', 'tcp://127.0.0.1:1'], ['frobnicate']]) {
     const r = await run(args);
     t.equal(r.code, 2, `${args.join(' ')} exits 2`);
     t.equal(r.stderr.trim().split('\n').length, 1, `${args.join(' ')}: one line (${r.stderr.trim()})`);

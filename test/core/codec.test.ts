@@ -216,6 +216,10 @@ for (const [label, getCore] of [
     w.error(13, ErrorCode.ERR_EXCLUSIVE, 'the topic has an exclusive consumer ✓');
     add({ op: Op.ERROR, requestId: 13, data: [...Buffer.from('the topic has an exclusive consumer ✓')], arg0: ErrorCode.ERR_EXCLUSIVE });
     w.error(0xFFFFFFFF, ErrorCode.ERR_PROTOCOL, ''); add({ op: Op.ERROR, requestId: 0xFFFFFFFF, arg0: 1 });
+    w.serverStats(15); add({ op: Op.SERVER_STATS, requestId: 15 });
+    w.shutdown(16); add({ op: Op.SHUTDOWN, requestId: 16 });
+    w.statsJson(15, '{"topics":3,"name":"ü"}'); add({ op: Op.STATS_JSON, requestId: 15, data: [...Buffer.from('{"topics":3,"name":"ü"}')] });
+    w.statsJson(15, ''); add({ op: Op.STATS_JSON, requestId: 15 });
     const bytes = w.take();
     t.equal(w.byteLength, 0, 'take() resets the writer');
     const { frames, fatal } = decodeAll(core, bytes);
@@ -380,6 +384,8 @@ const REJECT_CASES: [string, Uint8Array, keyof typeof ErrorCode, number][] = [
   ['POP with a short body', rawFrame(Op.POP, 5, [...name('q'), ...name('t'), 1, 2]), 'ERR_PROTOCOL', Op.POP],
   ['LENGTH with trailing bytes', rawFrame(Op.LENGTH, 5, [...name('q'), ...name('t'), 1]), 'ERR_PROTOCOL', Op.LENGTH],
   ['PING with a body', rawFrame(Op.PING, 5, [1]), 'ERR_PROTOCOL', Op.PING],
+  ['SERVER_STATS with a body', rawFrame(Op.SERVER_STATS, 5, [1]), 'ERR_PROTOCOL', Op.SERVER_STATS],
+  ['SHUTDOWN with a body', rawFrame(Op.SHUTDOWN, 5, [0, 0, 0, 0]), 'ERR_PROTOCOL', Op.SHUTDOWN],
   ['HELLO of 4 bytes', rawFrame(Op.HELLO, 5, [1, 0, 1, 0]), 'ERR_PROTOCOL', Op.HELLO],
   ['CREDIT of 12 bytes', rawFrame(Op.CREDIT, 5, [...u32(1), ...u32(1), ...u32(1)]), 'ERR_PROTOCOL', Op.CREDIT],
   ['CANCEL of 0 bytes', rawFrame(Op.CANCEL, 5, []), 'ERR_PROTOCOL', Op.CANCEL],

@@ -28,6 +28,9 @@ t.test(`${TOTAL} messages, consumers that ack, nack, time out and disconnect at 
   const deliveriesSeen = new Uint8Array(TOTAL); // highest delivery count a consumer saw
   let ackedTotal = 0, expiredAcks = 0, drops = 0, badDeliveries = 0;
   let seed = 0x5eed;
+  // On a loaded machine a lease can end before its nack arrives: then the nack is refused
+  // and the message comes back by expiry instead - still exactly once in the end.
+  const lateSettle = (err: { code?: string }) => { if (err.code === 'ERR_LEASE_EXPIRED') expiredAcks++; else throw err; };
   const rand = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 0x100000000;
 
   // Producers: unique contents "index", batches of 100, round-robin over topics.
@@ -59,8 +62,8 @@ t.test(`${TOTAL} messages, consumers that ack, nack, time out and disconnect at 
           settles.push(m.ack().then(() => { acked[i]!++; ackedTotal++; }, (err) => {
             if (err.code === 'ERR_LEASE_EXPIRED') expiredAcks++; else throw err;
           }));
-        } else if (r < 0.9) settles.push(m.nack());
-        else if (r < 0.93) settles.push(m.nack({ delayMs: 30 }));
+        } else if (r < 0.9) settles.push(m.nack().catch(lateSettle));
+        else if (r < 0.93) settles.push(m.nack({ delayMs: 30 }).catch(lateSettle));
         // else: never settled - the lease expires (or ends with the connection below).
       }
       await Promise.all(settles);
@@ -114,9 +117,9 @@ t.test(`${TOTAL} messages, consumers that ack, nack, time out and disconnect at 
   for (let k = 0; k < TOPICS; k++) t.same(await aq.stats(`t${k}`), { ready: 0, delayed: 0, inFlight: 0 }, `t${k} empty`);
   t.same(await aq.stats('dead'), { ready: 0, delayed: 0, inFlight: 0 });
   const after = await engine.stats();
-  t.equal(after.events.acked - before.events.acked, ackedTotal, "the broker's ack count matches");
-  t.equal(after.events.deadLettered - before.events.deadLettered, deadTotal, "the broker's dead-letter count matches");
-  t.equal(after.delayed, 0, 'no delayed message left');
+  t.equal(after.messages.acked - before.messages.acked, ackedTotal, "the broker's ack count matches");
+  t.equal(after.messages.deadLettered - before.messages.deadLettered, deadTotal, "the broker's dead-letter count matches");
+  t.same([after.messages.ready, after.messages.inFlight, after.messages.delayed], [0, 0, 0], 'nothing ready, in flight or delayed anywhere');
   t.equal(after.messageBytes, 0, 'message storage back to zero');
   await delay(10);
 });

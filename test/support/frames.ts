@@ -287,6 +287,16 @@ export class FrameWriter {
   }
 
   ping(requestId: number): void { this.#check(this.#e.encodePing(this.#w, requestId)); }
+  serverStats(requestId: number): void { this.#check(this.#e.encodeServerStats(this.#w, requestId)); }
+  shutdown(requestId: number): void { this.#check(this.#e.encodeShutdown(this.#w, requestId)); }
+
+  /** STATS_JSON carrying `json`. */
+  statsJson(requestId: number, json: string): void {
+    const bytes = textEncoder.encode(json);
+    const p = this.#e.encodeStatsJson(this.#w, requestId, bytes.length);
+    if (p === 0) this.#oom();
+    this.#view.write(p, bytes);
+  }
 
   /** PUSH; `queue` and `topic` from encodeName. */
   push(requestId: number, queue: Uint8Array, topic: Uint8Array, data: Uint8Array): void {
