@@ -1,18 +1,52 @@
-// Thin JS wrappers over the Wasm frame codec (assembly/codec.ts), used by clients and
-// tests; the broker's session calls the same exports directly. The codec does the work:
-// these classes move bytes in and out through the core's MemoryView and read descriptors.
+// Test support: thin JS wrappers over the Wasm frame codec (assembly/codec.ts) for tests
+// that build and read frames by hand. Not a second codec: every byte is encoded and
+// decoded by the core's exports, as the session (src/engine/session.ts) and the client
+// (src/client/connection.ts) call them directly on their hot paths.
 //
 // Hot path rules: FrameDecoder's accessors read one descriptor field each (no object per
 // frame; `read(i, out)` fills a caller-owned object). Names are passed pre-encoded
 // (encodeName) so a client encodes each queue/topic name once.
 
-import type { Core, CoreExports, MemoryView } from './wasm.ts';
-import { TurboError } from '../errors.ts';
+import type { Core, CoreExports, MemoryView } from '../../src/core/wasm.ts';
+import { TurboError } from '../../src/errors.ts';
 import {
   DESC_SIZE, DESC_OP, DESC_REQUEST_ID, DESC_QUEUE_PTR, DESC_QUEUE_LEN, DESC_TOPIC_PTR,
-  DESC_TOPIC_LEN, DESC_DATA_PTR, DESC_DATA_LEN, DESC_ARG0, DESC_ARG1, ErrorCode, MAX_NAME_BYTES,
-  MAX_ERROR_TEXT_BYTES, Op, PROTOCOL_VERSION, HEADER_BYTES,
-} from '../protocol.ts';
+  DESC_TOPIC_LEN, DESC_DATA_PTR, DESC_DATA_LEN, DESC_ARG0, DESC_ARG1, DESC_ARG2, DESC_ARG3, ErrorCode, MAX_NAME_BYTES,
+  MAX_ERROR_TEXT_BYTES, Op, PROTOCOL_VERSION, HEADER_BYTES, FLAGS, RECORD_HEADER_BYTES, LEASED_RECORD_HEADER_BYTES,
+  SETTLE_ENTRY_BYTES, SETTINGS_FIXED_BYTES,
+} from '../../src/protocol.ts';
+
+/** A stored record to write (MESSAGES, DELIVER, RETURN): its data and header fields. */
+export interface StoredRecord {
+  data: Uint8Array;
+  /** deliveries | flags << 24 (default 0). */
+  meta?: number;
+  /** Default: the record's index in its frame. */
+  id?: bigint;
+  /** Leased frames only (FLAGS.LEASED). */
+  lease?: bigint;
+}
+
+/** One SETTLE entry. */
+export interface SettleEntry {
+  lease: bigint;
+  kind: number;
+  arg: number;
+}
+
+/** The settings block of CONFIGURE and SETTINGS, as numbers (docs/protocol.md). */
+export interface Settings {
+  leaseMs: number;
+  maxDeliveries: number;
+  maxLength: number;
+  dedupWindowMs: number;
+  /** 0 reject, 1 drop-oldest. */
+  overflow: number;
+  /** 0 no, 1 yes, 2 unset. */
+  durable: number;
+  /** '' = none. */
+  deadLetterTopic: string;
+}
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: false });
@@ -39,10 +73,12 @@ export interface FrameFields {
   dataLen: number;
   arg0: number;
   arg1: number;
+  arg2: number;
+  arg3: number;
 }
 
 export function newFrameFields(): FrameFields {
-  return { op: 0, flags: 0, requestId: 0, queuePtr: 0, queueLen: 0, topicPtr: 0, topicLen: 0, dataPtr: 0, dataLen: 0, arg0: 0, arg1: 0 };
+  return { op: 0, flags: 0, requestId: 0, queuePtr: 0, queueLen: 0, topicPtr: 0, topicLen: 0, dataPtr: 0, dataLen: 0, arg0: 0, arg1: 0, arg2: 0, arg3: 0 };
 }
 
 /**
@@ -110,6 +146,8 @@ export class FrameDecoder {
   dataLen(i: number): number { return this.#view.u32(this.#base + i * DESC_SIZE + DESC_DATA_LEN); }
   arg0(i: number): number { return this.#view.u32(this.#base + i * DESC_SIZE + DESC_ARG0); }
   arg1(i: number): number { return this.#view.u32(this.#base + i * DESC_SIZE + DESC_ARG1); }
+  arg2(i: number): number { return this.#view.u32(this.#base + i * DESC_SIZE + DESC_ARG2); }
+  arg3(i: number): number { return this.#view.u32(this.#base + i * DESC_SIZE + DESC_ARG3); }
 
   /** Fills `out` with descriptor i's fields and returns it. */
   read(i: number, out: FrameFields): FrameFields {
@@ -127,6 +165,8 @@ export class FrameDecoder {
     out.dataLen = v.u32(d + DESC_DATA_LEN);
     out.arg0 = v.u32(d + DESC_ARG0);
     out.arg1 = v.u32(d + DESC_ARG1);
+    out.arg2 = v.u32(d + DESC_ARG2);
+    out.arg3 = v.u32(d + DESC_ARG3);
     return out;
   }
 
@@ -155,18 +195,63 @@ export class FrameDecoder {
     return this.#text(this.dataPtr(i), this.dataLen(i));
   }
 
-  /** Copies of the records of a MESSAGES / DELIVER / PUSH_MANY / RETURN descriptor, in order. */
+  /** Copies of the data of the records of a MESSAGES / DELIVER / PUSH_MANY / RETURN descriptor, in order. */
   records(i: number): Uint8Array[] {
     const count = this.arg0(i);
     const out = new Array<Uint8Array>(count);
     const v = this.#view;
+    const op = this.op(i);
+    const header = op === Op.PUSH_MANY || op === Op.PUSH_MANY_EX ? 4
+      : this.#leased(i) ? LEASED_RECORD_HEADER_BYTES : RECORD_HEADER_BYTES;
     let p = this.dataPtr(i);
     for (let k = 0; k < count; k++) {
       const len = v.u32(p);
-      out[k] = v.copy(p + 4, len);
-      p += 4 + len;
+      out[k] = v.copy(p + header, len);
+      p += header + len;
     }
     return out;
+  }
+
+  /** The (meta, id, lease) of each stored record of a MESSAGES / DELIVER / RETURN descriptor (lease 0 unless leased). */
+  recordHeaders(i: number): { meta: number; id: bigint; lease: bigint }[] {
+    const count = this.arg0(i);
+    const v = this.#view;
+    const leased = this.#leased(i);
+    const header = leased ? LEASED_RECORD_HEADER_BYTES : RECORD_HEADER_BYTES;
+    const out: { meta: number; id: bigint; lease: bigint }[] = [];
+    let p = this.dataPtr(i);
+    for (let k = 0; k < count; k++) {
+      const id = BigInt(v.u32(p + 8)) | (BigInt(v.u32(p + 12)) << 32n);
+      const lease = leased ? BigInt(v.u32(p + 16)) | (BigInt(v.u32(p + 20)) << 32n) : 0n;
+      out.push({ meta: v.u32(p + 4), id, lease });
+      p += header + v.u32(p);
+    }
+    return out;
+  }
+
+  /** The entries of a SETTLE descriptor. */
+  settleEntries(i: number): SettleEntry[] {
+    const v = this.#view;
+    const out: SettleEntry[] = [];
+    for (let k = 0, p = this.dataPtr(i); k < this.arg0(i); k++, p += SETTLE_ENTRY_BYTES) {
+      out.push({ lease: BigInt(v.u32(p)) | (BigInt(v.u32(p + 4)) << 32n), kind: v.u32(p + 8), arg: v.u32(p + 12) });
+    }
+    return out;
+  }
+
+  /** The settings block of a CONFIGURE or SETTINGS descriptor. */
+  settings(i: number): Settings {
+    const v = this.#view;
+    const p = this.dataPtr(i);
+    return {
+      leaseMs: v.f64(p), maxDeliveries: v.f64(p + 8), maxLength: v.f64(p + 16), dedupWindowMs: v.f64(p + 24),
+      overflow: v.u8(p + 32), durable: v.u8(p + 33), deadLetterTopic: this.#text(p + SETTINGS_FIXED_BYTES, v.u8(p + 34)),
+    };
+  }
+
+  /** A PUSH_EX descriptor's dedupId (arg2 = its address, arg3 = its length; empty when none). */
+  dedupId(i: number): Uint8Array {
+    return this.#view.copy(this.arg2(i), this.arg3(i));
   }
 
   /** Bytes buffered and not decoded yet. */
@@ -183,6 +268,12 @@ export class FrameDecoder {
     if (this.#dec === 0) return;
     this.#e.decoderFree(this.#dec);
     this.#dec = 0;
+  }
+
+  /** MESSAGES/DELIVER with FLAGS.LEASED carry leased records (the flag means nothing on other ops). */
+  #leased(i: number): boolean {
+    const op = this.op(i);
+    return (op === Op.MESSAGES || op === Op.DELIVER) && (this.flags(i) & FLAGS.LEASED) !== 0;
   }
 
   #text(ptr: number, len: number): string {
@@ -270,14 +361,39 @@ export class FrameWriter {
     this.#check(this.#e.encodeHelloOk(this.#w, requestId, maxMessageBytes, maxFrameBytes, p, ver.length));
   }
 
-  /** MESSAGES with these records. */
-  messages(requestId: number, records: readonly Uint8Array[]): void {
-    this.#records(Op.MESSAGES, requestId, records);
+  /** MESSAGES with these records (stored records; leased ones with `flags` FLAGS.LEASED). */
+  messages(requestId: number, records: readonly (Uint8Array | StoredRecord)[], flags = 0): void {
+    this.#records(Op.MESSAGES, requestId, records, flags);
   }
 
-  /** DELIVER with these records. */
-  deliver(requestId: number, records: readonly Uint8Array[]): void {
-    this.#records(Op.DELIVER, requestId, records);
+  /** DELIVER with these records (as messages). */
+  deliver(requestId: number, records: readonly (Uint8Array | StoredRecord)[], flags = 0): void {
+    this.#records(Op.DELIVER, requestId, records, flags);
+  }
+
+  /** SETTLED: one status byte per entry (0 done, else a wire error code). */
+  settled(requestId: number, statuses: readonly number[]): void {
+    const p = this.#e.encodeSettledBegin(this.#w, requestId, statuses.length);
+    if (p === 0) this.#oom();
+    if (statuses.length > 0) this.#view.write(p, Uint8Array.from(statuses));
+  }
+
+  /** SETTINGS: a queue's settings block. */
+  settingsReply(requestId: number, settings: Settings): void {
+    const block = settingsBytes(settings);
+    const p = this.#put(block, 0);
+    this.#check(this.#e.encodeSettings(this.#w, requestId, p, block.length));
+  }
+
+  /** STATS_OK: ready, delayed, inFlight. */
+  statsOk(requestId: number, ready: number, delayed: number, inFlight: number): void {
+    const b = new Uint8Array(12);
+    const dv = new DataView(b.buffer);
+    dv.setUint32(0, ready, true);
+    dv.setUint32(4, delayed, true);
+    dv.setUint32(8, inFlight, true);
+    const p = this.#put(b, 0);
+    this.#check(this.#e.encodeStatsOk(this.#w, requestId, p));
   }
 
   // ── Requests ──
@@ -315,13 +431,67 @@ export class FrameWriter {
     this.#fill(mark, records, start, end);
   }
 
-  /** RETURN of records[start..end): messages received but not consumed, back to the front. */
-  returnRecords(requestId: number, queue: Uint8Array, topic: Uint8Array, records: readonly Uint8Array[], start = 0, end = records.length): void {
+  /** RETURN of records[start..end) (stored records): messages received but not consumed, back to the front. */
+  returnRecords(requestId: number, queue: Uint8Array, topic: Uint8Array, records: readonly (Uint8Array | StoredRecord)[], start = 0, end = records.length): void {
     const e = this.#e;
     const q = this.#names(queue, topic);
     const mark = e.encodeReturnBegin(this.#w, requestId, q, queue.length, q + queue.length, topic.length);
     if (mark < 0) this.#oom();
-    this.#fill(mark, records, start, end);
+    this.#fillStored(mark, records, start, end, false);
+  }
+
+  /** PUSH_EX: a push with a delay (0 = none) and a dedupId (empty = none). */
+  pushEx(requestId: number, queue: Uint8Array, topic: Uint8Array, delayMs: number, dedupId: Uint8Array, data: Uint8Array): void {
+    const e = this.#e;
+    const q = this.#names(queue, topic, dedupId.length);
+    const d = q + queue.length + topic.length;
+    this.#view.write(d, dedupId);
+    const p = e.encodePushEx(this.#w, requestId, q, queue.length, q + queue.length, topic.length, delayMs, d, dedupId.length, data.length);
+    if (p === 0) this.#oom();
+    if (data.length > 0) this.#view.write(p, data);
+  }
+
+  /** PUSH_MANY_EX: PUSH_MANY with a delay. */
+  pushManyEx(requestId: number, queue: Uint8Array, topic: Uint8Array, delayMs: number, records: readonly Uint8Array[]): void {
+    const e = this.#e;
+    const q = this.#names(queue, topic);
+    const mark = e.encodePushManyExBegin(this.#w, requestId, q, queue.length, q + queue.length, topic.length, delayMs);
+    if (mark < 0) this.#oom();
+    this.#fill(mark, records, 0, records.length);
+  }
+
+  popLeased(requestId: number, queue: Uint8Array, topic: Uint8Array, max: number, timeoutMs: number, leaseMs: number): void {
+    const q = this.#names(queue, topic);
+    this.#check(this.#e.encodePopLeased(this.#w, requestId, q, queue.length, q + queue.length, topic.length, max, timeoutMs, leaseMs));
+  }
+
+  /** SETTLE of these entries (at least one). */
+  settle(requestId: number, entries: readonly SettleEntry[]): void {
+    const p = this.#e.encodeSettle(this.#w, requestId, entries.length);
+    if (p === 0) this.#oom();
+    const b = new Uint8Array(entries.length * SETTLE_ENTRY_BYTES);
+    const dv = new DataView(b.buffer);
+    entries.forEach((entry, k) => {
+      dv.setBigUint64(k * SETTLE_ENTRY_BYTES, entry.lease, true);
+      dv.setUint32(k * SETTLE_ENTRY_BYTES + 8, entry.kind, true);
+      dv.setUint32(k * SETTLE_ENTRY_BYTES + 12, entry.arg, true);
+    });
+    this.#view.write(p, b);
+  }
+
+  /** CONFIGURE queue with `mask` (SettingsMask bits) and the settings block. */
+  configure(requestId: number, queue: Uint8Array, mask: number, settings: Settings): void {
+    checkName(queue);
+    const block = settingsBytes(settings);
+    const q = this.#put(queue, 0);
+    const p = this.#e.encodeConfigure(this.#w, requestId, q, queue.length, mask, block.length);
+    if (p === 0) this.#oom();
+    this.#view.write(p, block);
+  }
+
+  stats(requestId: number, queue: Uint8Array, topic: Uint8Array): void {
+    const q = this.#names(queue, topic);
+    this.#check(this.#e.encodeStats(this.#w, requestId, q, queue.length, q + queue.length, topic.length));
   }
 
   pop(requestId: number, queue: Uint8Array, topic: Uint8Array, timeoutMs: number): void {
@@ -339,9 +509,10 @@ export class FrameWriter {
     this.#check(this.#e.encodeLength(this.#w, requestId, q, queue.length, q + queue.length, topic.length));
   }
 
-  subscribe(requestId: number, queue: Uint8Array, topic: Uint8Array, prefetch: number, options: number): void {
+  /** SUBSCRIBE (`leaseMs` 0 = the queue's; the encoder always writes the 12-byte body). */
+  subscribe(requestId: number, queue: Uint8Array, topic: Uint8Array, prefetch: number, options: number, leaseMs = 0): void {
     const q = this.#names(queue, topic);
-    this.#check(this.#e.encodeSubscribe(this.#w, requestId, q, queue.length, q + queue.length, topic.length, prefetch, options));
+    this.#check(this.#e.encodeSubscribe(this.#w, requestId, q, queue.length, q + queue.length, topic.length, prefetch, options, leaseMs));
   }
 
   unsubscribe(requestId: number, subscriptionId: number): void {
@@ -363,10 +534,49 @@ export class FrameWriter {
     return n;
   }
 
-  #records(op: number, requestId: number, records: readonly Uint8Array[]): void {
-    const mark = this.#e.encodeRecordsBegin(this.#w, op, requestId);
+  /** A MESSAGES/DELIVER frame of stored records (or leased records with FLAGS.LEASED). */
+  #records(op: number, requestId: number, records: readonly (Uint8Array | StoredRecord)[], flags: number): void {
+    const e = this.#e;
+    const mark = e.encodeRecordsBegin(this.#w, op, requestId, flags);
     if (mark < 0) this.#oom();
-    this.#fill(mark, records, 0, records.length);
+    this.#fillStored(mark, records, 0, records.length, (flags & FLAGS.LEASED) !== 0);
+  }
+
+  /**
+   * Stored records through encodeStoredRecord; leased records are written straight into
+   * the writer (writerReserve), as the core's leased pops do. Defaults: meta 0, id = index.
+   */
+  #fillStored(mark: number, records: readonly (Uint8Array | StoredRecord)[], start: number, end: number, leased: boolean): void {
+    const e = this.#e;
+    const v = this.#view;
+    for (let i = start; i < end; i++) {
+      const item = records[i]!;
+      const r: StoredRecord = item instanceof Uint8Array ? { data: item } : item;
+      const meta = r.meta ?? 0, id = r.id ?? BigInt(i);
+      const idLo = Number(id & 0xFFFFFFFFn), idHi = Number(id >> 32n);
+      let p: number;
+      if (leased) {
+        p = e.writerReserve(this.#w, LEASED_RECORD_HEADER_BYTES + r.data.length);
+        if (p !== 0) {
+          const lease = r.lease ?? 0n;
+          v.setU32(p, r.data.length);
+          v.setU32(p + 4, meta);
+          v.setU32(p + 8, idLo);
+          v.setU32(p + 12, idHi);
+          v.setU32(p + 16, Number(lease & 0xFFFFFFFFn));
+          v.setU32(p + 20, Number(lease >> 32n));
+          p += LEASED_RECORD_HEADER_BYTES;
+        }
+      } else {
+        p = e.encodeStoredRecord(this.#w, r.data.length, meta, idLo, idHi);
+      }
+      if (p === 0) {
+        e.writerTruncate(this.#w, mark);
+        this.#oom();
+      }
+      v.write(p, r.data);
+    }
+    e.encodeRecordsEnd(this.#w, mark, end - start);
   }
 
   #fill(mark: number, records: readonly Uint8Array[], start: number, end: number): void {
@@ -383,11 +593,11 @@ export class FrameWriter {
     e.encodeRecordsEnd(this.#w, mark, end - start);
   }
 
-  /** Copies both names into scratch memory (queue then topic); returns the queue's address. */
-  #names(queue: Uint8Array, topic: Uint8Array): number {
+  /** Copies both names into scratch memory (queue then topic, `extra` bytes of room after); returns the queue's address. */
+  #names(queue: Uint8Array, topic: Uint8Array, extra = 0): number {
     checkName(queue);
     checkName(topic);
-    const p = this.#put(queue, topic.length);
+    const p = this.#put(queue, topic.length + extra);
     this.#view.write(p + queue.length, topic);
     return p;
   }
@@ -414,6 +624,22 @@ export class FrameWriter {
   #oom(): never {
     throw new TurboError('ERR_NO_MEMORY', 'out of memory in the frame writer');
   }
+}
+
+/** The settings block bytes: 4 × f64, u8 overflow, u8 durable, u8 dlqLen, dlq. */
+function settingsBytes(s: Settings): Uint8Array {
+  const dlq = textEncoder.encode(s.deadLetterTopic);
+  const b = new Uint8Array(SETTINGS_FIXED_BYTES + dlq.length);
+  const dv = new DataView(b.buffer);
+  dv.setFloat64(0, s.leaseMs, true);
+  dv.setFloat64(8, s.maxDeliveries, true);
+  dv.setFloat64(16, s.maxLength, true);
+  dv.setFloat64(24, s.dedupWindowMs, true);
+  b[32] = s.overflow;
+  b[33] = s.durable;
+  b[34] = dlq.length;
+  b.set(dlq, SETTINGS_FIXED_BYTES);
+  return b;
 }
 
 function checkName(name: Uint8Array): void {
