@@ -2,7 +2,8 @@
 import './client/node.ts';
 
 export { TurboEngine, type EngineStats } from './engine/engine.ts';
-export type { EngineOptions, Logger } from './engine/options.ts';
+export type { EngineOptions, Logger, UserEntry, TlsServerOptions, TlsClientOptions } from './options.ts';
+export { hashToken, generateToken } from './engine/auth.ts';
 export { TurboClient, type ClientOptions } from './client/client.ts';
 export type { Queue, Message, PopTimeout, SubscribeOptions, Subscription } from './client/queue.ts';
 export { TurboError, type ErrorCode, isTurboError } from './errors.ts';

@@ -4,8 +4,9 @@
 // Errors in flags are one line and exit code 2 (UsageError); a run that lost or duplicated
 // messages exits 1.
 
-import os from 'node:os';
 import { TurboEngine } from '../engine/engine.ts';
+import { MAX_THREADS, defaultThreads } from '../options.ts';
+import { parseUrl } from '../url.ts';
 import { UsageError, parseFlags } from './args.ts';
 import { runLoad, turbomqDriver, formatRate, formatMs, HEADER_BYTES, type LoadResult, type Progress } from './loadgen.ts';
 import { VERSION } from '../version.ts';
@@ -16,9 +17,10 @@ Pushes numbered, timestamped messages through a turbomq broker and pops them, th
 messages/s, MB/s, end-to-end latency, and whether every message arrived exactly once.
 
 Options:
-  -u, --url URL          broker to test (tcp://host:port or ws://host:port); default: start one
+  -u, --url URL          broker to test (tcp://, tls://, ws://, wss:// or unix:// url); default: start one
                          in this process on 127.0.0.1 with --threads workers
-  -t, --threads N        workers of the in-process broker (default: one per core = ${os.availableParallelism()})
+  -t, --threads N        workers of the in-process broker (default: one per core = ${defaultThreads()})
+      --token TOKEN      token for a broker with auth
   -p, --producers N      producer connections (default 1)
   -c, --consumers N      consumer connections (default 1)
   -n, --messages N       messages in total (default 100000)
@@ -38,6 +40,7 @@ Exit code: 0 when every message arrived exactly once, 1 when not, 2 for bad opti
 
 export interface BenchSettings {
   url: string | undefined;
+  token: string | undefined;
   threads: number;
   producers: number;
   consumers: number;
@@ -63,6 +66,7 @@ function integer(name: string, raw: string | undefined, fallback: number, min: n
 export function parseBenchArgs(argv: string[]): BenchSettings | 'help' {
   const v = parseFlags(argv, {
     url: { type: 'string', short: 'u' },
+    token: { type: 'string' },
     threads: { type: 'string', short: 't' },
     producers: { type: 'string', short: 'p' },
     consumers: { type: 'string', short: 'c' },
@@ -78,13 +82,11 @@ export function parseBenchArgs(argv: string[]): BenchSettings | 'help' {
   });
   if (v.help) return 'help';
   if (v.url !== undefined) {
-    let url: URL;
     try {
-      url = new URL(v.url);
-    } catch {
-      throw new UsageError(`--url: not a url: ${JSON.stringify(v.url)} (expected tcp://host:port or ws://host:port)`);
+      parseUrl(v.url);
+    } catch (err) {
+      throw new UsageError(`--url: ${(err as Error).message}`);
     }
-    if (url.protocol !== 'tcp:' && url.protocol !== 'ws:') throw new UsageError(`--url: unsupported protocol ${url.protocol} (tcp: or ws:)`);
   }
   let durationMs = 60_000;
   if (v.duration !== undefined) {
@@ -97,7 +99,8 @@ export function parseBenchArgs(argv: string[]): BenchSettings | 'help' {
   }
   return {
     url: v.url,
-    threads: integer('threads', v.threads, os.availableParallelism(), 1, 253),
+    threads: integer('threads', v.threads, defaultThreads(), 1, MAX_THREADS),
+    token: v.token,
     producers: integer('producers', v.producers, 1, 1, 1024),
     consumers: integer('consumers', v.consumers, 1, 1, 1024),
     messages: integer('messages', v.messages, 100_000, 1, 0xffffffff),
@@ -135,7 +138,7 @@ export async function benchMain(argv: string[]): Promise<void> {
   };
   let result: LoadResult;
   try {
-    result = await runLoad(turbomqDriver(url), {
+    result = await runLoad(turbomqDriver(url, 'bench', s.token === undefined ? {} : { token: s.token }), {
       producers: s.producers,
       consumers: s.consumers,
       messages: s.messages,

@@ -21,7 +21,7 @@
 // consumer c pops the topics t with t % C == c in turn (all consumers share topic 0 when
 // T == 1). Pops wait at most popTimeoutMs, so a consumer parked on an idle topic moves on.
 
-import { TurboClient } from '../client/client.ts';
+import { TurboClient, type ClientOptions } from '../client/client.ts';
 import type { Queue } from '../client/queue.ts';
 
 /** Bytes every message needs for producer, seq and timestamp. */
@@ -51,10 +51,10 @@ export interface Driver {
 }
 
 /** turbomq over TurboClient: push / pushMany, pop / popMany. */
-export function turbomqDriver(url: string, queueName = 'bench'): Driver {
+export function turbomqDriver(url: string, queueName = 'bench', options: ClientOptions = {}): Driver {
   const clients: TurboClient[] = [];
   const connect = async (): Promise<Queue> => {
-    const client = await TurboClient.connect(url);
+    const client = await TurboClient.connect(url, options);
     clients.push(client);
     return client.getQueue(queueName);
   };

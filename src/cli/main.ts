@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-// The `turbomq` command: `turbomq [serve]` runs a broker, `turbomq bench` load-tests one.
+// The `turbomq` command: `turbomq [serve]` runs a broker, `turbomq bench` load-tests one,
+// `turbomq hash-token` makes a tokenHash for a users file.
 
 import { pino } from 'pino';
 import { TurboEngine } from '../index.ts';
 import { VERSION } from '../version.ts';
+import { isTurboError } from '../errors.ts';
 import { parseServeArgs, SERVE_HELP, UsageError } from './args.ts';
 
 async function serve(argv: string[]): Promise<void> {
@@ -13,14 +15,14 @@ async function serve(argv: string[]): Promise<void> {
   // Structured logs on stderr; the one readable "listening" line on stdout.
   const logger = pino({ level: settings.logLevel, base: { pid: process.pid } }, pino.destination(2));
   const [url, ...more] = settings.listen;
-  const engine = new TurboEngine(url, {
-    threads: settings.threads,
-    maxMessageBytes: settings.maxMessageBytes,
-    maxMemoryMiB: settings.maxMemoryMiB,
-    listen: more,
-    allowedOrigins: settings.allowedOrigins,
-    logger,
-  });
+  let engine: TurboEngine;
+  try {
+    engine = new TurboEngine(url, { ...settings.engine, listen: more, logger });
+  } catch (err) {
+    // A users entry or a certificate the engine cannot use: a usage error like any other.
+    if (isTurboError(err, 'ERR_INVALID_ARGUMENT')) throw new UsageError(err.message);
+    throw err;
+  }
   try {
     await engine.run();
   } catch (err) {
@@ -61,10 +63,15 @@ async function main(): Promise<void> {
       const { benchMain } = await import('./bench.ts');
       return benchMain(rest);
     }
+    case 'hash-token': {
+      helpHint = 'turbomq hash-token --help';
+      const { hashTokenMain } = await import('./hash-token.ts');
+      return hashTokenMain(rest);
+    }
     case 'help':
       return void console.log(SERVE_HELP);
     default:
-      throw new UsageError(`unknown command ${JSON.stringify(command)} (serve, bench; see turbomq --help)`);
+      throw new UsageError(`unknown command ${JSON.stringify(command)} (serve, bench, hash-token; see turbomq --help)`);
   }
 }
 

@@ -9,21 +9,21 @@ import type { Core, CoreExports } from '../core/wasm.ts';
 import type { Transport } from './transport.ts';
 import type { Message, PopTimeout, Queue, SubscribeOptions, Subscription } from './queue.ts';
 import { TurboError, errorFromWire } from '../errors.ts';
+import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions } from '../options.ts';
+import { DEFAULT_URL } from '../url.ts';
+import { encodeAuthFrame } from '../core/raw-frames.ts';
 import {
   Op, PROTOCOL_VERSION, TIMEOUT_INFINITE, MAX_NAME_BYTES, DESC_SIZE, DESC_CAPACITY,
   DEFAULT_MAX_MESSAGE_BYTES, defaultMaxFrameBytes, DESC_OP, DESC_REQUEST_ID, DESC_DATA_PTR, DESC_DATA_LEN,
   DESC_ARG0, DESC_ARG1,
 } from '../protocol.ts';
 
-export interface ClientOptions {
-  /** Connect (and handshake) timeout in ms. Default 10,000. */
-  connectTimeoutMs?: number;
-}
+export type { ClientOptions } from '../options.ts';
 
 /** How a platform (Node, browser) provides the codec core and connections. */
 export interface ClientPlatform {
   loadCore(): Promise<Core>;
-  connect(url: string, options: Required<ClientOptions>): Promise<Transport>;
+  connect(url: string, options: ResolvedClientOptions): Promise<Transport>;
   /**
    * A UTF-8 decoder for ranges of one reply's bytes (Node: Buffer#toString, about twice as
    * fast as TextDecoder for short strings). Default: TextDecoder.
@@ -147,31 +147,41 @@ export class TurboClient {
     transport.onClose = (err) => this.#onClose(err);
   }
 
-  /** Connects to a broker: tcp://host:port (Node) or ws://host:port. */
-  static async connect(url: string = 'tcp://127.0.0.1:33444', options: ClientOptions = {}): Promise<TurboClient> {
+  /**
+   * Connects to a broker: tcp://, tls://, unix:// (Node) or ws://, wss:// urls. With
+   * `{ token }` it authenticates; a broker with auth refuses a missing or wrong token with
+   * ERR_UNAUTHORIZED.
+   */
+  static async connect(url: string = DEFAULT_URL, options: ClientOptions = {}): Promise<TurboClient> {
     if (platform === undefined) throw new Error('turbomq: no client platform registered');
-    const opts: Required<ClientOptions> = { connectTimeoutMs: options.connectTimeoutMs ?? 10_000 };
+    const opts = resolveClientOptions(options);
     const c = await clientCore();
     const transport = await platform.connect(url, opts);
-    return TurboClient.#handshake(url, transport, c, opts.connectTimeoutMs);
+    return TurboClient.#handshake(url, transport, c, opts.connectTimeoutMs, opts.token, opts.user);
   }
 
   /** A client over an already open transport (the embedded engine uses this). */
-  static async connectTransport(transport: Transport, url: string, timeoutMs = 10_000): Promise<TurboClient> {
-    return TurboClient.#handshake(url, transport, await clientCore(), timeoutMs);
+  static async connectTransport(transport: Transport, url: string, timeoutMs = 10_000, token?: string, user?: string): Promise<TurboClient> {
+    return TurboClient.#handshake(url, transport, await clientCore(), timeoutMs, token, user);
   }
 
-  static async #handshake(url: string, transport: Transport, c: ClientCore, timeoutMs: number): Promise<TurboClient> {
+  static async #handshake(url: string, transport: Transport, c: ClientCore, timeoutMs: number, token: string | undefined, user: string | undefined): Promise<TurboClient> {
     const client = new TurboClient(url, transport, c);
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
+      const hello = client.#request('hello', '', '', (id) => c.e.encodeHello(client.#writer, id, PROTOCOL_VERSION, PROTOCOL_VERSION));
+      // AUTH always follows, with an empty token when there is none: a broker with auth
+      // refuses that with ERR_UNAUTHORIZED (so connect does), one without answers OK.
+      const auth = client.#request('ok', '', '', (id) => client.#writeFrame(encodeAuthFrame(id, user, token ?? '')));
       await Promise.race([
-        client.#request('hello', '', '', (id) => c.e.encodeHello(client.#writer, id, PROTOCOL_VERSION, PROTOCOL_VERSION)),
+        Promise.all([hello, auth]),
         new Promise((_, reject) => { timer = setTimeout(() => reject(new TurboError('ERR_CONNECTION_CLOSED', `no answer from ${url} within ${timeoutMs} ms`)), timeoutMs); }),
       ]);
     } catch (err) {
+      // A fatal ERROR from the broker (ERR_LIMIT when it is full) says more than "closed".
+      const fatal = client.#closeError;
       client.#shutdown(err as Error);
-      throw err;
+      throw fatal instanceof TurboError ? fatal : err;
     } finally {
       clearTimeout(timer);
     }
@@ -263,6 +273,14 @@ export class TurboClient {
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { kind, resolve, reject, queue, topic, cleanup });
     });
+  }
+
+  /** Appends a frame built in JS to the writer; 0 when out of memory. */
+  #writeFrame(bytes: Uint8Array): number {
+    const at = this.#c.e.writerReserve(this.#writer, bytes.length);
+    if (at === 0) return 0;
+    this.#c.core.view.write(at, bytes);
+    return 1;
   }
 
   nextRequestId(): number {

@@ -5,14 +5,19 @@
 // networked queues behave identically.
 
 import { Worker } from 'node:worker_threads';
+import tls from 'node:tls';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { newSharedMemory, instantiateSharedCore } from '../core/wasm.ts';
 import { sharedCoreModule } from '../core/load.ts';
 import { CoreThread } from '../core/thread.ts';
 import { Session } from './session.ts';
-import { resolveOptions, formatUrl, type EngineOptions, type ResolvedOptions, type Logger, type ListenSpec } from './options.ts';
-import { probePort } from '../transport/tcp.ts';
+import { Handshake } from './handshake.ts';
+import { Authenticator } from './auth.ts';
+import { ConnectionCounter, fileDescriptorRoom } from './connections.ts';
+import { resolveOptions, exposedWithoutAuth, type EngineOptions, type ResolvedOptions, type Logger } from './options.ts';
+import { formatUrl, type BrokerUrl } from '../url.ts';
+import { probePort, probeUnixPath } from '../transport/tcp.ts';
 import type { WorkerApi, WorkerData, WorkerStats } from './worker.ts';
 import '../client/node.ts';
 import { TurboClient } from '../client/client.ts';
@@ -31,6 +36,14 @@ export interface EngineStats {
 
 const silentLogger: Logger = { info() {}, warn() {}, error() {}, debug() {} };
 
+interface WorkerEntry {
+  worker: Worker;
+  api: Comlink.Remote<WorkerApi>;
+  threadId: number;
+  /** Its slot in the shared connection count. */
+  index: number;
+}
+
 export class TurboEngine {
   readonly #options: ResolvedOptions;
   readonly #logger: Logger;
@@ -39,12 +52,22 @@ export class TurboEngine {
   #state: State = 'new';
   #memory: WebAssembly.Memory | undefined;
   #thread: CoreThread | undefined;
-  #workers: { worker: Worker; api: Comlink.Remote<WorkerApi>; threadId: number }[] = [];
+  #workers: WorkerEntry[] = [];
+  #connections: ConnectionCounter | undefined;
   #embedded: TurboClient | undefined;
   #embeddedSessions = new Set<Session>();
 
   constructor(url?: string, options: EngineOptions = {}) {
     this.#options = resolveOptions(url, options);
+    // Checked here, so that a bad users entry or PEM fails at construction, not in a worker.
+    Authenticator.from(this.#options);
+    if (this.#options.tls !== undefined) {
+      try {
+        tls.createSecureContext(this.#options.tls as tls.SecureContextOptions);
+      } catch (err) {
+        throw new TurboError('ERR_INVALID_ARGUMENT', `tls: cannot use the certificate and key: ${(err as Error).message}`, { cause: err });
+      }
+    }
     this.#logger = options.logger ?? silentLogger;
     this.#urls = this.#options.listen.map(formatUrl);
     this.#url = this.#urls[0]!;
@@ -84,33 +107,69 @@ export class TurboEngine {
       }
       this.#thread!.start();
       const module = sharedCoreModule();
-      const data: WorkerData = { memory: this.#memory, module, options: this.#options };
+      const connections = ConnectionCounter.create(this.#options.threads, this.#options.maxConnections);
+      this.#connections = connections;
       const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
       for (let i = 0; i < this.#options.threads; i++) {
+        const data: WorkerData = { memory: this.#memory, module, options: this.#options, connections: connections.buffer, workerIndex: i };
         const worker = new Worker(workerUrl, { workerData: data });
-        const entry = { worker, api: Comlink.wrap<WorkerApi>(nodeEndpoint(worker)), threadId: 0 };
+        const entry: WorkerEntry = { worker, api: Comlink.wrap<WorkerApi>(nodeEndpoint(worker)), threadId: 0, index: i };
         worker.on('error', (err) => this.#logger.error({ err, threadId: entry.threadId }, 'worker failed'));
         worker.on('exit', (code) => this.#workerExited(entry, code));
         this.#workers.push(entry);
       }
       // Each port must be free (see probePort; port 0 picks one), then every worker listens
       // on it with SO_REUSEPORT.
-      const specs: ListenSpec[] = [];
-      for (const spec of this.#options.listen) specs.push({ ...spec, port: await probePort(spec.host, spec.port) });
+      const specs: BrokerUrl[] = [];
+      for (const spec of this.#options.listen) {
+        if (spec.scheme === 'unix') await probeUnixPath(spec.path);
+        specs.push(spec.scheme === 'unix' ? spec : { ...spec, port: await probePort(spec.host, spec.port) });
+      }
       await Promise.all(this.#workers.map(async (w) => {
         w.threadId = (await w.api.stats()).threadId;
         await w.api.listen(specs);
       }));
       this.#urls = specs.map(formatUrl);
       this.#url = this.#urls[0]!;
+      this.#capConnectionsByFileDescriptors(connections);
       this.#embedded = await TurboClient.connectTransport(this.#pipe(), this.#url);
       this.#state = 'running';
       this.#logger.info({ urls: this.#urls, threads: this.#options.threads }, 'turbomq listening');
+      this.#warnIfOpen(specs);
     } catch (err) {
       await this.#shutdown();
       this.#state = 'stopped';
       throw err;
     }
+  }
+
+  /**
+   * Every connection takes a file descriptor: the total cap is at most what the process's
+   * limit leaves, so that the broker refuses connections (and its listeners back off)
+   * before accept starts failing with EMFILE.
+   */
+  #capConnectionsByFileDescriptors(connections: ConnectionCounter): void {
+    const room = fileDescriptorRoom();
+    if (room === undefined || room >= this.#options.maxConnections) return;
+    connections.setCap(Math.max(0, room), true);
+    const log = room < 1 ? this.#logger.error.bind(this.#logger) : this.#logger.warn.bind(this.#logger);
+    log({ maxConnections: this.#options.maxConnections, room: Math.max(0, room) }, room < 1
+      ? 'the file-descriptor limit (ulimit -n) leaves no room for connections: every connection is refused'
+      : `the file-descriptor limit (ulimit -n) caps connections at ${room}, below maxConnections`);
+  }
+
+  /** Says so when anyone who can reach the broker may use it. */
+  #warnIfOpen(urls: BrokerUrl[]): void {
+    const open = exposedWithoutAuth({ ...this.#options, listen: urls }).map(formatUrl);
+    if (open.length === 0) return;
+    const message = `turbomq listens beyond loopback (${open.join(', ')}) without auth: anyone who can reach it may push and pop. Set --auth-token or --users (authToken, users).`;
+    if (this.#logger === silentLogger) process.emitWarning(message, { code: 'TURBOMQ_NO_AUTH' });
+    else this.#logger.warn({ urls: open }, message);
+  }
+
+  /** Connections open now, over every worker (tcp, tls, ws and wss). */
+  get connections(): number {
+    return this.#connections?.total ?? 0;
   }
 
   /** A queue served in-process (same API and semantics as TurboClient.getQueue). */
@@ -155,10 +214,11 @@ export class TurboEngine {
    * gone, and waiters it had parked would swallow the messages handed to them, so the core
    * reaps its thread (assembly/waiters.ts reapThread) and the other workers go on.
    */
-  #workerExited(entry: { worker: Worker; threadId: number }, code: number): void {
+  #workerExited(entry: WorkerEntry, code: number): void {
     const index = this.#workers.findIndex((w) => w.worker === entry.worker);
     if (index < 0 || this.#state === 'stopping' || this.#state === 'stopped' || this.#state === 'destroyed') return;
     this.#workers.splice(index, 1);
+    this.#connections?.resetWorker(entry.index); // its sockets closed with it
     const returned = entry.threadId !== 0 && this.#thread ? this.#thread.exports.reapThread(entry.threadId) : 0;
     this.#logger.error({ threadId: entry.threadId, code, returned, workersLeft: this.#workers.length }, 'worker exited unexpectedly; its waiters were reaped');
   }
@@ -193,12 +253,13 @@ export class TurboEngine {
     const thread = this.#thread!;
     const sessions = this.#embeddedSessions;
     let session: Session;
+    let handshake: Handshake;
     let open = true;
     const transport: Transport = {
       onData: () => {},
       onClose: () => {},
       send: (bytes) => {
-        if (open) session.onData(bytes);
+        if (open) handshake.onData(bytes);
       },
       close: () => {
         if (!open) return;
@@ -218,6 +279,8 @@ export class TurboEngine {
       maxSubscriptions: Number.MAX_SAFE_INTEGER,
       maxParkedPops: Number.MAX_SAFE_INTEGER,
     });
+    // In-process and trusted: no auth, no deadline (the embedded client still says HELLO and AUTH).
+    handshake = new Handshake(session, undefined, { established() {}, end: () => transport.close() }, Number.MAX_SAFE_INTEGER);
     sessions.add(session);
     return transport;
   }

@@ -3,20 +3,28 @@
 // and serves every connection it is given. Controlled by the main thread through comlink.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import type net from 'node:net';
+import tls from 'node:tls';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { instantiateSharedCore } from '../core/wasm.ts';
 import { CoreThread } from '../core/thread.ts';
 import { Session } from './session.ts';
+import { Handshake } from './handshake.ts';
+import { Authenticator } from './auth.ts';
+import { ConnectionCounter } from './connections.ts';
 import { listenTcp, type SessionHost } from '../transport/tcp.ts';
 import { listenWebSocket } from '../transport/websocket.ts';
-import type { ListenSpec, ResolvedOptions } from './options.ts';
+import { HEADER_BYTES } from '../protocol.ts';
+import { usesTls, usesWebSocket, type BrokerUrl } from '../url.ts';
+import type { ResolvedOptions } from './options.ts';
 
 export interface WorkerData {
   memory: WebAssembly.Memory;
   module: WebAssembly.Module;
   options: ResolvedOptions;
+  /** ConnectionCounter's buffer, shared by every worker, and this worker's slot in it. */
+  connections: SharedArrayBuffer;
+  workerIndex: number;
 }
 
 export interface WorkerStats {
@@ -25,7 +33,7 @@ export interface WorkerStats {
   connectionsTotal: number;
 }
 
-const { memory, module, options } = workerData as WorkerData;
+const { memory, module, options, connections: connectionsBuffer, workerIndex } = workerData as WorkerData;
 const core = await instantiateSharedCore(memory, module);
 const thread = new CoreThread(core);
 thread.onHandlerError = (err) => console.error(`turbomq worker ${thread.id}: waiter delivery failed: ${err.stack ?? err.message}`);
@@ -33,6 +41,13 @@ thread.start();
 
 const sessions = new Set<{ session: Session; end(): void }>();
 const servers: { close(cb: () => void): void }[] = [];
+const connections = new ConnectionCounter(connectionsBuffer);
+const auth = Authenticator.from(options);
+const secureContext = options.listen.some((u) => usesTls(u.scheme)) ? tls.createSecureContext(options.tls as tls.SecureContextOptions) : undefined;
+/** Sockets admitted and not closed yet (sessions, and connections still in TLS or an upgrade). */
+let admitted = 0;
+const lastEventAt = new Map<string, number>();
+const EVENT_QUIET_MS = 10_000;
 let connectionsTotal = 0;
 let stopping = false;
 
@@ -44,39 +59,69 @@ const limits = {
 };
 
 const host: SessionHost = {
+  handshakeTimeoutMs: options.handshakeTimeoutMs,
+
+  /** Caps, checked at accept before any work: this worker's, then the total (shared with the others). */
+  admit() {
+    if (stopping) return 'the broker is stopping';
+    if (admitted >= options.maxConnectionsPerThread) return `too many connections on this worker thread (maxConnectionsPerThread ${options.maxConnectionsPerThread})`;
+    if (!connections.take(workerIndex)) {
+      return connections.capIsFdLimit
+        ? `too many connections: the process's file-descriptor limit leaves room for ${connections.cap}`
+        : `too many connections (maxConnections ${connections.cap})`;
+    }
+    admitted++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      admitted--;
+      connections.release(workerIndex);
+    };
+  },
+
   accept(io) {
-    if (stopping || sessions.size >= options.maxConnectionsPerThread) return undefined;
+    if (stopping) return undefined;
     const session = new Session(thread, { ...io, onError: (err) => console.error(`turbomq worker ${thread.id}: connection closed after an internal error: ${err.stack ?? err.message}`) }, limits);
+    const handshake = new Handshake(session, auth, io, options.maxFrameBytes + HEADER_BYTES);
     const entry = { session, end: () => io.end() };
     sessions.add(entry);
     connectionsTotal++;
     return {
-      onData: (chunk) => session.onData(chunk),
+      onData: (chunk) => handshake.onData(chunk),
       close: () => {
         sessions.delete(entry);
+        handshake.close();
         session.close();
       },
     };
+  },
+
+  // A full listener pauses again and again: say so once per EVENT_QUIET_MS per kind of event.
+  onEvent(event, details) {
+    const now = performance.now();
+    if (now - (lastEventAt.get(event) ?? -Infinity) < EVENT_QUIET_MS) return;
+    lastEventAt.set(event, now);
+    console.error(`turbomq worker ${thread.id}: ${event} ${JSON.stringify(details)}`);
   },
 };
 
 const api = {
   /** Starts listening; returns the bound ports in the order given. */
-  async listen(specs: ListenSpec[]): Promise<number[]> {
+  async listen(urls: BrokerUrl[]): Promise<number[]> {
     const ports: number[] = [];
-    for (const spec of specs) {
-      if (spec.protocol === 'tcp') {
-        const server: net.Server = await listenTcp(spec.host, spec.port, host);
-        servers.push(server);
-        ports.push((server.address() as net.AddressInfo).port);
-      } else {
-        const server = await listenWebSocket(spec.host, spec.port, host, {
-          maxPayload: options.maxFrameBytes,
-          allowedOrigins: options.allowedOrigins,
-        });
-        servers.push(server);
-        ports.push(server.port);
+    for (const url of urls) {
+      // A unix socket cannot be shared with SO_REUSEPORT: the first worker serves it.
+      if (url.scheme === 'unix' && workerIndex !== 0) {
+        ports.push(0);
+        continue;
       }
+      const context = usesTls(url.scheme) ? secureContext : undefined;
+      const server = usesWebSocket(url.scheme)
+        ? await listenWebSocket(url, context, host, { maxPayload: options.maxFrameBytes, allowedOrigins: options.allowedOrigins })
+        : await listenTcp(url, context, host);
+      servers.push(server);
+      ports.push(server.port);
     }
     return ports;
   },
