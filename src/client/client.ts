@@ -9,7 +9,7 @@ import type { Core, CoreExports } from '../core/wasm.ts';
 import type { Transport } from './transport.ts';
 import type { Message, PopTimeout, Queue, SubscribeOptions, Subscription } from './queue.ts';
 import { TurboError, errorFromWire } from '../errors.ts';
-import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions } from '../options.ts';
+import { DEFAULTS, resolveClientOptions, type ClientOptions, type ResolvedClientOptions } from '../options.ts';
 import { DEFAULT_URL } from '../url.ts';
 import { encodeAuthFrame } from '../core/raw-frames.ts';
 import {
@@ -161,7 +161,7 @@ export class TurboClient {
   }
 
   /** A client over an already open transport (the embedded engine uses this). */
-  static async connectTransport(transport: Transport, url: string, timeoutMs = 10_000, token?: string, user?: string): Promise<TurboClient> {
+  static async connectTransport(transport: Transport, url: string, timeoutMs: number = DEFAULTS.connectTimeoutMs, token?: string, user?: string): Promise<TurboClient> {
     return TurboClient.#handshake(url, transport, await clientCore(), timeoutMs, token, user);
   }
 

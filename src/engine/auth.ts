@@ -50,9 +50,12 @@ export const OP_PERMISSIONS: ReadonlyMap<number, Permission> = new Map<number, P
   [OP_REJECT, 'none'],
 ]);
 
+/** OP_PERMISSIONS as an array by opcode (the session looks one up per request). */
+const permissionByOp: readonly Permission[] = Array.from({ length: 256 }, (_, op) => OP_PERMISSIONS.get(op) ?? 'admin');
+
 /** The permission opcode `op` needs (admin for an opcode OP_PERMISSIONS does not list). */
 export function permissionOf(op: number): Permission {
-  return OP_PERMISSIONS.get(op) ?? 'admin';
+  return permissionByOp[op & 0xff]!;
 }
 
 /** An authenticated user, as the session holds it. */
@@ -107,6 +110,9 @@ class User implements AuthUser {
   readonly #push: RegExp | undefined;
   readonly #pop: RegExp | undefined;
   readonly #decisions = new Map<string, number>();
+  /** The last queue decided: most connections use one queue over and over. */
+  #lastQueue: string | undefined;
+  #lastBits = 0;
 
   constructor(entry: { name: string; admin?: boolean; push?: readonly string[]; pop?: readonly string[] }) {
     this.name = entry.name;
@@ -116,12 +122,15 @@ class User implements AuthUser {
   }
 
   #decide(queue: string): number {
+    if (queue === this.#lastQueue) return this.#lastBits;
     let bits = this.#decisions.get(queue);
     if (bits === undefined) {
       bits = (this.#push?.test(queue) ? 1 : 0) | (this.#pop?.test(queue) ? 2 : 0);
       if (this.#decisions.size >= DECISION_CACHE_SIZE) this.#decisions.clear();
       this.#decisions.set(queue, bits);
     }
+    this.#lastQueue = queue;
+    this.#lastBits = bits;
     return bits;
   }
 

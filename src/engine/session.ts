@@ -254,9 +254,8 @@ export class Session {
     const view = this.#thread.core.view;
     const last = this.#lastQueueBytes;
     if (last !== undefined && last.length === len) {
-      const bytes = view.bytes(ptr, len);
       let same = true;
-      for (let i = 0; i < len && same; i++) same = bytes[i] === last[i];
+      for (let i = 0; i < len && same; i++) same = view.u8(ptr + i) === last[i];
       if (same) return this.#lastQueueName;
     }
     const copy = view.copy(ptr, len);

@@ -35,8 +35,8 @@ if ('skip' in certificate) {
     t.equal((await secure.getQueue('shared').pop('t', 0))!.content, 'over tcp');
   });
 
-  t.test('TLS with auth: the token travels encrypted, a wrong one is refused', async (t) => {
-    const engine = await startEngine(t, { tls, authToken: 'tls-secret' }, 'tls://127.0.0.1:0');
+  t.test('TLS with auth (certificate and key as Buffers): the token travels encrypted, a wrong one is refused', async (t) => {
+    const engine = await startEngine(t, { tls: { cert: Buffer.from(cert), key: Buffer.from(key) }, authToken: 'tls-secret' }, 'tls://127.0.0.1:0');
     const client = await TurboClient.connect(engine.url, { tls: ca, token: 'tls-secret' });
     t.teardown(() => client.close());
     await client.ping();
