@@ -40,6 +40,12 @@ import { RECORD_HEADER, PUSH_RECORD_HEADER, LEASED_RECORD_HEADER, META_DEAD_LETT
 @inline const OP_HELLO: u32 = 0x01;
 // @ts-ignore: decorator
 @inline const OP_PING: u32 = 0x02;
+/**
+ * AUTH is read before a connection reaches its session, in JS (src/core/raw-frames.ts,
+ * src/engine/handshake.ts); this decoder answers a late one ERR_UNKNOWN_OPCODE.
+ */
+// @ts-ignore: decorator
+@inline const OP_AUTH: u32 = 0x03;
 /** Operator requests, answered by the engine's main thread: server statistics, graceful stop. */
 // @ts-ignore: decorator
 @inline const OP_SERVER_STATS: u32 = 0x04;

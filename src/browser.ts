@@ -7,6 +7,7 @@ import { setClientPlatform } from './client/client.ts';
 import { instantiateLocalCore } from './core/wasm.ts';
 import { connectWebSocket } from './transport/websocket-client.ts';
 import { TurboError } from './errors.ts';
+import { parseUrl, usesWebSocket, SCHEMES } from './url.ts';
 
 /**
  * build/wasm/turbomq.local.wasm as base64, put in by the bundler (esbuild `define`, see
@@ -32,18 +33,14 @@ setClientPlatform({
     return instantiateLocalCore(await localCoreModule());
   },
   async connect(url, options) {
-    let protocol: string;
-    try {
-      protocol = new URL(url).protocol;
-    } catch {
-      throw new TurboError('ERR_INVALID_ARGUMENT', `not a url: ${JSON.stringify(url)} (expected ws://host:port or wss://host:port)`);
-    }
-    if (protocol !== 'ws:' && protocol !== 'wss:') throw new TurboError('ERR_INVALID_ARGUMENT', `unsupported protocol ${protocol} in ${url}: browsers connect with ws: or wss: (the broker listens on a ws:// url)`);
+    const parsed = parseUrl(url, SCHEMES);
+    if (!usesWebSocket(parsed.scheme)) throw new TurboError('ERR_INVALID_ARGUMENT', `unsupported scheme ${parsed.scheme}: in ${url}: browsers connect with ws: or wss: (the broker listens on a ws:// or wss:// url)`);
     return connectWebSocket(url, options.connectTimeoutMs, globalThis.WebSocket);
   },
 });
 
 export { TurboClient, type ClientOptions } from './client/client.ts';
+export type { TlsClientOptions } from './options.ts';
 export type { Queue, Message, PopTimeout, PopOptions, PushOptions, QueueSettings, TopicStats, SubscribeOptions, Subscription } from './client/queue.ts';
 export { TurboError, type ErrorCode, isTurboError } from './errors.ts';
 export { VERSION } from './version.ts';

@@ -3,7 +3,8 @@ import './client/node.ts';
 
 export { TurboEngine } from './engine/engine.ts';
 export type { EngineStats, ThreadStats, TopicSummary, MessageStats } from './engine/stats.ts';
-export type { EngineOptions, Logger } from './engine/options.ts';
+export type { EngineOptions, Logger, UserEntry, TlsServerOptions, TlsClientOptions } from './options.ts';
+export { hashToken, generateToken } from './engine/auth.ts';
 export { TurboClient, type ClientOptions } from './client/client.ts';
 export type { Queue, Message, PopTimeout, PopOptions, PushOptions, QueueSettings, TopicStats, SubscribeOptions, Subscription } from './client/queue.ts';
 export { TurboError, type ErrorCode, isTurboError } from './errors.ts';

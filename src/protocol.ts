@@ -13,6 +13,7 @@ export const Op = Object.freeze({
   // Requests (client -> broker).
   HELLO: 0x01,
   PING: 0x02,
+  AUTH: 0x03,
   SERVER_STATS: 0x04,
   SHUTDOWN: 0x05,
   PUSH: 0x10,
@@ -126,6 +127,8 @@ const ERROR_CODES = {
   ERR_LIMIT: 11,
   ERR_QUEUE_FULL: 12,
   ERR_LEASE_EXPIRED: 13,
+  ERR_UNAUTHORIZED: 14,
+  ERR_FORBIDDEN: 15,
 } as const;
 
 /** The stable error code strings users switch on (`err.code`). */
@@ -187,6 +190,10 @@ export const MAX_NAME_BYTES = 255;
 
 /** ERROR text is at most this many bytes (u16 length; longer text is cut). */
 export const MAX_ERROR_TEXT_BYTES = 0xFFFF;
+
+/** AUTH: the longest user name (a `u8` length) and token, in bytes. */
+export const MAX_AUTH_USER_BYTES = 255;
+export const MAX_AUTH_TOKEN_BYTES = 4096;
 
 /** POP/POP_MANY `timeoutMs` that waits until a message arrives. */
 export const TIMEOUT_INFINITE = 0xFFFFFFFF;

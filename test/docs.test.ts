@@ -50,3 +50,19 @@ t.test('the README CLI session runs and prints what its comments say', async (t)
   while (engine.running && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   t.notOk(engine.running, 'turbomq stop stopped the broker');
 });
+
+t.test("the README's Security example runs and prints what its comments say", async (t) => {
+  const readme = readFileSync(`${root}README.md`, 'utf8');
+  const section = readme.slice(readme.indexOf('## Security'));
+  const code = section.match(/```js\n([\s\S]*?)```/)![1]!;
+  const dir = `${root}build/docs-test-security`;
+  mkdirSync(dir, { recursive: true });
+  const file = `${dir}/readme-security.mjs`;
+  writeFileSync(file, code);
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const stdout = await new Promise<string>((resolve, reject) => {
+    execFile(process.execPath, [file], { timeout: 30_000 }, (err, out, errOut) => (err ? reject(new Error(`${err.message}\n${errOut}`)) : resolve(out)));
+  });
+  const expected = [...code.matchAll(/\/\/ (.*)$/gm)].map((m) => m[1]!.trim()).filter((c) => /^('|ERR_)/.test(c)).map((c) => c.replace(/'/g, ''));
+  t.same(stdout.trim().split('\n'), expected);
+});

@@ -216,3 +216,18 @@ t.test('TurboError carries a stable code; errorFromWire maps wire codes', async 
   t.equal(errorFromWire(999, '').code, 'ERR_PROTOCOL', 'an unknown code is a protocol error');
   t.equal(errorFromWire(ErrorCode.ERR_LIMIT, '').message, 'ERR_LIMIT');
 });
+
+t.test('the AUTH example in docs/protocol.md is what the client sends', async (t) => {
+  const { encodeAuthFrame, decodeAuthBody } = await import('../src/core/raw-frames.ts');
+  const example = /\n(12 00 00 00 [0-9a-f ]+)\n/.exec(doc);
+  t.ok(example, 'the example is in the doc');
+  const bytes = Buffer.from(example![1]!.replace(/\s+/g, ''), 'hex');
+  t.same([...bytes], [...encodeAuthFrame(2, 'web', 's3cret')]);
+  const body = decodeAuthBody(bytes.subarray(12));
+  t.equal(body?.user, 'web');
+  t.equal(Buffer.from(body!.token).toString(), 's3cret');
+  t.equal(decodeAuthBody(Buffer.from([5, 0x61])), undefined, 'a user name past the end');
+  t.equal(decodeAuthBody(Buffer.from([1, 0xff])), undefined, 'a user name that is not UTF-8');
+  t.equal(decodeAuthBody(new Uint8Array(0)), undefined, 'no length byte');
+  t.throws(() => encodeAuthFrame(1, undefined, 'x'.repeat(4097)), { code: 'ERR_INVALID_ARGUMENT' });
+});

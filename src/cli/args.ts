@@ -1,10 +1,21 @@
-// Command-line and environment settings: `turbomq serve`'s, and the flags every operator
-// command shares (push, pop, stats, stop: --url, --token, --help). Flags win over TURBOMQ_*
-// variables, which win over defaults. Errors are one readable line (exit code 2).
+// Command-line and environment settings for `turbomq serve`, read from the flag table in
+// src/options.ts (serveFlags()), and the flags every operator command shares (push, pop,
+// stats, stop: --url, --token, --help): flags win over TURBOMQ_* variables, which win over
+// the engine's defaults. Files named by flags (--users, --tls-cert, --tls-key) are read
+// here. Errors are one readable line (UsageError, exit code 2); a value that names a token
+// is never repeated in one.
 
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
-import os from 'node:os';
-import { DEFAULT_URL, parseHttpUrl } from '../engine/options.ts';
+import { readFileSync } from 'node:fs';
+import {
+  serveFlags, LOG_LEVELS, DEFAULTS, LISTEN_SCHEMES, checkUsers, resolveOptions,
+  type EngineOptions, type LogLevel, type ServeFlag,
+} from '../options.ts';
+import { parseUrl } from '../url.ts';
+
+export { LOG_LEVELS, type LogLevel } from '../options.ts';
+
+const DEFAULT_URL = DEFAULTS.url;
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -64,17 +75,43 @@ export function positionals(args: string[], names: string, min: number, max = mi
   return args;
 }
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = typeof LOG_LEVELS[number];
-
 export interface ServeSettings {
+  /** The listen urls (at least one). */
   listen: string[];
-  threads: number;
-  maxMessageBytes: number;
-  maxMemoryMiB: number;
   logLevel: LogLevel;
-  allowedOrigins: string[] | undefined;
-  http: string | undefined;
+  /** Everything else for new TurboEngine(listen[0], { ...engine, listen: listen.slice(1) }). */
+  engine: Omit<EngineOptions, 'listen' | 'logger'>;
+}
+
+const WIDTH = 100;
+
+function wrap(text: string, indent: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line !== '' && indent + line.length + 1 + word.length > WIDTH) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line === '' ? word : `${line} ${word}`;
+    }
+  }
+  if (line !== '') lines.push(line);
+  return lines;
+}
+
+const flagLeft = (flag: ServeFlag) => `  ${flag.short ? `-${flag.short}, ` : '    '}--${flag.name} ${flag.placeholder}`;
+
+/** The flags' lines of --help: flag and value on the left, what it does and its variable on the right. */
+function flagsHelp(flags: readonly ServeFlag[]): string {
+  const column = Math.max(...flags.map((f) => flagLeft(f).length)) + 2;
+  const lines = flags.map((flag) => {
+    const env = flag.type === 'list' ? `env ${flag.env}, comma-separated` : flag.type === 'file' || flag.type === 'json-file' ? `env ${flag.env} names the file` : `env ${flag.env}`;
+    const [first, ...rest] = wrap(`${flag.help}; ${env}`, column);
+    return [`${flagLeft(flag).padEnd(column)}${first}`, ...rest.map((l) => `${' '.repeat(column)}${l}`)].join('\n');
+  });
+  for (const [left, text] of [['  -h, --help', 'show this help'], ['  -v, --version', 'print the version']]) lines.push(`${left!.padEnd(column)}${text}`);
+  return lines.join('\n');
 }
 
 export const SERVE_HELP = `Usage: turbomq [serve] [options]
@@ -82,20 +119,14 @@ export const SERVE_HELP = `Usage: turbomq [serve] [options]
 Starts a turbomq broker: one worker thread per core, all listening on the same port.
 
 Options:
-  -l, --listen URL             tcp://host:port or ws://host:port; repeat to listen on several
-                               (default ${DEFAULT_URL}; env TURBOMQ_LISTEN, comma-separated)
-  -t, --threads N              worker threads (default: one per core = ${os.availableParallelism()}; env TURBOMQ_THREADS)
-      --max-message-bytes N    largest message accepted (default 1048576; env TURBOMQ_MAX_MESSAGE_BYTES)
-      --max-memory-mib N       memory stored messages may take; when full, pushes fail with
-                               ERR_NO_MEMORY (default 4096; env TURBOMQ_MAX_MEMORY_MIB)
-      --allow-origin ORIGIN    WebSocket: allow browsers from this Origin; repeatable
-                               ("*" allows any; default: loopback pages only;
-                               env TURBOMQ_ALLOW_ORIGINS, comma-separated)
-      --http URL               monitoring endpoint, e.g. http://127.0.0.1:8222: GET /healthz,
-                               /readyz, /metrics (Prometheus), /stats (JSON) (default off; env TURBOMQ_HTTP)
-      --log-level LEVEL        ${LOG_LEVELS.join(', ')} (default info; env TURBOMQ_LOG_LEVEL)
-  -h, --help                   show this help
-  -v, --version                print the version
+${flagsHelp(serveFlags())}
+
+Security: without --auth-token or --users every client may do everything, so the default
+listen address is loopback only; a listener beyond it without auth is warned about at start.
+
+Examples:
+  turbomq --listen tcp://0.0.0.0:33444 --users users.json
+  TURBOMQ_AUTH_TOKEN=s3cret turbomq --listen tls://0.0.0.0:33444 --tls-cert cert.pem --tls-key key.pem
 
 Other commands (each has --help):
   turbomq push QUEUE TOPIC DATA...     push messages
@@ -104,10 +135,13 @@ Other commands (each has --help):
   turbomq stats [--json]               threads, connections, memory, the largest queues
   turbomq stop                         stop a running broker gracefully
   turbomq bench [options]              load-test a broker
+  turbomq hash-token                   make a tokenHash for a --users file
 
 Stops gracefully on SIGINT or SIGTERM (exit code 0).`;
 
 /** A whole number from min to max, or a UsageError naming the flag. */
+const integer = (name: string, raw: string, min: number, max: number): number => parseInteger(name, raw, min, max);
+
 export function parseInteger(name: string, raw: string, min: number, max: number): number {
   if (!/^\d+$/.test(raw.trim())) throw new UsageError(`${name} must be a whole number, got ${JSON.stringify(raw)}`);
   const n = Number(raw);
@@ -115,55 +149,80 @@ export function parseInteger(name: string, raw: string, min: number, max: number
   return n;
 }
 
-function checkUrl(url: string): string {
-  let parsed: URL;
+function readText(name: string, path: string, read: (path: string) => string): string {
   try {
-    parsed = new URL(url);
-  } catch {
-    throw new UsageError(`--listen: not a url: ${JSON.stringify(url)} (expected tcp://host:port or ws://host:port)`);
-  }
-  if (parsed.protocol !== 'tcp:' && parsed.protocol !== 'ws:') throw new UsageError(`--listen: unsupported protocol ${parsed.protocol} in ${url} (tcp: or ws:)`);
-  return url;
-}
-
-function checkHttpUrl(url: string | undefined): string | undefined {
-  if (url === undefined || url === '') return undefined;
-  try {
-    parseHttpUrl(url);
+    return read(path);
   } catch (err) {
-    throw new UsageError(`--${(err as Error).message}`);
+    throw new UsageError(`${name}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  return url;
 }
 
-export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeSettings | 'help' | 'version' {
-  const v = parseFlags(argv, {
-    listen: { type: 'string', short: 'l', multiple: true },
-    threads: { type: 'string', short: 't' },
-    'max-message-bytes': { type: 'string' },
-    'max-memory-mib': { type: 'string' },
-    'allow-origin': { type: 'string', multiple: true },
-    http: { type: 'string' },
-    'log-level': { type: 'string' },
+export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv, read: (path: string) => string = (p) => readFileSync(p, 'utf8')): ServeSettings | 'help' | 'version' {
+  const config: ParseArgsOptionsConfig = {
     help: { type: 'boolean', short: 'h' },
     version: { type: 'boolean', short: 'v' },
-  });
+  };
+  const flags = serveFlags();
+  for (const flag of flags) config[flag.name] = { type: 'string', multiple: flag.type === 'list', ...(flag.short ? { short: flag.short } : {}) };
+  const v = parseFlags(argv, config) as Record<string, string | string[] | boolean | undefined>;
   if (v.help) return 'help';
   if (v.version) return 'version';
-  const listEnv = (name: string) => env[name]?.split(',').map((s) => s.trim()).filter(Boolean);
-  const listen = (v.listen ?? listEnv('TURBOMQ_LISTEN') ?? [DEFAULT_URL]).map(checkUrl);
-  const threadsRaw = v.threads ?? env.TURBOMQ_THREADS;
-  const maxRaw = v['max-message-bytes'] ?? env.TURBOMQ_MAX_MESSAGE_BYTES;
-  const memRaw = v['max-memory-mib'] ?? env.TURBOMQ_MAX_MEMORY_MIB;
-  const level = (v['log-level'] ?? env.TURBOMQ_LOG_LEVEL ?? 'info') as LogLevel;
-  if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
-  return {
-    listen,
-    threads: threadsRaw === undefined ? os.availableParallelism() : parseInteger('--threads', threadsRaw, 1, 253),
-    maxMessageBytes: maxRaw === undefined ? 1024 * 1024 : parseInteger('--max-message-bytes', maxRaw, 1, 256 * 1024 * 1024),
-    maxMemoryMiB: memRaw === undefined ? 4096 : parseInteger('--max-memory-mib', memRaw, 2, 4096),
-    logLevel: level,
-    allowedOrigins: v['allow-origin'] ?? listEnv('TURBOMQ_ALLOW_ORIGINS'),
-    http: checkHttpUrl(v.http ?? env.TURBOMQ_HTTP),
-  };
+  const values: Record<string, unknown> = {};
+  for (const flag of flags) {
+    const name = `--${flag.name}`;
+    const fromFlag = v[flag.name] as string | string[] | undefined;
+    const fromEnv = env[flag.env];
+    if (flag.type === 'list') {
+      const list = (fromFlag as string[] | undefined) ?? fromEnv?.split(',').map((s) => s.trim()).filter(Boolean);
+      if (list !== undefined) values[flag.key] = list;
+      continue;
+    }
+    const raw = fromFlag as string | undefined ?? fromEnv;
+    if (raw === undefined) continue;
+    switch (flag.type) {
+      case 'int':
+        values[flag.key] = integer(name, raw, flag.min!, flag.max!);
+        break;
+      case 'string':
+        if (flag.choices !== undefined && !flag.choices.includes(raw)) throw new UsageError(`${name} must be one of ${flag.choices.join(', ')}, got ${JSON.stringify(raw)}`);
+        values[flag.key] = raw;
+        break;
+      case 'file':
+        values[flag.key] = readText(name, raw, read);
+        break;
+      case 'json-file': {
+        const text = readText(name, raw, read);
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(text);
+        } catch (err) {
+          throw new UsageError(`${name}: ${raw} is not JSON: ${(err as Error).message}`);
+        }
+        try {
+          values[flag.key] = checkUsers(parsed);
+        } catch (err) {
+          throw new UsageError(`${name} ${raw}: ${(err as Error).message}`);
+        }
+        break;
+      }
+    }
+  }
+  const listen = (values.listen as string[] | undefined) ?? [DEFAULTS.url];
+  for (const url of listen) {
+    try {
+      parseUrl(url, LISTEN_SCHEMES);
+    } catch (err) {
+      throw new UsageError(`--listen: ${(err as Error).message}`);
+    }
+  }
+  const { tlsCert, tlsKey, logLevel, listen: _listen, ...engine } = values as Record<string, unknown> & EngineOptions;
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+  if (tlsCert !== undefined) engine.tls = { cert: tlsCert as string, key: tlsKey as string };
+  // Every other check the engine makes (tls:// without a certificate, a bad token ...), as a usage error.
+  try {
+    resolveOptions(listen[0], { ...engine, listen: listen.slice(1) });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  return { listen, logLevel: (logLevel as LogLevel | undefined) ?? (DEFAULTS.logLevel as LogLevel), engine };
 }

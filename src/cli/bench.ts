@@ -4,8 +4,9 @@
 // Errors in flags are one line and exit code 2 (UsageError); a run that lost or duplicated
 // messages exits 1.
 
-import os from 'node:os';
 import { TurboEngine } from '../engine/engine.ts';
+import { MAX_THREADS, defaultThreads } from '../options.ts';
+import { parseUrl } from '../url.ts';
 import { UsageError, parseFlags } from './args.ts';
 import { runLoad, turbomqDriverSpec, formatRate, formatMs, HEADER_BYTES, MAX_CLIENT_THREADS, type LoadResult, type Progress } from './loadgen.ts';
 import { VERSION } from '../version.ts';
@@ -16,12 +17,13 @@ Pushes numbered, timestamped messages through a turbomq broker and pops them, th
 messages/s, MB/s, end-to-end latency, and whether every message arrived exactly once.
 
 Options:
-  -u, --url URL          broker to test (tcp://host:port or ws://host:port); default: start one
+  -u, --url URL          broker to test (tcp://, tls://, ws://, wss:// or unix:// url); default: start one
                          in this process on 127.0.0.1 with --threads workers
-  -t, --threads N        workers of the in-process broker (default: one per core = ${os.availableParallelism()})
+  -t, --threads N        workers of the in-process broker (default: one per core = ${defaultThreads()})
       --client-threads N threads the producers and consumers are spread over (round robin,
                          producers first), so one load-generator thread is not the limit
                          (default 1: all on the main thread)
+      --token TOKEN      token for a broker with auth
   -p, --producers N      producer connections (default 1)
   -c, --consumers N      consumer connections (default 1)
   -n, --messages N       messages in total (default 100000)
@@ -42,6 +44,7 @@ Exit code: 0 when every message arrived exactly once, 1 when not, 2 for bad opti
 
 export interface BenchSettings {
   url: string | undefined;
+  token: string | undefined;
   threads: number;
   clientThreads: number;
   producers: number;
@@ -68,6 +71,7 @@ function integer(name: string, raw: string | undefined, fallback: number, min: n
 export function parseBenchArgs(argv: string[]): BenchSettings | 'help' {
   const v = parseFlags(argv, {
     url: { type: 'string', short: 'u' },
+    token: { type: 'string' },
     threads: { type: 'string', short: 't' },
     'client-threads': { type: 'string' },
     producers: { type: 'string', short: 'p' },
@@ -84,13 +88,11 @@ export function parseBenchArgs(argv: string[]): BenchSettings | 'help' {
   });
   if (v.help) return 'help';
   if (v.url !== undefined) {
-    let url: URL;
     try {
-      url = new URL(v.url);
-    } catch {
-      throw new UsageError(`--url: not a url: ${JSON.stringify(v.url)} (expected tcp://host:port or ws://host:port)`);
+      parseUrl(v.url);
+    } catch (err) {
+      throw new UsageError(`--url: ${(err as Error).message}`);
     }
-    if (url.protocol !== 'tcp:' && url.protocol !== 'ws:') throw new UsageError(`--url: unsupported protocol ${url.protocol} (tcp: or ws:)`);
   }
   let durationMs = 60_000;
   if (v.duration !== undefined) {
@@ -103,8 +105,9 @@ export function parseBenchArgs(argv: string[]): BenchSettings | 'help' {
   }
   return {
     url: v.url,
-    threads: integer('threads', v.threads, os.availableParallelism(), 1, 253),
+    threads: integer('threads', v.threads, defaultThreads(), 1, MAX_THREADS),
     clientThreads: integer('client-threads', v['client-threads'], 1, 1, MAX_CLIENT_THREADS),
+    token: v.token,
     producers: integer('producers', v.producers, 1, 1, 1024),
     consumers: integer('consumers', v.consumers, 1, 1, 1024),
     messages: integer('messages', v.messages, 100_000, 1, 0xffffffff),
@@ -142,7 +145,7 @@ export async function benchMain(argv: string[]): Promise<void> {
   };
   let result: LoadResult;
   try {
-    result = await runLoad(turbomqDriverSpec(url), {
+    result = await runLoad(turbomqDriverSpec(url, 'bench', s.token), {
       producers: s.producers,
       consumers: s.consumers,
       messages: s.messages,

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `turbomq` command: `turbomq [serve]` runs a broker; `push`, `pop`, `stats` and `stop`
-// talk to a running one (one module each); `bench` load-tests one.
+// talk to a running one (one module each); `bench` load-tests one; `hash-token` makes a
+// tokenHash for a users file.
 
 import { pino } from 'pino';
 import { TurboEngine, isTurboError } from '../index.ts';
@@ -14,17 +15,15 @@ async function serve(argv: string[]): Promise<void> {
   // Structured logs on stderr; the one readable "listening" line on stdout.
   const logger = pino({ level: settings.logLevel, base: { pid: process.pid } }, pino.destination(2));
   const [url, ...more] = settings.listen;
-  const engine = new TurboEngine(url, {
-    threads: settings.threads,
-    maxMessageBytes: settings.maxMessageBytes,
-    maxMemoryMiB: settings.maxMemoryMiB,
-    listen: more,
-    allowedOrigins: settings.allowedOrigins,
-    http: settings.http,
+  let engine: TurboEngine;
+  try {
     // `turbomq stop` (SHUTDOWN from a client): the same graceful exit as SIGTERM.
-    onShutdownRequest: () => stop('SHUTDOWN'),
-    logger,
-  });
+    engine = new TurboEngine(url, { ...settings.engine, listen: more, logger, onShutdownRequest: () => stop('SHUTDOWN') });
+  } catch (err) {
+    // A users entry or a certificate the engine cannot use: a usage error like any other.
+    if (isTurboError(err, 'ERR_INVALID_ARGUMENT')) throw new UsageError(err.message);
+    throw err;
+  }
   let stopping = false;
   async function stop(signal: string): Promise<void> {
     if (stopping) return;
@@ -43,7 +42,7 @@ async function serve(argv: string[]): Promise<void> {
     await engine.run();
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    const where = [...settings.listen, ...(settings.http === undefined ? [] : [settings.http])].join(', ');
+    const where = [...settings.listen, ...(settings.engine.http === undefined ? [] : [settings.engine.http])].join(', ');
     console.error(`turbomq: cannot start: ${e.code === 'EADDRINUSE' ? `address in use (${where})` : e.message}`);
     process.exit(1);
   }
@@ -87,10 +86,15 @@ async function main(): Promise<void> {
       const { stopMain } = await import('./stop.ts');
       return stopMain(rest);
     }
+    case 'hash-token': {
+      helpHint = 'turbomq hash-token --help';
+      const { hashTokenMain } = await import('./hash-token.ts');
+      return hashTokenMain(rest);
+    }
     case 'help':
       return void console.log(SERVE_HELP);
     default:
-      throw new UsageError(`unknown command ${JSON.stringify(command)} (serve, push, pop, stats, stop, bench; see turbomq --help)`);
+      throw new UsageError(`unknown command ${JSON.stringify(command)} (serve, push, pop, stats, stop, bench, hash-token; see turbomq --help)`);
   }
 }
 

@@ -5,12 +5,16 @@
 import type { Transport } from './transport.ts';
 import type { Queue } from './queue.ts';
 import { ClientQueue } from './queue.ts';
-import { Connection, clientCore, clientPlatform, type ClientOptions, type ClientCore } from './connection.ts';
+import { Connection, clientCore, clientPlatform, type ClientCore } from './connection.ts';
 import { TurboError } from '../errors.ts';
 import { PROTOCOL_VERSION } from '../protocol.ts';
+import { DEFAULTS, resolveClientOptions, type ClientOptions } from '../options.ts';
+import { DEFAULT_URL } from '../url.ts';
+import { encodeAuthFrame } from '../core/raw-frames.ts';
 import type { EngineStats } from '../engine/stats.ts';
 
-export { setClientPlatform, type ClientOptions, type ClientPlatform } from './connection.ts';
+export { setClientPlatform, type ClientPlatform } from './connection.ts';
+export type { ClientOptions } from '../options.ts';
 
 export class TurboClient {
   readonly url: string;
@@ -22,31 +26,41 @@ export class TurboClient {
     this.url = conn.url;
   }
 
-  /** Connects to a broker: tcp://host:port (Node) or ws://host:port. */
-  static async connect(url: string = 'tcp://127.0.0.1:33444', options: ClientOptions = {}): Promise<TurboClient> {
+  /**
+   * Connects to a broker: tcp://, tls://, unix:// (Node) or ws://, wss:// urls. With
+   * `{ token }` it authenticates; a broker with auth refuses a missing or wrong token with
+   * ERR_UNAUTHORIZED.
+   */
+  static async connect(url: string = DEFAULT_URL, options: ClientOptions = {}): Promise<TurboClient> {
     const platform = clientPlatform();
-    const opts: Required<ClientOptions> = { connectTimeoutMs: options.connectTimeoutMs ?? 10_000 };
+    const opts = resolveClientOptions(options);
     const c = await clientCore();
     const transport = await platform.connect(url, opts);
-    return TurboClient.#handshake(url, transport, c, opts.connectTimeoutMs);
+    return TurboClient.#handshake(url, transport, c, opts.connectTimeoutMs, opts.token, opts.user);
   }
 
   /** A client over an already open transport (the embedded engine uses this). */
-  static async connectTransport(transport: Transport, url: string, timeoutMs = 10_000): Promise<TurboClient> {
-    return TurboClient.#handshake(url, transport, await clientCore(), timeoutMs);
+  static async connectTransport(transport: Transport, url: string, timeoutMs: number = DEFAULTS.connectTimeoutMs, token?: string, user?: string): Promise<TurboClient> {
+    return TurboClient.#handshake(url, transport, await clientCore(), timeoutMs, token, user);
   }
 
-  static async #handshake(url: string, transport: Transport, c: ClientCore, timeoutMs: number): Promise<TurboClient> {
+  static async #handshake(url: string, transport: Transport, c: ClientCore, timeoutMs: number, token: string | undefined, user: string | undefined): Promise<TurboClient> {
     const conn = new Connection(url, transport, c);
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
+      const hello = conn.request('hello', '', '', (id) => c.e.encodeHello(conn.writer, id, PROTOCOL_VERSION, PROTOCOL_VERSION));
+      // AUTH always follows, with an empty token when there is none: a broker with auth
+      // refuses that with ERR_UNAUTHORIZED (so connect does), one without answers OK.
+      const auth = conn.request('ok', '', '', (id) => conn.writeFrame(encodeAuthFrame(id, user, token ?? '')));
       await Promise.race([
-        conn.request('hello', '', '', (id) => c.e.encodeHello(conn.writer, id, PROTOCOL_VERSION, PROTOCOL_VERSION)),
+        Promise.all([hello, auth]),
         new Promise((_, reject) => { timer = setTimeout(() => reject(new TurboError('ERR_CONNECTION_CLOSED', `no answer from ${url} within ${timeoutMs} ms`)), timeoutMs); }),
       ]);
     } catch (err) {
+      // A fatal ERROR from the broker (ERR_LIMIT when it is full) says more than "closed".
+      const fatal = conn.closeError;
       await conn.close();
-      throw err;
+      throw fatal instanceof TurboError ? fatal : err;
     } finally {
       clearTimeout(timer);
     }

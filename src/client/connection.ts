@@ -10,6 +10,7 @@
 
 import type { Core, CoreExports } from '../core/wasm.ts';
 import type { Transport } from './transport.ts';
+import type { ResolvedClientOptions } from '../options.ts';
 import { TurboError, errorFromWire } from '../errors.ts';
 import {
   Op, FLAGS, DEFAULT_MAX_MESSAGE_BYTES, defaultMaxFrameBytes, DESC_SIZE, DESC_CAPACITY, DESC_OP, DESC_REQUEST_ID,
@@ -19,15 +20,10 @@ import { ClientMessage, Settler, deadLetterOf, type Utf8Ranges } from './message
 import type { ClientSubscription } from './subscription.ts';
 import type { Message, QueueSettings, TopicStats } from './queue.ts';
 
-export interface ClientOptions {
-  /** Connect (and handshake) timeout in ms. Default 10,000. */
-  connectTimeoutMs?: number;
-}
-
 /** How a platform (Node, browser) provides the codec core and connections. */
 export interface ClientPlatform {
   loadCore(): Promise<Core>;
-  connect(url: string, options: Required<ClientOptions>): Promise<Transport>;
+  connect(url: string, options: ResolvedClientOptions): Promise<Transport>;
   /**
    * A UTF-8 decoder for ranges of one reply's bytes (Node: Buffer#toString, about twice as
    * fast as TextDecoder for short strings). Default: TextDecoder.
@@ -137,6 +133,19 @@ export class Connection {
 
   get whenClosed(): Promise<void> {
     return this.#closedPromise;
+  }
+
+  /** Why the connection ended (a fatal ERROR from the broker, a socket error), if it has. */
+  get closeError(): Error | undefined {
+    return this.#closeError;
+  }
+
+  /** Appends a frame built outside the codec (the handshake's AUTH, src/core/raw-frames.ts); 0 when out of memory. */
+  writeFrame(bytes: Uint8Array): number {
+    const at = this.#c.e.writerReserve(this.#writer, bytes.length);
+    if (at === 0) return 0;
+    this.#c.core.view.write(at, bytes);
+    return 1;
   }
 
   /** Throws ERR_CONNECTION_CLOSED if the connection is gone. */

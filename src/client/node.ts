@@ -1,12 +1,13 @@
-// The Node platform for TurboClient: the local Wasm core from build/wasm, TCP and
-// WebSocket connections. Imported for its side effect by src/index.ts and the engine.
+// The Node platform for TurboClient: the local Wasm core from build/wasm, and connections
+// over TCP, TLS, unix sockets and WebSocket (ws, wss). Imported for its side effect by
+// src/index.ts and the engine.
 
 import { WebSocket } from 'ws';
 import { setClientPlatform } from './client.ts';
 import { loadLocalCore } from '../core/load.ts';
-import { connectTcp } from '../transport/tcp.ts';
+import { connectSocket } from '../transport/tcp.ts';
 import { connectWebSocket } from '../transport/websocket-client.ts';
-import { TurboError } from '../errors.ts';
+import { parseUrl, usesWebSocket } from '../url.ts';
 
 setClientPlatform({
   loadCore: loadLocalCore,
@@ -15,15 +16,15 @@ setClientPlatform({
     return (start, end) => buffer.toString('utf8', start, end);
   },
   async connect(url, options) {
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch {
-      throw new TurboError('ERR_INVALID_ARGUMENT', `not a url: ${JSON.stringify(url)} (expected tcp://host:port or ws://host:port)`);
-    }
-    const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
-    if (parsed.protocol === 'tcp:') return connectTcp(host, parsed.port === '' ? 33444 : Number(parsed.port), options.connectTimeoutMs);
-    if (parsed.protocol === 'ws:' || parsed.protocol === 'wss:') return connectWebSocket(url, options.connectTimeoutMs, WebSocket as unknown as typeof globalThis.WebSocket);
-    throw new TurboError('ERR_INVALID_ARGUMENT', `unsupported protocol ${parsed.protocol} in ${url} (tcp: or ws:)`);
+    const parsed = parseUrl(url);
+    if (!usesWebSocket(parsed.scheme)) return connectSocket(parsed, options.connectTimeoutMs, options.tls);
+    const tlsOptions = options.tls;
+    // ws takes tls.connect options (ca, cert, ...) as its second argument.
+    const Impl = tlsOptions === undefined ? WebSocket : class extends WebSocket {
+      constructor(address: string) {
+        super(address, tlsOptions as WebSocket.ClientOptions);
+      }
+    };
+    return connectWebSocket(url, options.connectTimeoutMs, Impl as unknown as typeof globalThis.WebSocket);
   },
 });

@@ -5,12 +5,17 @@
 // networked queues behave identically.
 
 import { performance } from 'node:perf_hooks';
+import tls from 'node:tls';
 import { newSharedMemory, instantiateSharedCore } from '../core/wasm.ts';
 import { sharedCoreModule } from '../core/load.ts';
 import { CoreThread } from '../core/thread.ts';
 import { Session } from './session.ts';
-import { resolveOptions, formatUrl, type EngineOptions, type ResolvedOptions, type Logger, type ListenSpec } from './options.ts';
-import { probePort } from '../transport/tcp.ts';
+import { Handshake } from './handshake.ts';
+import { Authenticator } from './auth.ts';
+import { ConnectionCounter, fileDescriptorRoom } from './connections.ts';
+import { resolveOptions, exposedWithoutAuth, type EngineOptions, type ResolvedOptions, type Logger } from './options.ts';
+import { formatUrl, type BrokerUrl } from '../url.ts';
+import { probePort, probeUnixPath } from '../transport/tcp.ts';
 import { WorkerPool } from './workers.ts';
 import { Readiness } from './readiness.ts';
 import { coreMessageStats, collectStats, sumCounters, type EngineStats, type StatsSource } from './stats.ts';
@@ -44,6 +49,7 @@ export class TurboEngine {
   #memory: WebAssembly.Memory | undefined;
   #thread: CoreThread | undefined;
   #pool: WorkerPool | undefined;
+  #connections: ConnectionCounter | undefined;
   #embedded: TurboClient | undefined;
   #embeddedSessions = new Set<Session>();
   readonly #readiness = new Readiness();
@@ -59,6 +65,15 @@ export class TurboEngine {
   constructor(url?: string, options: EngineOptions = {}) {
     this.#options = resolveOptions(url, options);
     this.#logger = options.logger ?? silentLogger;
+    // Checked here, so that a bad users entry or PEM fails at construction, not in a worker.
+    Authenticator.from(this.#options);
+    if (this.#options.tls !== undefined) {
+      try {
+        tls.createSecureContext(this.#options.tls as tls.SecureContextOptions);
+      } catch (err) {
+        throw new TurboError('ERR_INVALID_ARGUMENT', `tls: cannot use the certificate and key: ${(err as Error).message}`, { cause: err });
+      }
+    }
     this.#onShutdownRequest = options.onShutdownRequest;
     this.#failWorkerStartForTest = (options as Record<symbol, unknown>)[FAIL_WORKER_START_FOR_TEST] === true;
     this.#urls = this.#options.listen.map(formatUrl);
@@ -133,7 +148,11 @@ export class TurboEngine {
       } finally {
         releaseRecovery();
       }
+      const connections = ConnectionCounter.create(this.#options.threads, this.#options.maxConnections);
+      this.#connections = connections;
+      this.#capConnectionsByFileDescriptors(connections);
       const pool = new WorkerPool({
+        connections,
         core: this.#thread!.core,
         onReaped: () => this.#thread?.armDelayTimer(this.#thread.exports.delaysNextDue()),
         memory: this.#memory,
@@ -150,14 +169,18 @@ export class TurboEngine {
       await pool.start(this.#options.threads);
       // Each port must be free (see probePort; port 0 picks one), then every worker listens
       // on it with SO_REUSEPORT.
-      const specs: ListenSpec[] = [];
-      for (const spec of this.#options.listen) specs.push({ ...spec, port: await probePort(spec.host, spec.port) });
+      const specs: BrokerUrl[] = [];
+      for (const spec of this.#options.listen) {
+        if (spec.scheme === 'unix') await probeUnixPath(spec.path);
+        specs.push(spec.scheme === 'unix' ? spec : { ...spec, port: await probePort(spec.host, spec.port) });
+      }
       await pool.listen(specs);
       this.#urls = specs.map(formatUrl);
       this.#url = this.#urls[0]!;
       this.#embedded = await TurboClient.connectTransport(this.#pipe(), this.#url);
       this.#state = 'running';
       this.#logger.info({ urls: this.#urls, threads: this.#options.threads, http: this.httpUrl }, 'turbomq listening');
+      this.#warnIfOpen(specs);
     } catch (err) {
       await this.#shutdown();
       this.#state = 'stopped';
@@ -289,16 +312,46 @@ export class TurboEngine {
   };
 
   /** An in-process connection to a Session on the main thread. */
+  /**
+   * Every connection takes a file descriptor: the total cap is at most what the process's
+   * limit leaves, so that the broker refuses connections (and its listeners back off)
+   * before accept starts failing with EMFILE.
+   */
+  #capConnectionsByFileDescriptors(connections: ConnectionCounter): void {
+    const room = fileDescriptorRoom();
+    if (room === undefined || room >= this.#options.maxConnections) return;
+    connections.setCap(Math.max(0, room), true);
+    const log = room < 1 ? this.#logger.error.bind(this.#logger) : this.#logger.warn.bind(this.#logger);
+    log({ maxConnections: this.#options.maxConnections, room: Math.max(0, room) }, room < 1
+      ? 'the file-descriptor limit (ulimit -n) leaves no room for connections: every connection is refused'
+      : `the file-descriptor limit (ulimit -n) caps connections at ${room}, below maxConnections`);
+  }
+
+  /** Says so when anyone who can reach the broker may use it. */
+  #warnIfOpen(urls: BrokerUrl[]): void {
+    const open = exposedWithoutAuth({ ...this.#options, listen: urls }).map(formatUrl);
+    if (open.length === 0) return;
+    const message = `turbomq listens beyond loopback (${open.join(', ')}) without auth: anyone who can reach it may push and pop. Set --auth-token or --users (authToken, users).`;
+    if (this.#logger === silentLogger) process.emitWarning(message, { code: 'TURBOMQ_NO_AUTH' });
+    else this.#logger.warn({ urls: open }, message);
+  }
+
+  /** Connections open now, over every worker (tcp, tls, ws and wss). */
+  get connections(): number {
+    return this.#connections?.total ?? 0;
+  }
+
   #pipe(): Transport {
     const thread = this.#thread!;
     const sessions = this.#embeddedSessions;
     let session: Session;
+    let handshake: Handshake;
     let open = true;
     const transport: Transport = {
       onData: () => {},
       onClose: () => {},
       send: (bytes) => {
-        if (open) session.onData(bytes);
+        if (open) handshake.onData(bytes);
       },
       close: () => {
         if (!open) return;
@@ -319,6 +372,8 @@ export class TurboEngine {
       maxSubscriptions: Number.MAX_SAFE_INTEGER,
       maxParkedPops: Number.MAX_SAFE_INTEGER,
     });
+    // In-process and trusted: no auth, no deadline (the embedded client still says HELLO and AUTH).
+    handshake = new Handshake(session, undefined, { established() {}, end: () => transport.close() }, Number.MAX_SAFE_INTEGER);
     sessions.add(session);
     return transport;
   }

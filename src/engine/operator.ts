@@ -18,10 +18,6 @@ export const ERR_FORBIDDEN_CODE = 15;
 /**
  * May a connection stop the broker? undefined if it may, else the error to answer.
  *
- * TODO(auth): the auth work gives sessions their authenticated user and sets
- * `authConfigured` from `authToken`/`users`; pass that user here (session.ts
- * #operatorRequest). Until then no broker has auth, and any connection may stop it, as any
- * client may SHUTDOWN a Redis server that has no ACLs.
  */
 export function mayShutdown(authConfigured: boolean, user: { admin?: boolean } | undefined): { code: number; text: string } | undefined {
   if (!authConfigured || user?.admin === true) return undefined;

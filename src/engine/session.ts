@@ -30,6 +30,7 @@ import {
 import { VERSION } from '../version.ts';
 import { countersOf, type ThreadCounters } from './metrics.ts';
 import { mayShutdown, type OperatorHandler } from './operator.ts';
+import { authorize, forbiddenText, permissionOf, type AuthUser } from './auth.ts';
 
 export interface SessionLimits {
   maxMessageBytes: number;
@@ -92,6 +93,7 @@ interface Subscription extends WaiterHandler {
 const MAX_TIMER_MS = 0x7FFFFFFF;
 
 const textEncoder = new TextEncoder();
+const queueNameDecoder = new TextDecoder('utf-8', { fatal: true });
 const errorTextCache = new Map<string, Uint8Array>();
 
 export class Session {
@@ -114,6 +116,11 @@ export class Session {
   #statsWaiting: number[] | undefined;
   #closed = false;
   #dirty = false;
+  /** Who is connected (src/engine/auth.ts); undefined: a broker without auth, or the embedded engine. */
+  #user: AuthUser | undefined;
+  /** The last queue name checked for #user, as bytes and text (most connections use few queues). */
+  #lastQueueBytes: Uint8Array | undefined;
+  #lastQueueName = '';
 
   constructor(thread: CoreThread, io: SessionIO, limits: SessionLimits) {
     this.#thread = thread;
@@ -136,6 +143,15 @@ export class Session {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Set by the handshake once the connection has authenticated; every later request is checked against it. */
+  set user(user: AuthUser | undefined) {
+    this.#user = user;
+  }
+
+  get user(): AuthUser | undefined {
+    return this.#user;
   }
 
   /** Parked pops and subscriptions (for stats and tests). */
@@ -185,6 +201,8 @@ export class Session {
     const w = this.#writer;
     const op = view.u32(d + D_OP) & 0xff;
     const req = view.u32(d + D_REQ);
+    const user = this.#user;
+    if (user !== undefined && !user.admin && !this.#authorized(user, op, req, d)) return;
     switch (op) {
       case Op.PUSH: {
         const status = e.opPush(view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), view.u32(d + D_DP), view.u32(d + D_DL));
@@ -281,6 +299,38 @@ export class Session {
       default:
         return this.#error(req, ErrorCode.ERR_UNKNOWN_OPCODE, `opcode 0x${op.toString(16)} is not a request`);
     }
+  }
+
+  /** The permission check for a user who is not an admin (src/engine/auth.ts); a refusal answers ERR_FORBIDDEN. */
+  #authorized(user: AuthUser, op: number, req: number, d: number): boolean {
+    const need = permissionOf(op);
+    if (need === 'none') return true;
+    const view = this.#thread.core.view;
+    const queue = need === 'admin' ? '' : this.#queueName(view.u32(d + D_QP), view.u32(d + D_QL));
+    if (queue !== undefined && authorize(user, op, queue)) return true;
+    this.#error(req, ErrorCode.ERR_FORBIDDEN, queue === undefined ? 'the queue name is not UTF-8' : forbiddenText(user, op, queue));
+    return false;
+  }
+
+  /** The queue name at ptr/len as text; undefined when it is not UTF-8. */
+  #queueName(ptr: number, len: number): string | undefined {
+    const view = this.#thread.core.view;
+    const last = this.#lastQueueBytes;
+    if (last !== undefined && last.length === len) {
+      let same = true;
+      for (let i = 0; i < len && same; i++) same = view.u8(ptr + i) === last[i];
+      if (same) return this.#lastQueueName;
+    }
+    const copy = view.copy(ptr, len);
+    let name: string;
+    try {
+      name = queueNameDecoder.decode(copy);
+    } catch {
+      return undefined;
+    }
+    this.#lastQueueBytes = copy;
+    this.#lastQueueName = name;
+    return name;
   }
 
   /** POP, POP_MANY (owner 0) and POP_LEASED (owner = this connection's lease owner). */
@@ -536,6 +586,27 @@ export class Session {
     this.#e.encodeError(this.#writer, req, code, scratch, bytes.length);
   }
 
+  // ── for the handshake (src/engine/handshake.ts), which answers AUTH itself ─────────
+
+  /** Answers `req` with OK, at once. */
+  replyOk(req: number): void {
+    if (this.#closed) return;
+    this.#e.encodeOk(this.#writer, req);
+    this.flush();
+  }
+
+  /** Answers `req` with an ERROR, at once. */
+  replyError(req: number, code: number, text: string): void {
+    if (this.#closed) return;
+    this.#error(req, code, text);
+    this.flush();
+  }
+
+  /** Sends a fatal ERROR (request id 0) and ends the connection. */
+  fail(code: number, text: string): void {
+    if (!this.#closed) this.#fatal(code, text);
+  }
+
   #fatal(code: number, text: string): void {
     this.#io.onFatal?.(code, text);
     this.#error(0, code, text);
@@ -552,7 +623,7 @@ export class Session {
     const operator = this.#io.operator;
     if (operator === undefined) return this.#error(req, ErrorCode.ERR_UNKNOWN_OPCODE, 'this connection does not serve operator requests');
     if (op === Op.SHUTDOWN) {
-      const refusal = mayShutdown(operator.authConfigured, undefined /* TODO(auth): this connection's user */);
+      const refusal = mayShutdown(operator.authConfigured, this.#user);
       if (refusal !== undefined) return this.#error(req, refusal.code, refusal.text);
       // Answer first: the stop closes this connection too.
       this.#e.encodeOk(this.#writer, req);

@@ -7,7 +7,7 @@
 // port (src/engine/metrics.ts).
 
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import type net from 'node:net';
+import tls from 'node:tls';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { instantiateSharedCore } from '../core/wasm.ts';
@@ -15,10 +15,14 @@ import { CoreThread } from '../core/thread.ts';
 import { Session } from './session.ts';
 import { countersOf, sampleLoopUtilization } from './metrics.ts';
 import type { OperatorHandler } from './operator.ts';
+import { Handshake } from './handshake.ts';
+import { Authenticator } from './auth.ts';
+import { ConnectionCounter } from './connections.ts';
 import { listenTcp, type SessionHost } from '../transport/tcp.ts';
 import { listenWebSocket } from '../transport/websocket.ts';
-import { ErrorCode } from '../protocol.ts';
-import type { ListenSpec, ResolvedOptions } from './options.ts';
+import { ErrorCode, HEADER_BYTES } from '../protocol.ts';
+import { usesTls, usesWebSocket, type BrokerUrl } from '../url.ts';
+import type { ResolvedOptions } from './options.ts';
 
 export interface WorkerData {
   memory: WebAssembly.Memory;
@@ -28,6 +32,9 @@ export interface WorkerData {
   controlPort: MessagePort;
   /** Tests only: throw right after attaching, as a worker that cannot start would. */
   failStartForTest?: boolean;
+  /** ConnectionCounter's buffer, shared by every worker, and this worker's slot in it. */
+  connections: SharedArrayBuffer;
+  workerIndex: number;
 }
 
 export interface WorkerStats {
@@ -49,7 +56,7 @@ export interface ControlApi {
   shutdown(remoteAddress: string): void;
 }
 
-const { memory, module, options, controlPort, failStartForTest } = workerData as WorkerData;
+const { memory, module, options, controlPort, failStartForTest, connections: connectionsBuffer, workerIndex } = workerData as WorkerData;
 const control = Comlink.wrap<ControlApi>(nodeEndpoint(controlPort));
 const core = await instantiateSharedCore(memory, module);
 const thread = new CoreThread(core);
@@ -97,6 +104,13 @@ interface Connection {
 
 const connections = new Set<Connection>();
 const servers: { close(cb: () => void): void }[] = [];
+const connectionCount = new ConnectionCounter(connectionsBuffer);
+const auth = Authenticator.from(options);
+const secureContext = options.listen.some((u) => usesTls(u.scheme)) ? tls.createSecureContext(options.tls as tls.SecureContextOptions) : undefined;
+/** Sockets admitted and not closed yet (sessions, and connections still in TLS or an upgrade). */
+let admitted = 0;
+const lastEventAt = new Map<string, number>();
+const EVENT_QUIET_MS = 10_000;
 let connectionsTotal = 0;
 let stopping = false;
 
@@ -109,21 +123,47 @@ const limits = {
 
 function operatorFor(remoteAddress: string): OperatorHandler {
   return {
-    authConfigured: false, // TODO(auth): true when the engine has authToken or users
+    authConfigured: auth !== undefined,
     serverStats: () => control.serverStats(),
     shutdown: () => { void control.shutdown(remoteAddress); },
   };
 }
 
 const host: SessionHost = {
+  handshakeTimeoutMs: options.handshakeTimeoutMs,
+
+  /** Caps, checked at accept before any work: this worker's, then the total (shared with the others). */
+  admit(remoteAddress) {
+    if (stopping) return 'the broker is stopping';
+    let refused: string | undefined;
+    let fields: Record<string, unknown> = {};
+    if (admitted >= options.maxConnectionsPerThread) {
+      refused = `too many connections on this worker thread (maxConnectionsPerThread ${options.maxConnectionsPerThread})`;
+      fields = { reason: 'maxConnectionsPerThread', limit: options.maxConnectionsPerThread };
+    } else if (!connectionCount.take(workerIndex)) {
+      refused = connectionCount.capIsFdLimit
+        ? `too many connections: the process's file-descriptor limit leaves room for ${connectionCount.cap}`
+        : `too many connections (maxConnections ${connectionCount.cap})`;
+      fields = { reason: connectionCount.capIsFdLimit ? 'fileDescriptors' : 'maxConnections', limit: connectionCount.cap };
+    }
+    if (refused !== undefined) {
+      counters.onConnectionRefused();
+      logConnection({ remoteAddress, ...fields }, 'connection refused: connection limit reached');
+      return refused;
+    }
+    admitted++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      admitted--;
+      connectionCount.release(workerIndex);
+    };
+  },
+
   accept(io) {
     if (stopping) return undefined;
     const { remoteAddress } = io;
-    if (connections.size >= options.maxConnectionsPerThread) {
-      counters.onConnectionRefused();
-      logConnection({ remoteAddress, reason: 'maxConnectionsPerThread', limit: options.maxConnectionsPerThread }, 'connection refused: connection limit reached');
-      return undefined;
-    }
     let closeLogged = false;
     const closedFor = (reason: string, code: number | undefined) => {
       if (closeLogged) return;
@@ -132,21 +172,25 @@ const host: SessionHost = {
       counters.onProtocolError();
       logConnection({ remoteAddress, reason, ...(code === undefined ? {} : { code: ErrorCode.nameOf(code) }) }, 'connection closed: protocol error');
     };
-    const session = new Session(thread, {
-      write: (bytes) => {
+    const sessionIo = {
+      write: (bytes: Uint8Array) => {
         counters.onBytesSent(bytes.length);
         io.write(bytes);
       },
       end: () => io.end(),
-      onError: (err) => log('error', { remoteAddress, err: errorFields(err) }, 'connection closed after an internal error'),
-      onFatal: (code, text) => closedFor(text, code),
+      onError: (err: Error) => log('error', { remoteAddress, err: errorFields(err) }, 'connection closed after an internal error'),
+      onFatal: (code: number | undefined, text: string) => closedFor(text, code),
       operator: operatorFor(remoteAddress),
-    }, limits);
+    };
+    const session = new Session(thread, sessionIo, limits);
+    // Nothing reaches the session before HELLO and AUTH are done (src/engine/handshake.ts).
+    const handshake = new Handshake(session, auth, io, options.maxFrameBytes + HEADER_BYTES);
     const connection: Connection = {
       session,
       end: () => io.end(),
       close: () => {
         if (connections.delete(connection)) counters.onConnectionClosed();
+        handshake.close();
         session.close();
       },
     };
@@ -156,31 +200,38 @@ const host: SessionHost = {
     return {
       onData: (chunk) => {
         counters.onBytesReceived(chunk.length);
-        session.onData(chunk);
+        handshake.onData(chunk);
       },
       close: connection.close,
       protocolError: (reason) => closedFor(reason, undefined),
     };
   },
+
+  // A full listener pauses again and again: say so once per EVENT_QUIET_MS per kind of event.
+  onEvent(event, details) {
+    const now = performance.now();
+    if (now - (lastEventAt.get(event) ?? -Infinity) < EVENT_QUIET_MS) return;
+    lastEventAt.set(event, now);
+    log('warn', { event, ...details }, `listener: ${event}`);
+  },
 };
 
 const api = {
   /** Starts listening; returns the bound ports in the order given. */
-  async listen(specs: ListenSpec[]): Promise<number[]> {
+  async listen(urls: BrokerUrl[]): Promise<number[]> {
     const ports: number[] = [];
-    for (const spec of specs) {
-      if (spec.protocol === 'tcp') {
-        const server: net.Server = await listenTcp(spec.host, spec.port, host);
-        servers.push(server);
-        ports.push((server.address() as net.AddressInfo).port);
-      } else {
-        const server = await listenWebSocket(spec.host, spec.port, host, {
-          maxPayload: options.maxFrameBytes,
-          allowedOrigins: options.allowedOrigins,
-        });
-        servers.push(server);
-        ports.push(server.port);
+    for (const url of urls) {
+      // A unix socket cannot be shared with SO_REUSEPORT: the first worker serves it.
+      if (url.scheme === 'unix' && workerIndex !== 0) {
+        ports.push(0);
+        continue;
       }
+      const context = usesTls(url.scheme) ? secureContext : undefined;
+      const server = usesWebSocket(url.scheme)
+        ? await listenWebSocket(url, context, host, { maxPayload: options.maxFrameBytes, allowedOrigins: options.allowedOrigins })
+        : await listenTcp(url, context, host);
+      servers.push(server);
+      ports.push(server.port);
     }
     return ports;
   },

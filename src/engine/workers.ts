@@ -24,7 +24,9 @@ import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import type { Core } from '../core/wasm.ts';
 import { retireCounters, type CounterValues } from './metrics.ts';
-import type { ListenSpec, Logger, ResolvedOptions } from './options.ts';
+import type { Logger, ResolvedOptions } from './options.ts';
+import type { BrokerUrl } from '../url.ts';
+import type { ConnectionCounter } from './connections.ts';
 import type { ControlApi, LogLevel, WorkerApi, WorkerData } from './worker.ts';
 
 /** How long a worker may take to load and attach before start() gives up on it. */
@@ -113,6 +115,8 @@ export interface WorkerPoolOptions {
   shutdown(remoteAddress: string): void;
   /** Tests only: every worker fails right after attaching. */
   failStartForTest?: boolean;
+  /** The connection count every worker shares (one slot per worker). */
+  connections: ConnectionCounter;
 }
 
 type WorkerState = 'starting' | 'running' | 'stopping' | 'exited';
@@ -130,6 +134,8 @@ interface WorkerEntry {
   exited: Promise<number>;
   /** Its counters were folded and its thread reaped (or detached): once only. */
   released: boolean;
+  /** Its slot in the shared connection count (src/engine/connections.ts). */
+  index: number;
 }
 
 const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
@@ -137,7 +143,9 @@ const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './w
 export class WorkerPool {
   readonly #o: WorkerPoolOptions;
   readonly #entries: WorkerEntry[] = [];
-  #specs: ListenSpec[] = [];
+  #specs: BrokerUrl[] = [];
+  /** Connection-count slots of dead workers, for their replacements. */
+  readonly #freeSlots: number[] = [];
   #stopping = false;
   #restarts = 0;
   #restartTimer: NodeJS.Timeout | undefined;
@@ -169,12 +177,12 @@ export class WorkerPool {
    */
   async start(count: number): Promise<void> {
     const entries: WorkerEntry[] = [];
-    for (let i = 0; i < count; i++) entries.push(this.#spawn());
+    for (let i = 0; i < count; i++) entries.push(this.#spawn(i));
     await Promise.all(entries.map((entry) => this.#untilAttached(entry)));
   }
 
   /** Every worker listens on `specs` (ports already chosen); rejects if one fails. */
-  async listen(specs: ListenSpec[]): Promise<void> {
+  async listen(specs: BrokerUrl[]): Promise<void> {
     this.#specs = specs;
     await Promise.all(this.#entries.map(async (entry) => {
       await this.#orExit(entry, entry.api.listen(specs), 'could not listen');
@@ -201,10 +209,14 @@ export class WorkerPool {
     return entry.threadId;
   }
 
-  #spawn(): WorkerEntry {
+  /** A new worker using slot `index` of the shared connection count. */
+  #spawn(index: number): WorkerEntry {
     const o = this.#o;
     const { port1, port2 } = new MessageChannel();
-    const data: WorkerData = { memory: o.memory, module: o.module, options: o.options, controlPort: port2, failStartForTest: o.failStartForTest };
+    const data: WorkerData = {
+      memory: o.memory, module: o.module, options: o.options, controlPort: port2, failStartForTest: o.failStartForTest,
+      connections: o.connections.buffer, workerIndex: index,
+    };
     const env = { ...process.env };
     delete env.NODE_OPTIONS;
     const worker = new Worker(workerUrl, {
@@ -224,6 +236,7 @@ export class WorkerPool {
       error: undefined,
       exited: new Promise((resolve) => { exitedResolve = resolve; }),
       released: false,
+      index,
     };
     Comlink.expose(this.#controlFor(entry), nodeEndpoint(port1));
     worker.on('error', (err) => {
@@ -318,6 +331,9 @@ export class WorkerPool {
     entry.api[Comlink.releaseProxy]();
     const returned = this.#release(entry, false);
     this.#remove(entry);
+    // Its sockets closed with it: its slot of the connection count starts again at zero.
+    this.#o.connections.resetWorker(entry.index);
+    this.#freeSlots.push(entry.index);
     this.#o.logger.error({ threadId: entry.threadId, code, err: entry.error, returned, workersLeft: this.running },
       'worker exited unexpectedly; its connections are closed, its waiters reaped; starting a replacement');
     this.#scheduleReplacement();
@@ -339,7 +355,8 @@ export class WorkerPool {
 
   async #replace(): Promise<void> {
     if (this.#stopping) return;
-    const entry = this.#spawn();
+    const index = this.#freeSlots.shift() ?? 0;
+    const entry = this.#spawn(index);
     try {
       await this.#untilAttached(entry);
       await this.#orExit(entry, entry.api.listen(this.#specs), 'could not listen');
@@ -347,6 +364,8 @@ export class WorkerPool {
       if (this.#stopping) return;
       this.#o.logger.error({ err, threadId: entry.threadId, retryInMs: Math.max(RESTART_DELAY_MIN_MS, this.#restartDelayMs * 2) }, 'replacement worker could not start; retrying');
       await this.#stopOne(entry);
+      this.#o.connections.resetWorker(index);
+      this.#freeSlots.unshift(index);
       this.#scheduleReplacement();
       return;
     }

@@ -1,55 +1,74 @@
-// TCP: bytes in, bytes out, nothing else. The broker side wraps each accepted socket in a
-// Session; the client side adapts a socket to the client's Transport interface.
+// TCP, TLS and unix sockets: bytes in, bytes out, nothing else. The broker side gets its
+// connections from a Listener (listener.ts: caps, TLS, the handshake deadline) and wraps
+// each in a session through the SessionHost; the client side adapts a socket to the client's
+// Transport interface.
 
 import net from 'node:net';
+import { formatRemoteAddress } from './remote-address.ts';
+import tls from 'node:tls';
 import type { Transport } from '../client/transport.ts';
+import type { TlsClientOptions } from '../options.ts';
+import type { BrokerUrl } from '../url.ts';
 import { TurboError } from '../errors.ts';
+import { ErrorCode } from '../protocol.ts';
+import { encodeErrorFrame } from '../core/raw-frames.ts';
+import { Listener, type Admission } from './listener.ts';
 
-export interface SessionHost {
-  /**
-   * Called for each accepted connection (`remoteAddress` is "host:port", for logs); returns
-   * the callbacks for its bytes, its end, and protocol errors the transport itself detects.
-   */
-  accept(io: { remoteAddress: string; write(bytes: Uint8Array): void; end(): void }): { onData(chunk: Uint8Array): void; close(): void; protocolError?(reason: string): void } | undefined;
+/** What a transport needs from the broker side of a connection. */
+export interface ConnectionIO {
+  /** "host:port" of the peer, for logs. */
+  remoteAddress: string;
+  write(bytes: Uint8Array): void;
+  end(): void;
+  /** The handshake is over (see Listener). */
+  established(): void;
 }
 
-/** "1.2.3.4:5678" or "[::1]:5678" for logs. */
-export function formatRemoteAddress(address: string | undefined, port: number | undefined): string {
-  if (address === undefined) return 'unknown';
-  return `${address.includes(':') ? `[${address}]` : address}:${port ?? 0}`;
+export interface SessionHost {
+  /** A connection slot, or why there is none (checked at accept, before TLS or an upgrade). */
+  admit(remoteAddress: string): Admission;
+  /**
+   * Called for each admitted connection (`remoteAddress` is "host:port", for logs); returns
+   * the callbacks for its bytes, its end, and protocol errors the transport itself detects.
+   */
+  accept(io: ConnectionIO): { onData(chunk: Uint8Array): void; close(): void; protocolError?(reason: string): void } | undefined;
+  handshakeTimeoutMs: number;
+  onEvent?(event: string, details: Record<string, unknown>): void;
 }
 
 /**
- * Listens on host:port with SO_REUSEPORT, so every worker can listen on the same port and
- * the kernel spreads connections across them. Resolves with the bound port.
+ * Listens on a tcp://, tls:// or unix:// url (TCP with SO_REUSEPORT, so every worker listens
+ * on the same port and the kernel spreads connections across them).
  */
-export function listenTcp(host: string, port: number, host_: SessionHost): Promise<net.Server> {
-  const server = net.createServer({ noDelay: true, keepAlive: true }, (socket) => {
-    const session = host_.accept({
-      remoteAddress: formatRemoteAddress(socket.remoteAddress, socket.remotePort),
-      write(bytes) {
-        // Backpressure: a client that does not read its replies stops being read from.
-        if (!socket.write(bytes)) socket.pause();
-      },
-      end() {
-        socket.end();
-      },
-    });
-    if (session === undefined) {
-      socket.destroy();
-      return;
-    }
-    socket.on('data', (chunk: Buffer) => session.onData(chunk));
-    socket.on('drain', () => socket.resume());
-    socket.on('close', () => session.close());
-    socket.on('error', () => { /* 'close' follows */ });
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port, reusePort: true }, () => {
-      server.off('error', reject);
-      resolve(server);
-    });
+export function listenTcp(url: BrokerUrl, secureContext: tls.SecureContext | undefined, host: SessionHost): Promise<Listener> {
+  return Listener.open({
+    url,
+    secureContext,
+    handshakeTimeoutMs: host.handshakeTimeoutMs,
+    admit: (remoteAddress) => host.admit(remoteAddress),
+    // A plain client can read why: a fatal ERROR (request id 0). A TLS client could not.
+    refuse: (socket, reason) => { if (secureContext === undefined) socket.write(encodeErrorFrame(0, ErrorCode.ERR_LIMIT, reason)); },
+    onEvent: host.onEvent,
+    onConnection({ socket, established }) {
+      const session = host.accept({
+        remoteAddress: formatRemoteAddress(socket.remoteAddress, socket.remotePort),
+        write(bytes) {
+          // Backpressure: a client that does not read its replies stops being read from.
+          if (!socket.write(bytes)) socket.pause();
+        },
+        end() {
+          socket.end();
+        },
+        established,
+      });
+      if (session === undefined) {
+        socket.destroy();
+        return;
+      }
+      socket.on('data', (chunk: Buffer) => session.onData(chunk));
+      socket.on('drain', () => socket.resume());
+      socket.on('close', () => session.close());
+    },
   });
 }
 
@@ -70,21 +89,52 @@ export function probePort(host: string, port: number): Promise<number> {
   });
 }
 
-/** Client side: a connected socket as a Transport. */
-export function connectTcp(host: string, port: number, timeoutMs: number): Promise<Transport> {
+/**
+ * probePort for unix sockets: rejects with EADDRINUSE when another process serves `path`
+ * (a file nobody serves any more is replaced when the first worker listens).
+ */
+export function probeUnixPath(path: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host, port, noDelay: true });
+    const probe = net.connect({ path });
+    probe.once('connect', () => {
+      probe.destroy();
+      reject(Object.assign(new Error(`listen EADDRINUSE: address already in use ${path}`), { code: 'EADDRINUSE' }));
+    });
+    probe.once('error', () => resolve());
+  });
+}
+
+/** Client side: a connected tcp://, tls:// or unix:// socket as a Transport. */
+export function connectSocket(url: BrokerUrl, timeoutMs: number, tlsOptions: TlsClientOptions | undefined): Promise<Transport> {
+  const where = url.scheme === 'unix' ? url.path : `${url.host}:${url.port}`;
+  return new Promise((resolve, reject) => {
+    let socket: net.Socket;
+    if (url.scheme === 'tls') {
+      // SNI only for names: Node refuses an IP address as servername.
+      const servername = net.isIP(url.host) === 0 ? url.host : undefined;
+      socket = tls.connect({ host: url.host, port: url.port, servername, ...tlsOptions } as tls.ConnectionOptions);
+    } else if (url.scheme === 'unix') {
+      socket = net.connect({ path: url.path });
+    } else {
+      socket = net.connect({ host: url.host, port: url.port, noDelay: true });
+    }
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new TurboError('ERR_CONNECTION_CLOSED', `connect to ${host}:${port} timed out after ${timeoutMs} ms`));
+      reject(new TurboError('ERR_CONNECTION_CLOSED', `connect to ${where} timed out after ${timeoutMs} ms`));
     }, timeoutMs);
     socket.once('error', (err) => {
       clearTimeout(timer);
-      reject(new TurboError('ERR_CONNECTION_CLOSED', `cannot connect to ${host}:${port}: ${err.message}`, { cause: err }));
+      reject(new TurboError('ERR_CONNECTION_CLOSED', `cannot connect to ${where}: ${err.message}`, { cause: err }));
     });
-    socket.once('connect', () => {
+    socket.once('close', () => {
+      clearTimeout(timer);
+      reject(new TurboError('ERR_CONNECTION_CLOSED', `cannot connect to ${where}: the connection closed${url.scheme === 'tls' ? ' during the TLS handshake' : ''}`));
+    });
+    socket.once(url.scheme === 'tls' ? 'secureConnect' : 'connect', () => {
       clearTimeout(timer);
       socket.removeAllListeners('error');
+      socket.removeAllListeners('close');
+      if (url.scheme === 'tls') socket.setNoDelay(true);
       const transport: Transport = {
         onData: () => {},
         onClose: () => {},
@@ -104,3 +154,5 @@ export function connectTcp(host: string, port: number, timeoutMs: number): Promi
     });
   });
 }
+
+export { formatRemoteAddress } from './remote-address.ts';

@@ -2,13 +2,17 @@
 // carries one or more whole frames (docs/protocol.md, "WebSocket"); the session decodes
 // them exactly like TCP bytes, so limits and errors are the TCP ones. What is WebSocket's
 // own lives here: which browser Origins may connect, the largest message, and text
-// messages (refused). Called by the worker (src/engine/worker.ts) for each ws:// listen url.
+// messages (refused). Called by the worker (src/engine/worker.ts) for each ws:// and wss://
+// listen url; accepting, caps, TLS and the handshake deadline are the Listener's (listener.ts).
 
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type net from 'node:net';
+import type tls from 'node:tls';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { formatRemoteAddress, type SessionHost } from './tcp.ts';
+import { Listener } from './listener.ts';
 import { HEADER_BYTES } from '../protocol.ts';
+import { isLoopbackHost, type BrokerUrl } from '../url.ts';
 import { MESSAGE_TARGET_BYTES, sendAsMessages } from './websocket-messages.ts';
 
 export interface WebSocketListenOptions {
@@ -40,10 +44,6 @@ const CLOSE_TRY_AGAIN_LATER = 1013;
 /** Stop reading from a client while this many reply bytes wait to be sent (backpressure). */
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
-function isLoopbackHost(hostname: string): boolean {
-  return hostname === 'localhost' || hostname.endsWith('.localhost') || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
-}
-
 /** Normalises "http://Example.com/" to "http://example.com"; keeps what is not a url ("*", "null"). */
 function normaliseOrigin(origin: string): string {
   try {
@@ -68,72 +68,85 @@ export function originAllowed(origin: string | undefined, allowed: readonly stri
   return allowed.includes('*') || allowed.includes(normaliseOrigin(origin));
 }
 
-export function listenWebSocket(host: string, port: number, sessionHost: SessionHost, options: WebSocketListenOptions): Promise<WebSocketListener> {
+/**
+ * Listens on a ws:// or wss:// url. Connections come from a Listener (caps, TLS, the
+ * handshake deadline) and are handed to an HTTP server of our own that never listens itself
+ * (its 'connection' event is fed by the Listener), with `ws` attached for the upgrade.
+ */
+export async function listenWebSocket(url: BrokerUrl, secureContext: tls.SecureContext | undefined, sessionHost: SessionHost, options: WebSocketListenOptions): Promise<WebSocketListener> {
   const allowedOrigins = options.allowedOrigins?.map(normaliseOrigin);
-  return new Promise((resolve, reject) => {
-    // Our own HTTP server so that it can listen with SO_REUSEPORT like the TCP listeners
-    // (ws would create one without it, and the second worker would get EADDRINUSE).
-    const server = http.createServer((_req, res) => {
-      res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' });
-      res.end('turbomq: connect with a WebSocket client\n');
-    });
-    const wss = new WebSocketServer({
-      server,
-      maxPayload: Math.max(options.maxPayload + HEADER_BYTES, MESSAGE_TARGET_BYTES),
-      perMessageDeflate: false,
-      clientTracking: false,
-      // Refused before the upgrade: the browser sees a failed connection (HTTP 403).
-      verifyClient: (info: { origin?: string }, done: (ok: boolean, code?: number, message?: string) => void) => {
-        if (originAllowed(info.origin, allowedOrigins)) done(true);
-        else done(false, 403, 'Origin not allowed');
+  const established = new WeakMap<net.Socket, () => void>();
+  const server = http.createServer((_req, res) => {
+    res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' });
+    res.end('turbomq: connect with a WebSocket client\n');
+  });
+  const wss = new WebSocketServer({
+    server,
+    maxPayload: Math.max(options.maxPayload + HEADER_BYTES, MESSAGE_TARGET_BYTES),
+    perMessageDeflate: false,
+    clientTracking: false,
+    // Refused before the upgrade: the browser sees a failed connection (HTTP 403).
+    verifyClient: (info: { origin?: string }, done: (ok: boolean, code?: number, message?: string) => void) => {
+      if (originAllowed(info.origin, allowedOrigins)) done(true);
+      else done(false, 403, 'Origin not allowed');
+    },
+  });
+  wss.on('connection', (ws: WebSocket, req: http.IncomingMessage) => {
+    ws.binaryType = 'nodebuffer';
+    const sendMessage = (message: Uint8Array) => ws.send(message, { binary: true }, onSent);
+    // Backpressure, as over TCP: a client that does not read its replies stops being read from.
+    const onSent = () => {
+      if (ws.isPaused && ws.bufferedAmount < MAX_BUFFERED_BYTES / 2) ws.resume();
+    };
+    const session = sessionHost.accept({
+      remoteAddress: formatRemoteAddress(req.socket.remoteAddress, req.socket.remotePort),
+      write(bytes) {
+        if (ws.readyState !== 1) return;
+        sendAsMessages(bytes, sendMessage);
+        if (ws.bufferedAmount > MAX_BUFFERED_BYTES) ws.pause();
       },
+      end() {
+        ws.close(CLOSE_NORMAL);
+      },
+      established: established.get(req.socket) ?? (() => {}),
     });
-    server.once('error', reject);
-    wss.on('connection', (ws: WebSocket, req: http.IncomingMessage) => {
-      ws.binaryType = 'nodebuffer';
-      const sendMessage = (message: Uint8Array) => ws.send(message, { binary: true }, onSent);
-      // Backpressure, as over TCP: a client that does not read its replies stops being read from.
-      const onSent = () => {
-        if (ws.isPaused && ws.bufferedAmount < MAX_BUFFERED_BYTES / 2) ws.resume();
-      };
-      const session = sessionHost.accept({
-        remoteAddress: formatRemoteAddress(req.socket.remoteAddress, req.socket.remotePort),
-        write(bytes) {
-          if (ws.readyState !== 1) return;
-          sendAsMessages(bytes, sendMessage);
-          if (ws.bufferedAmount > MAX_BUFFERED_BYTES) ws.pause();
-        },
-        end() {
-          ws.close(CLOSE_NORMAL);
-        },
-      });
-      if (session === undefined) {
-        // maxConnectionsPerThread reached, or the worker is stopping (over TCP: the socket is destroyed).
-        ws.close(CLOSE_TRY_AGAIN_LATER, 'too many connections');
+    if (session === undefined) {
+      // The worker is stopping.
+      ws.close(CLOSE_TRY_AGAIN_LATER, 'the broker is stopping');
+      return;
+    }
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (!isBinary) {
+        session.protocolError?.('WebSocket text message (binary messages only)');
+        ws.close(CLOSE_UNSUPPORTED_DATA, 'binary messages only');
         return;
       }
-      ws.on('message', (data: Buffer, isBinary: boolean) => {
-        if (!isBinary) {
-          session.protocolError?.('WebSocket text message (binary messages only)');
-          ws.close(CLOSE_UNSUPPORTED_DATA, 'binary messages only');
-          return;
-        }
-        session.onData(data);
-      });
-      ws.on('close', () => session.close());
-      // ws reports broken WebSocket framing and over-long messages here; close follows.
-      ws.on('error', (err) => session.protocolError?.(`WebSocket: ${err.message}`));
+      session.onData(data);
     });
-    server.listen({ host, port, reusePort: true }, () => {
-      server.off('error', reject);
-      resolve({
-        port: (server.address() as AddressInfo).port,
-        close: (cb) => {
-          wss.close();
-          server.close(() => cb());
-          server.closeAllConnections();
-        },
-      });
-    });
+    ws.on('close', () => session.close());
+    ws.on('error', () => { /* close follows */ });
   });
+  const listener = await Listener.open({
+    url,
+    secureContext,
+    handshakeTimeoutMs: sessionHost.handshakeTimeoutMs,
+    admit: (remoteAddress) => sessionHost.admit(remoteAddress),
+    // A plain HTTP client (a browser, ws) can read an HTTP status; over wss it could not.
+    refuse: (socket, reason) => {
+      if (secureContext === undefined) socket.write(`HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(reason)}\r\n\r\n${reason}`);
+    },
+    onEvent: sessionHost.onEvent,
+    onConnection({ socket, established: done }) {
+      established.set(socket, done);
+      server.emit('connection', socket);
+    },
+  });
+  return {
+    port: listener.port,
+    close: (cb) => {
+      wss.close();
+      server.closeAllConnections();
+      listener.close(cb); // once every connection of this listener has ended
+    },
+  };
 }

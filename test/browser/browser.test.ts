@@ -8,6 +8,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { TurboEngine, TurboClient, type EngineOptions } from '../../src/index.ts';
 import { BUNDLE_PATH, launchChromium, serveTestPage, type StaticServer } from './harness.ts';
 import { delay, within } from '../helpers.ts';
+import { testCertificate } from '../support/tls.ts';
 
 import type { TurboClient as BrowserClient, Subscription } from '../../src/browser.ts';
 
@@ -297,5 +298,39 @@ if (!existsSync(BUNDLE_PATH)) {
     const node = await TurboClient.connect(engine.url);
     t.teardown(() => node.close());
     suite(context, server, engine, wsUrl, node);
+
+    t.test('wss:// with tokens from a page: the right token connects, a wrong one is ERR_UNAUTHORIZED, a pop-only token cannot push', async (t) => {
+      const certificate = testCertificate();
+      if ('skip' in certificate) return t.skip(certificate.skip);
+      const secure = new TurboEngine('tcp://127.0.0.1:0', {
+        threads: 1, listen: ['wss://127.0.0.1:0'], tls: { cert: certificate.cert, key: certificate.key },
+        authToken: 'page-admin', users: [{ name: 'page', token: 'page-token', pop: ['inbox'] }],
+      });
+      t.teardown(() => secure.destroy());
+      await secure.run();
+      const admin = await TurboClient.connect(secure.url, { token: 'page-admin' });
+      t.teardown(() => admin.close());
+      await admin.getQueue('inbox').push('t', 'for the page');
+      // The throw-away certificate is self-signed: this context trusts it, as a browser would a real one.
+      const tlsContext = await browser.newContext({ ignoreHTTPSErrors: true });
+      t.teardown(() => tlsContext.close());
+      const page = await tlsContext.newPage();
+      page.setDefaultTimeout(STEP_MS);
+      await page.goto(server.url);
+      await page.waitForFunction(() => window.turbomq !== undefined);
+      const result = await within(page.evaluate(async (url: string) => {
+        const { TurboClient } = window.turbomq;
+        const code = (p: Promise<unknown>) => p.then(() => 'ok', (err: { code?: string }) => err.code);
+        const wrong = await code(TurboClient.connect(url, { token: 'guess', connectTimeoutMs: 5000 }));
+        const none = await code(TurboClient.connect(url, { connectTimeoutMs: 5000 }));
+        const client = await TurboClient.connect(url, { token: 'page-token', connectTimeoutMs: 5000 });
+        const popped = (await client.getQueue('inbox').pop('t', 1000))?.content;
+        const pushed = await code(client.getQueue('inbox').push('t', 'forged'));
+        await client.close();
+        return { wrong, none, popped, pushed };
+      }, secure.urls[1]!), STEP_MS * 2, 'the wss steps in the page');
+      t.same(result, { wrong: 'ERR_UNAUTHORIZED', none: 'ERR_UNAUTHORIZED', popped: 'for the page', pushed: 'ERR_FORBIDDEN' });
+      t.equal(await admin.getQueue('inbox').length('t'), 0, 'nothing forged');
+    });
   }
 }

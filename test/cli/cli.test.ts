@@ -3,6 +3,10 @@
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { testCertificate } from '../support/tls.ts';
 import { TurboClient } from '../../src/index.ts';
 import { VERSION } from '../../src/version.ts';
 
@@ -10,9 +14,10 @@ const main = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
 interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
 
-function run(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 45_000): Promise<Run> {
+function run(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 45_000, stdin?: string): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [main, ...args], { env: { ...process.env, ...env } });
+    if (stdin !== undefined) child.stdin.end(stdin);
     let stdout = '', stderr = '';
     child.stdout.on('data', (d) => { stdout += d; });
     child.stderr.on('data', (d) => { stderr += d; });
@@ -33,7 +38,7 @@ function serve(t: Tap.Test, args: string[], env: NodeJS.ProcessEnv = {}): Promis
     child.stdout.on('data', (d) => {
       stdout += d;
       const line = stdout.split('\n').find((l) => l.includes('listening on'));
-      const url = line?.match(/tcp:\/\/[^\s]+/)?.[0];
+      const url = line?.match(/(tcp|tls):\/\/[^\s]+/)?.[0];
       if (line && url) { clearTimeout(timer); resolve({ child, line, url, exited }); }
     });
     void exited.then((r) => { clearTimeout(timer); reject(new Error(`exited early (${r.code}): ${stderr}`)); });
@@ -124,4 +129,100 @@ t.test('a busy port gives a readable error and exit 1', async (t) => {
   t.match(r.stderr, /address in use/);
   first.child.kill('SIGTERM');
   await first.exited;
+});
+
+/** A temporary directory, removed at the end of the test. */
+function tempDir(t: Tap.Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'turbomq-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+t.test('--help lists the security flags and hash-token', async (t) => {
+  const r = await run(['--help']);
+  for (const flag of ['--auth-token', 'TURBOMQ_AUTH_TOKEN', '--users', '--tls-cert', '--tls-key', '--handshake-timeout-ms', '--max-connections', 'hash-token']) t.match(r.stdout, flag);
+});
+
+t.test('--auth-token from TURBOMQ_AUTH_TOKEN: clients need the token', async (t) => {
+  const { child, url, exited } = await serve(t, ['--listen', 'tcp://127.0.0.1:0', '--threads', '1'], { TURBOMQ_AUTH_TOKEN: 'cli-secret' });
+  await t.rejects(TurboClient.connect(url), { code: 'ERR_UNAUTHORIZED' });
+  const client = await TurboClient.connect(url, { token: 'cli-secret' });
+  await client.getQueue('q').push('t', 'x');
+  await client.close();
+  child.kill('SIGTERM');
+  const r = await exited;
+  t.notMatch(r.stdout + r.stderr, /cli-secret/, 'the token is never printed or logged');
+});
+
+t.test('hash-token: --help, a hash from stdin, --generate, and refusals', async (t) => {
+  const help = await run(['hash-token', '--help']);
+  t.equal(help.code, 0);
+  t.match(help.stdout, /Usage: turbomq hash-token/);
+  const hashed = await run(['hash-token', '--cost', '10'], {}, 45_000, 'pipe-token\n');
+  t.equal(hashed.code, 0, hashed.stderr);
+  t.match(hashed.stdout.trim(), /^\$scrypt\$ln=10,r=8,p=1\$[^$]+\$[^$]+$/);
+  const generated = await run(['hash-token', '--generate', '--cost', '10']);
+  const { token, tokenHash } = JSON.parse(generated.stdout) as { token: string; tokenHash: string };
+  t.match(token, /^[A-Za-z0-9_-]{43}$/);
+  t.match(tokenHash, /^\$scrypt\$ln=10/);
+  for (const [args, stdin] of [[['hash-token'], ''], [['hash-token', '--cost', '99'], 'x'], [['hash-token', 'positional'], 'x']] as const) {
+    const r = await run([...args], {}, 45_000, stdin);
+    t.equal(r.code, 2, `${args.join(' ')} exits 2`);
+    t.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+});
+
+t.test('--users FILE with a hashed token from hash-token: permissions hold', async (t) => {
+  const dir = tempDir(t);
+  const hash = (await run(['hash-token', '--cost', '10'], {}, 45_000, 'reader-token')).stdout.trim();
+  const users = join(dir, 'users.json');
+  writeFileSync(users, JSON.stringify([
+    { name: 'writer', token: 'writer-token', push: ['chat.*'] },
+    { name: 'reader', tokenHash: hash, pop: ['chat.*'] },
+  ]));
+  const { child, url, exited } = await serve(t, ['--listen', 'tcp://127.0.0.1:0', '--threads', '1', '--users', users]);
+  const writer = await TurboClient.connect(url, { token: 'writer-token' });
+  const reader = await TurboClient.connect(url, { token: 'reader-token' });
+  await writer.getQueue('chat.room').push('t', 'hello');
+  await t.rejects(writer.getQueue('chat.room').pop('t', 0), { code: 'ERR_FORBIDDEN' });
+  t.equal((await reader.getQueue('chat.room').pop('t', 0))!.content, 'hello');
+  await t.rejects(reader.getQueue('chat.room').push('t', 'x'), { code: 'ERR_FORBIDDEN' });
+  await Promise.all([writer.close(), reader.close()]);
+  child.kill('SIGTERM');
+  await exited;
+});
+
+t.test('a bad --users file is one line and exit 2, without the tokens in it', async (t) => {
+  const dir = tempDir(t);
+  const bad: [string, RegExp][] = [
+    ['not json', /is not JSON/],
+    [JSON.stringify([{ name: 'a', token: 'leaky-token', push: 'chat' }]), /push must be an array/],
+    [JSON.stringify([{ name: 'a', tokenHash: 'leaky-hash' }]), /tokenHash is not a scrypt hash/],
+  ];
+  for (const [text, message] of bad) {
+    const file = join(dir, 'users.json');
+    writeFileSync(file, text);
+    const r = await run(['--users', file, '--listen', 'tcp://127.0.0.1:0']);
+    t.equal(r.code, 2, r.stderr);
+    t.equal(r.stderr.trim().split('\n').length, 1);
+    t.match(r.stderr, message);
+    t.notMatch(r.stderr, /leaky/);
+  }
+  const missing = await run(['--users', join(dir, 'nope.json')]);
+  t.match(missing.stderr, /^turbomq: --users: cannot read .*nope\.json: ENOENT/);
+});
+
+t.test('--tls-cert and --tls-key serve tls:// urls', async (t) => {
+  const certificate = testCertificate();
+  if ('skip' in certificate) return t.skip(certificate.skip);
+  const { child, line, url, exited } = await serve(t, ['--listen', 'tls://127.0.0.1:0', '--threads', '1', '--tls-cert', certificate.certPath, '--tls-key', certificate.keyPath]);
+  t.match(line, /listening on tls:\/\/127\.0\.0\.1:\d+/);
+  const client = await TurboClient.connect(url, { tls: { ca: certificate.cert } });
+  await client.ping();
+  await client.close();
+  child.kill('SIGTERM');
+  await exited;
+  const noKey = await run(['--listen', 'tls://127.0.0.1:0']);
+  t.equal(noKey.code, 2);
+  t.match(noKey.stderr, /needs a certificate and key/);
 });

@@ -383,7 +383,8 @@ for (const [label, getCore] of [
     t.strictSame(frames, expected);
     t.strictSame(frames.map((f) => f.op), expected.map((f) => f.op), 'ops in order');
     const opsCovered = new Set(frames.map((f) => f.op));
-    for (const [opName, code] of Object.entries(Op)) t.ok(opsCovered.has(code), `${opName} is covered`);
+    // AUTH is not the codec's: the handshake reads it in JS (src/core/raw-frames.ts).
+    for (const [opName, code] of Object.entries(Op)) if (code !== Op.AUTH) t.ok(opsCovered.has(code), `${opName} is covered`);
     w.free();
   });
 }
@@ -803,6 +804,7 @@ t.test('every request and reply opcode has at least one reject case', async (t) 
   const rejected = new Set(REJECT_CASES.map(([, , , op]) => op));
   for (const [opName, code] of Object.entries(Op)) {
     if (code === Op.OK || code === Op.PONG || code === Op.EMPTY) continue; // covered by PING's empty-body rule
+    if (code === Op.AUTH) continue; // read by the handshake in JS, not by the codec
     if (code === Op.STATS_JSON) continue; // any body is its text: nothing to reject
     t.ok(rejected.has(code), `${opName} has a reject case`);
   }

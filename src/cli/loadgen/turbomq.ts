@@ -4,10 +4,10 @@
 import { TurboClient } from '../../index.ts';
 import type { Driver, DriverSpec } from './types.ts';
 
-export function turbomqDriver(url: string, queueName = 'bench'): Driver {
+export function turbomqDriver(url: string, queueName = 'bench', token?: string): Driver {
   const clients = new Set<TurboClient>();
   const connect = async (): Promise<TurboClient> => {
-    const client = await TurboClient.connect(url);
+    const client = await TurboClient.connect(url, token === undefined ? {} : { token });
     clients.add(client);
     return client;
   };
@@ -46,6 +46,6 @@ export function turbomqDriver(url: string, queueName = 'bench'): Driver {
 }
 
 /** turbomqDriver for every client thread. */
-export function turbomqDriverSpec(url: string, queueName = 'bench'): DriverSpec {
-  return { module: import.meta.url, exportName: 'turbomqDriver', args: [url, queueName] };
+export function turbomqDriverSpec(url: string, queueName = 'bench', token?: string): DriverSpec {
+  return { module: import.meta.url, exportName: 'turbomqDriver', args: token === undefined ? [url, queueName] : [url, queueName, token] };
 }
