@@ -72,6 +72,7 @@ const ERROR_CODES = {
   ERR_UNKNOWN_OPCODE: 9,
   ERR_NOT_FOUND: 10,
   ERR_LIMIT: 11,
+  ERR_STORAGE: 16,
 } as const;
 
 /** The stable error code strings users switch on (`err.code`). */
