@@ -35,7 +35,8 @@ import path from 'node:path';
 import { TurboError } from '../errors.ts';
 import type { Logger } from '../engine/options.ts';
 import {
-  RecordEncoder, encodeSegmentHeader, countStoredRecords, SEGMENT_KIND_WRITER, SEGMENT_HEADER_BYTES, MAX_SAFE_ID, SEAL_RECORD,
+  RecordEncoder, encodeSegmentHeader, countStoredRecords, readU32, SEGMENT_KIND_WRITER, SEGMENT_HEADER_BYTES, STORED_HEADER_BYTES,
+  MAX_SAFE_ID, SEAL_RECORD,
 } from './format.ts';
 import { writerSegmentName, highestSeq, readBoot, fsyncDir, describeFsError } from './files.ts';
 import { lockWriter } from './lock.ts';
@@ -234,6 +235,31 @@ export class LogWriter {
     checkNames(queue, topic);
     const n = this.#toRanges(ids);
     if (n === 0) return;
+    const before = this.#staging.length;
+    this.#staging.removeRanges(queue, topic, this.#firsts, this.#counts, n);
+    this.#appended += this.#staging.length - before;
+    this.#stats.records++;
+  }
+
+  /**
+   * Removal of the messages in `records` (stored-record layout, as a pop hands them out):
+   * the same as appendRemove with their ids, without building an id array.
+   */
+  appendRemoveRecords(queue: Uint8Array, topic: Uint8Array, records: Uint8Array): void {
+    this.#checkOpen();
+    checkNames(queue, topic);
+    if (countStoredRecords(records) < 0) throw new TurboError('ERR_INVALID_ARGUMENT', 'records must be whole stored records back to back');
+    let n = 0, first = -1, count = 0;
+    for (let p = 0; p < records.length; p += STORED_HEADER_BYTES + readU32(records, p)) {
+      const hi = readU32(records, p + 12);
+      if (hi >= 0x200000) throw new RangeError('message id above 2^53');
+      const id = readU32(records, p + 8) + hi * TWO_32;
+      if (count > 0 && id === first + count && count < 0xffffffff) { count++; continue; }
+      if (count > 0) n = this.#pushRange(n, first, count);
+      first = id;
+      count = 1;
+    }
+    n = this.#pushRange(n, first, count);
     const before = this.#staging.length;
     this.#staging.removeRanges(queue, topic, this.#firsts, this.#counts, n);
     this.#appended += this.#staging.length - before;

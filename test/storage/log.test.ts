@@ -20,6 +20,8 @@ t.test('pushes, removals, delivery changes and settings come back from recovery'
   log.appendPush(Q, T, storedRecords([{ id: 4, data: 'due already' }]), Date.now() - 1000);
   log.appendPush(Q, Buffer.from('other'), storedRecords([{ id: 0, data: 'x' }]));
   log.appendRemove(Q, T, new BigUint64Array([1n]));
+  log.appendPush(Q, T, storedRecords([{ id: 10, data: 'p' }, { id: 11, data: 'q' }, { id: 13, data: 'r' }]));
+  log.appendRemoveRecords(Q, T, storedRecords([{ id: 10, data: 'p' }, { id: 11, data: 'q' }, { id: 13, data: 'r' }])); // as a pop hands them out
   log.appendMeta(Q, T, 2n, 1);                      // a lease ended: 1 delivery, ready
   log.appendMeta(Q, T, 0, 2, Date.now() + 60_000);  // nacked with a delay
   log.appendSettings(Q, '{"leaseMs":1000}');
@@ -30,7 +32,7 @@ t.test('pushes, removals, delivery changes and settings come back from recovery'
   const topic = r.topics.get('q/t')!;
   t.same(topic.ready.map((m) => [m.id, m.meta, m.data]), [[2, 1, 'c'], [4, 0, 'due already']]);
   t.same(topic.delayed.map((m) => [m.id, m.meta, m.data]), [[0, 2, 'a'], [3, 0, 'later']], 'delayed in due-time order');
-  t.equal(topic.nextId, 5n);
+  t.equal(topic.nextId, 14n);
   t.same(r.topics.get('q/other')!.ready.map((m) => m.data), ['x']);
   t.equal(r.settings.get('q'), '{"leaseMs":2000}', 'the last settings win');
   t.same(r.warnings, []);
