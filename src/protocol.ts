@@ -129,6 +129,7 @@ const ERROR_CODES = {
   ERR_LEASE_EXPIRED: 13,
   ERR_UNAUTHORIZED: 14,
   ERR_FORBIDDEN: 15,
+  ERR_STORAGE: 16,
 } as const;
 
 /** The stable error code strings users switch on (`err.code`). */

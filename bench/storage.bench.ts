@@ -1,0 +1,122 @@
+// node bench/storage.bench.ts — the durable log on its own (no broker, no sockets):
+//   - recovery (replay) of MESSAGES 16 B messages, pushed in batches of 64 and one by one,
+//     against a plain sequential read of the same files (readFileSync) in the same run;
+//   - append + commit throughput of one writer per fsync policy, batched 64 and single.
+// Figures are medians of REPEAT runs. MESSAGES=10000000 for the big recovery figure.
+// The data directory is under os.tmpdir() (override with BENCH_DIR); it is deleted after.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { lockDataDir } from '../src/storage/lock.ts';
+import { openLog, type FsyncPolicy } from '../src/storage/log.ts';
+import { recover } from '../src/storage/recovery.ts';
+
+const REPEAT = Number(process.env.REPEAT ?? 3);
+const MESSAGES = Number(process.env.MESSAGES ?? 1_000_000);
+const APPEND_MESSAGES = Number(process.env.APPEND_MESSAGES ?? 200_000);
+const SIZE = 16;
+const base = process.env.BENCH_DIR ?? os.tmpdir();
+const queue = Buffer.from('bench');
+const topic = Buffer.from('t');
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+function fmt(rate: number): string {
+  return rate >= 1e6 ? `${(rate / 1e6).toFixed(2)} M/s` : `${(rate / 1e3).toFixed(1)} k/s`;
+}
+
+/** `count` stored records of SIZE bytes with ids from `firstId`. */
+function storedRecords(firstId: number, count: number): Buffer {
+  const b = Buffer.alloc(count * (16 + SIZE));
+  for (let i = 0; i < count; i++) {
+    const o = i * (16 + SIZE);
+    b.writeUInt32LE(SIZE, o);
+    b.writeBigUInt64LE(BigInt(firstId + i), o + 8);
+  }
+  return b;
+}
+
+async function fill(dir: string, messages: number, batch: number): Promise<void> {
+  const lock = await lockDataDir(dir);
+  const log = await openLog(dir, { fsync: 'no', threadIndex: 1 });
+  const records = storedRecords(0, batch);
+  for (let id = 0; id < messages; id += batch) {
+    for (let i = 0; i < batch; i++) records.writeBigUInt64LE(BigInt(id + i), i * (16 + SIZE) + 8);
+    log.appendPush(queue, topic, records);
+    if ((id / batch) % 256 === 0) log.commitSync();
+  }
+  await log.commit();
+  await log.close();
+  await lock.release();
+}
+
+async function replay(dir: string): Promise<{ ms: number; readMs: number; messages: number }> {
+  // The plain read first, so both find the files in the page cache.
+  let t0 = performance.now();
+  let bytes = 0;
+  for (const name of fs.readdirSync(dir)) if (name.endsWith('.log')) bytes += fs.readFileSync(path.join(dir, name)).length;
+  const readMs = performance.now() - t0;
+  const lock = await lockDataDir(dir);
+  t0 = performance.now();
+  const r = await recover(dir);
+  let messages = 0;
+  for (const t of r.topics) for (const chunk of t.readyChunks()) messages += chunk.length / (16 + SIZE);
+  const ms = performance.now() - t0;
+  await lock.release();
+  if (bytes === 0) throw new Error('nothing written');
+  return { ms, readMs, messages };
+}
+
+async function appendRate(policy: FsyncPolicy, batch: number): Promise<number> {
+  const dir = fs.mkdtempSync(path.join(base, 'tmq-bench-'));
+  try {
+    const lock = await lockDataDir(dir);
+    const log = await openLog(dir, { fsync: policy, threadIndex: 1 });
+    const messages = policy === 'always' && batch === 1 ? Math.min(APPEND_MESSAGES, 5_000) : APPEND_MESSAGES;
+    const records = storedRecords(0, batch);
+    const t0 = performance.now();
+    // 64 operations in flight, as 64 connections of one worker would have them.
+    const inFlight = new Set<Promise<void>>();
+    for (let id = 0; id < messages; id += batch) {
+      log.appendPush(queue, topic, records);
+      const p = log.commit().then(() => { inFlight.delete(p); });
+      inFlight.add(p);
+      if (inFlight.size >= 64) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+    const rate = messages / ((performance.now() - t0) / 1000);
+    await log.close();
+    await lock.release();
+    return rate;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+console.log(`turbomq storage bench: ${MESSAGES.toLocaleString('en-US')} messages of ${SIZE} B, median of ${REPEAT}, data in ${base}, load average ${os.loadavg()[0]!.toFixed(1)} on ${os.availableParallelism()} cores`);
+for (const batch of [64, 1]) {
+  const dir = fs.mkdtempSync(path.join(base, 'tmq-bench-'));
+  try {
+    await fill(dir, MESSAGES, batch);
+    const size = fs.readdirSync(dir).reduce((a, n) => a + fs.statSync(path.join(dir, n)).size, 0);
+    const runs = [];
+    for (let i = 0; i < REPEAT; i++) runs.push(await replay(dir));
+    const ms = median(runs.map((r) => r.ms));
+    const readMs = median(runs.map((r) => r.readMs));
+    if (runs[0]!.messages !== MESSAGES) throw new Error(`recovered ${runs[0]!.messages} of ${MESSAGES}`);
+    console.log(`recovery, pushed in batches of ${String(batch).padStart(2)}: ${fmt(MESSAGES / (ms / 1000)).padStart(10)} messages, ${(size / 1e6 / (ms / 1000)).toFixed(0)} MB/s (${ms.toFixed(0)} ms for ${(size / 1e6).toFixed(0)} MB); plain read of the same files ${(size / 1e6 / (readMs / 1000)).toFixed(0)} MB/s: replay at ${(readMs / ms).toFixed(2)}x the read rate`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+for (const policy of ['no', 'everysec', 'always'] as const) {
+  for (const batch of [64, 1]) {
+    const rates = [];
+    for (let i = 0; i < REPEAT; i++) rates.push(await appendRate(policy, batch));
+    console.log(`append + commit, fsync ${policy.padEnd(8)}, batch ${String(batch).padStart(2)}: ${fmt(median(rates)).padStart(10)} messages`);
+  }
+}

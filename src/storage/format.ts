@@ -1,0 +1,440 @@
+// The durable log's bytes: the segment file header and the log records, with the one
+// encoder (RecordEncoder) and the one decoder (decodeRecord) that the writer, recovery and
+// compaction share. Pure byte work: no I/O, no state beyond the encoder's buffer.
+//
+// Everything is little endian. A u64 (message id) is written as two u32 (low, high);
+// JavaScript code reads it as a number, exact below 2^53 (see MAX_SAFE_ID).
+//
+// Segment file header, 16 bytes, at offset 0 of every segment file:
+//
+//   0        4        6    7    8        12       16
+//   ├────────┼────────┼────┼────┼────────┼────────┤
+//   │ magic  │ version│kind│thrd│ boot   │ crc32  │
+//   │ 'TMQ1' │ u16 =1 │ u8 │ u8 │ u32    │ of 0..12│
+//
+//   kind: 1 = written by a broker thread's log writer (thrd = its thread index),
+//         2 = written by compaction (thrd = 0). boot: see src/storage/files.ts.
+//
+// Log record, back to back after the header:
+//
+//   0        4        8    9    10   11   12
+//   ├────────┼────────┼────┼────┼────┼────┼──────────┬─────────┬──────────────┐
+//   │ length │ crc32  │type│flag│qlen│tlen│ queue    │ topic   │ body         │
+//   │ u32    │ u32    │ u8 │ u8 │ u8 │ u8 │ qlen B   │ tlen B  │ (per type)   │
+//
+//   length: the whole record, these 12 bytes included (12 <= length <= MAX_RECORD_BYTES).
+//   crc32:  zlib.crc32 of bytes [8, length): type, flags, names and body. A wrong length
+//           makes the checksum cover the wrong bytes, so it fails too.
+//   qlen:   1..255 (the queue name); tlen: 1..255 (the topic name), 0 for SETTINGS.
+//
+//   type 1 PUSH      flags bit 0 = has dueAt.  body: [f64 dueAt] stored records (1..n)
+//   type 2 REMOVE    body: n × (u64 firstId, u32 count): ids firstId .. firstId+count-1
+//   type 3 META      flags bit 0 = has dueAt.  body: u64 id, u32 meta, [f64 dueAt]
+//   type 4 SETTINGS  body: u32 boot, f64 stamp (ms since the epoch), JSON text (UTF-8)
+//   type 5 NEXT_ID   body: u64 nextId (every id of the topic is below it)
+//   type 6 SEAL      qlen = tlen = 0, no body: the writer closed this segment; nothing follows
+//
+// Stored record (the core's layout, kept byte for byte inside PUSH bodies):
+//
+//   0        4        8                 16
+//   ├────────┼────────┼─────────────────┼───────────┐
+//   │ len    │ meta   │ id u64          │ len bytes │
+//   │ u32    │ u32    │                 │           │
+//
+//   meta: deliveries in the low 24 bits, flags in the high 8.
+
+import zlib from 'node:zlib';
+
+export const SEGMENT_MAGIC = 0x31514d54; // the bytes 'T' 'M' 'Q' '1'
+export const SEGMENT_VERSION = 1;
+export const SEGMENT_HEADER_BYTES = 16;
+export const SEGMENT_KIND_WRITER = 1;
+export const SEGMENT_KIND_COMPACTED = 2;
+
+export const RECORD_HEADER_BYTES = 12;
+/** Largest log record: a PUSH of one whole frame (MAX_FRAME_BYTES_LIMIT) fits. */
+export const MAX_RECORD_BYTES = 1 << 30;
+
+export const RECORD_PUSH = 1;
+export const RECORD_REMOVE = 2;
+export const RECORD_META = 3;
+export const RECORD_SETTINGS = 4;
+export const RECORD_NEXT_ID = 5;
+export const RECORD_SEAL = 6;
+
+export const FLAG_DUE = 1 << 0;
+
+export const STORED_HEADER_BYTES = 16;
+export const REMOVE_RANGE_BYTES = 12;
+/** Ids are handled as numbers in JavaScript: exact up to here (a counter at 1e6/s takes 285 years). */
+export const MAX_SAFE_ID = Number.MAX_SAFE_INTEGER;
+export const DELIVERIES_MASK = 0xffffff;
+
+const TWO_32 = 0x1_0000_0000;
+
+// ── Little-endian helpers (plain byte arithmetic: no DataView per call) ────────────────
+
+export function readU32(b: Uint8Array, at: number): number {
+  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
+}
+
+export function writeU32(b: Uint8Array, at: number, v: number): void {
+  b[at] = v & 0xff;
+  b[at + 1] = (v >>> 8) & 0xff;
+  b[at + 2] = (v >>> 16) & 0xff;
+  b[at + 3] = (v >>> 24) & 0xff;
+}
+
+/** A u64 as a number; ids at or above 2^53 lose precision (see MAX_SAFE_ID). */
+export function readU64(b: Uint8Array, at: number): number {
+  return readU32(b, at) + readU32(b, at + 4) * TWO_32;
+}
+
+export function writeU64(b: Uint8Array, at: number, v: number): void {
+  writeU32(b, at, v % TWO_32);
+  writeU32(b, at + 4, Math.floor(v / TWO_32));
+}
+
+const f64 = new Float64Array(1);
+const f64Bytes = new Uint8Array(f64.buffer);
+
+export function readF64(b: Uint8Array, at: number): number {
+  for (let i = 0; i < 8; i++) f64Bytes[i] = b[at + i]!;
+  return f64[0]!;
+}
+
+export function writeF64(b: Uint8Array, at: number, v: number): void {
+  f64[0] = v;
+  for (let i = 0; i < 8; i++) b[at + i] = f64Bytes[i]!;
+}
+
+/** zlib.crc32 of `b[start, end)` without copying. */
+export function crc32Of(b: Uint8Array, start: number, end: number): number {
+  return zlib.crc32(b.subarray(start, end));
+}
+
+// ── Segment header ────────────────────────────────────────────────────────────────────
+
+export interface SegmentHeader {
+  kind: number;
+  threadIndex: number;
+  boot: number;
+}
+
+export function encodeSegmentHeader(header: SegmentHeader): Buffer {
+  const b = Buffer.alloc(SEGMENT_HEADER_BYTES);
+  writeU32(b, 0, SEGMENT_MAGIC);
+  b[4] = SEGMENT_VERSION & 0xff;
+  b[5] = SEGMENT_VERSION >>> 8;
+  b[6] = header.kind;
+  b[7] = header.threadIndex;
+  writeU32(b, 8, header.boot);
+  writeU32(b, 12, crc32Of(b, 0, 12));
+  return b;
+}
+
+/** The header, or a reason it is not one. */
+export function decodeSegmentHeader(b: Uint8Array): SegmentHeader | string {
+  if (b.length < SEGMENT_HEADER_BYTES) return `segment header cut short (${b.length} of ${SEGMENT_HEADER_BYTES} bytes)`;
+  if (readU32(b, 0) !== SEGMENT_MAGIC) return 'not a turbomq segment (bad magic)';
+  if (readU32(b, 12) !== crc32Of(b, 0, 12)) return 'segment header checksum mismatch';
+  const version = b[4]! | (b[5]! << 8);
+  if (version !== SEGMENT_VERSION) return `unsupported segment format version ${version}`;
+  const kind = b[6]!;
+  if (kind !== SEGMENT_KIND_WRITER && kind !== SEGMENT_KIND_COMPACTED) return `unknown segment kind ${kind}`;
+  return { kind, threadIndex: b[7]!, boot: readU32(b, 8) };
+}
+
+// ── Encoder ───────────────────────────────────────────────────────────────────────────
+
+/**
+ * Appends encoded records to one growable buffer (the writer's staging area, compaction's
+ * output). Inputs are copied at once, so they may be views into memory that is reused
+ * right after the call (the Wasm shared memory).
+ */
+export class RecordEncoder {
+  #buf: Buffer;
+  #length = 0;
+  readonly #initialBytes: number;
+
+  constructor(initialBytes = 64 * 1024) {
+    this.#initialBytes = initialBytes;
+    this.#buf = Buffer.allocUnsafe(initialBytes);
+  }
+
+  /** Bytes encoded so far. */
+  get length(): number {
+    return this.#length;
+  }
+
+  /** The encoded bytes (a view, valid until the next append or reset). */
+  bytes(): Buffer {
+    return this.#buf.subarray(0, this.#length);
+  }
+
+  /** The underlying buffer (for writes at an offset); valid until the next append or reset. */
+  get buffer(): Buffer {
+    return this.#buf;
+  }
+
+  /** Forgets everything; gives a buffer that grew large back. */
+  reset(): void {
+    this.#length = 0;
+    if (this.#buf.length > 16 * this.#initialBytes) this.#buf = Buffer.allocUnsafe(this.#initialBytes);
+  }
+
+  /** Drops the first `n` encoded bytes (they were written), keeping the rest in order. */
+  consume(n: number): void {
+    if (n >= this.#length) {
+      this.reset();
+      return;
+    }
+    this.#buf.copy(this.#buf, 0, n, this.#length);
+    this.#length -= n;
+  }
+
+  /** PUSH of stored records (one or many, back to back) with an optional due time. */
+  push(queue: Uint8Array, topic: Uint8Array, records: Uint8Array, dueAt?: number): void {
+    const due = dueAt !== undefined;
+    const at = this.#begin(RECORD_PUSH, due ? FLAG_DUE : 0, queue, topic, (due ? 8 : 0) + records.length);
+    let p = at + RECORD_HEADER_BYTES + queue.length + topic.length;
+    if (due) { writeF64(this.#buf, p, dueAt); p += 8; }
+    this.#buf.set(records, p);
+    this.#end(at, p + records.length);
+  }
+
+  /** REMOVE of id ranges: `firsts[i]`, `counts[i]` for i < n. */
+  removeRanges(queue: Uint8Array, topic: Uint8Array, firsts: ArrayLike<number>, counts: ArrayLike<number>, n: number): void {
+    const at = this.#begin(RECORD_REMOVE, 0, queue, topic, n * REMOVE_RANGE_BYTES);
+    let p = at + RECORD_HEADER_BYTES + queue.length + topic.length;
+    for (let i = 0; i < n; i++) {
+      writeU64(this.#buf, p, firsts[i]!);
+      writeU32(this.#buf, p + 8, counts[i]!);
+      p += REMOVE_RANGE_BYTES;
+    }
+    this.#end(at, p);
+  }
+
+  /** META: the message's new meta word, and its due time (none: it is ready). */
+  meta(queue: Uint8Array, topic: Uint8Array, id: number, meta: number, dueAt?: number): void {
+    const due = dueAt !== undefined;
+    const at = this.#begin(RECORD_META, due ? FLAG_DUE : 0, queue, topic, 12 + (due ? 8 : 0));
+    let p = at + RECORD_HEADER_BYTES + queue.length + topic.length;
+    writeU64(this.#buf, p, id);
+    writeU32(this.#buf, p + 8, meta >>> 0);
+    p += 12;
+    if (due) { writeF64(this.#buf, p, dueAt); p += 8; }
+    this.#end(at, p);
+  }
+
+  /** SETTINGS: a queue's full settings as JSON; the latest (boot, stamp) wins. */
+  settings(queue: Uint8Array, boot: number, stamp: number, json: Uint8Array): void {
+    const at = this.#begin(RECORD_SETTINGS, 0, queue, EMPTY, 12 + json.length);
+    let p = at + RECORD_HEADER_BYTES + queue.length;
+    writeU32(this.#buf, p, boot);
+    writeF64(this.#buf, p + 4, stamp);
+    p += 12;
+    this.#buf.set(json, p);
+    this.#end(at, p + json.length);
+  }
+
+  /** NEXT_ID: every id of the topic is below `nextId` (kept by compaction when the records go). */
+  nextId(queue: Uint8Array, topic: Uint8Array, nextId: number): void {
+    const at = this.#begin(RECORD_NEXT_ID, 0, queue, topic, 8);
+    const p = at + RECORD_HEADER_BYTES + queue.length + topic.length;
+    writeU64(this.#buf, p, nextId);
+    this.#end(at, p + 8);
+  }
+
+  /** SEAL: the last record of a segment its writer closed. */
+  seal(): void {
+    const at = this.#begin(RECORD_SEAL, 0, EMPTY, EMPTY, 0);
+    this.#end(at, at + RECORD_HEADER_BYTES);
+  }
+
+  /** Appends raw bytes (a segment header). */
+  raw(bytes: Uint8Array): void {
+    this.#reserve(bytes.length);
+    this.#buf.set(bytes, this.#length);
+    this.#length += bytes.length;
+  }
+
+  #begin(type: number, flags: number, queue: Uint8Array, topic: Uint8Array, bodyBytes: number): number {
+    const total = RECORD_HEADER_BYTES + queue.length + topic.length + bodyBytes;
+    if (total > MAX_RECORD_BYTES) throw new RangeError(`log record of ${total} bytes is over ${MAX_RECORD_BYTES}`);
+    this.#reserve(total);
+    const at = this.#length;
+    const b = this.#buf;
+    writeU32(b, at, total);
+    b[at + 8] = type;
+    b[at + 9] = flags;
+    b[at + 10] = queue.length;
+    b[at + 11] = topic.length;
+    b.set(queue, at + RECORD_HEADER_BYTES);
+    b.set(topic, at + RECORD_HEADER_BYTES + queue.length);
+    return at;
+  }
+
+  #end(at: number, end: number): void {
+    writeU32(this.#buf, at + 4, crc32Of(this.#buf, at + 8, end));
+    this.#length = end;
+  }
+
+  #reserve(n: number): void {
+    const need = this.#length + n;
+    if (need <= this.#buf.length) return;
+    let size = this.#buf.length * 2;
+    while (size < need) size *= 2;
+    const grown = Buffer.allocUnsafe(size);
+    this.#buf.copy(grown, 0, 0, this.#length);
+    this.#buf = grown;
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** The bytes of a SEAL record (always the same). */
+export const SEAL_RECORD: Buffer = (() => {
+  const e = new RecordEncoder(16);
+  e.seal();
+  return Buffer.from(e.bytes());
+})();
+
+// ── Decoder ───────────────────────────────────────────────────────────────────────────
+
+export const DECODE_OK = 0;
+/** Not enough bytes for a whole record (a torn tail, or a record still being written). */
+export const DECODE_INCOMPLETE = 1;
+/** The bytes are not a valid record (checksum, length or body). */
+export const DECODE_CORRUPT = 2;
+
+/** One decoded record: offsets into the buffer it was decoded from. Reused between calls. */
+export class DecodedRecord {
+  type = 0;
+  flags = 0;
+  /** Offset of the record, and of the byte after it. */
+  start = 0;
+  end = 0;
+  queueStart = 0;
+  queueLength = 0;
+  topicStart = 0;
+  topicLength = 0;
+  /** The body (after the names). */
+  bodyStart = 0;
+  /** PUSH: the due time or NaN; first stored record's offset. META: id, meta, dueAt (NaN: none). */
+  dueAt = NaN;
+  recordsStart = 0;
+  id = 0;
+  meta = 0;
+  /** Why the record is corrupt or incomplete. */
+  reason = '';
+}
+
+/**
+ * Decodes the record at `at` in `b[at, end)` into `out`. Never throws: a record that does
+ * not fit, has a bad checksum, or a body that does not parse is reported, with a reason.
+ */
+export function decodeRecord(b: Uint8Array, at: number, end: number, out: DecodedRecord): number {
+  out.start = at;
+  const available = end - at;
+  if (available < RECORD_HEADER_BYTES) {
+    out.reason = `record header cut short (${available} of ${RECORD_HEADER_BYTES} bytes)`;
+    return DECODE_INCOMPLETE;
+  }
+  const length = readU32(b, at);
+  if (length < RECORD_HEADER_BYTES || length > MAX_RECORD_BYTES) {
+    out.reason = `bad record length ${length}`;
+    return DECODE_CORRUPT;
+  }
+  if (length > available) {
+    out.reason = `record of ${length} bytes cut short (${available} bytes left)`;
+    return DECODE_INCOMPLETE;
+  }
+  const recordEnd = at + length;
+  if (readU32(b, at + 4) !== crc32Of(b, at + 8, recordEnd)) {
+    out.reason = 'checksum mismatch';
+    return DECODE_CORRUPT;
+  }
+  const type = b[at + 8]!;
+  const flags = b[at + 9]!;
+  const queueLength = b[at + 10]!;
+  const topicLength = b[at + 11]!;
+  const bodyStart = at + RECORD_HEADER_BYTES + queueLength + topicLength;
+  out.type = type;
+  out.flags = flags;
+  out.end = recordEnd;
+  out.queueStart = at + RECORD_HEADER_BYTES;
+  out.queueLength = queueLength;
+  out.topicStart = out.queueStart + queueLength;
+  out.topicLength = topicLength;
+  out.bodyStart = bodyStart;
+  const bodyBytes = recordEnd - bodyStart;
+  if (type === RECORD_SEAL) {
+    if (queueLength !== 0 || topicLength !== 0 || bodyBytes !== 0) {
+      out.reason = 'malformed seal record';
+      return DECODE_CORRUPT;
+    }
+    return DECODE_OK;
+  }
+  if (queueLength === 0 || bodyBytes < 0 || (topicLength === 0) !== (type === RECORD_SETTINGS)) {
+    out.reason = 'bad queue or topic name length';
+    return DECODE_CORRUPT;
+  }
+  const due = (flags & FLAG_DUE) !== 0;
+  switch (type) {
+    case RECORD_PUSH: {
+      let p = bodyStart;
+      out.dueAt = NaN;
+      if (due) {
+        if (bodyBytes < 8) break;
+        out.dueAt = readF64(b, p);
+        p += 8;
+      }
+      out.recordsStart = p;
+      if (p === recordEnd) break; // a push of no records is malformed
+      while (p < recordEnd) {
+        if (recordEnd - p < STORED_HEADER_BYTES) break;
+        p += STORED_HEADER_BYTES + readU32(b, p);
+      }
+      if (p !== recordEnd) break;
+      return DECODE_OK;
+    }
+    case RECORD_REMOVE:
+      if (bodyBytes === 0 || bodyBytes % REMOVE_RANGE_BYTES !== 0) break;
+      return DECODE_OK;
+    case RECORD_META:
+      if (bodyBytes !== (due ? 20 : 12)) break;
+      out.id = readU64(b, bodyStart);
+      out.meta = readU32(b, bodyStart + 8);
+      out.dueAt = due ? readF64(b, bodyStart + 12) : NaN;
+      return DECODE_OK;
+    case RECORD_SETTINGS:
+      if (bodyBytes < 12) break;
+      return DECODE_OK;
+    case RECORD_NEXT_ID:
+      if (bodyBytes !== 8) break;
+      out.id = readU64(b, bodyStart);
+      return DECODE_OK;
+    default:
+      out.reason = `unknown record type ${type}`;
+      return DECODE_CORRUPT;
+  }
+  out.reason = `malformed body of a type ${type} record`;
+  return DECODE_CORRUPT;
+}
+
+/** Checks that `records` is 1..n whole stored records back to back; returns how many. */
+export function countStoredRecords(records: Uint8Array): number {
+  let p = 0, n = 0;
+  while (p < records.length) {
+    if (records.length - p < STORED_HEADER_BYTES) return -1;
+    p += STORED_HEADER_BYTES + readU32(records, p);
+    n++;
+  }
+  return p === records.length && n > 0 ? n : -1;
+}
+
+/** The deliveries count in a meta word. */
+export function deliveriesOf(meta: number): number {
+  return meta & DELIVERIES_MASK;
+}

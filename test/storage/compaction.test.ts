@@ -1,0 +1,198 @@
+// Compaction: disk use follows live data (100 MB pushed then removed: under half left 10 s
+// later), and whatever it rewrites, recovery still finds exactly the live messages, their
+// deliveries, settings and next ids, across restarts and with compactions cut short.
+
+import t from 'tap';
+import type * as Tap from 'tap';
+import fs from 'node:fs';
+import path from 'node:path';
+import { openLog, type LogWriter } from '../../src/storage/log.ts';
+import { startCompaction } from '../../src/storage/compaction.ts';
+import { tempDir, lockFor, storedRecords, recoverAll, segmentBytes, segmentFiles, Q, T } from './support.ts';
+import { lockDataDir } from '../../src/storage/lock.ts';
+
+t.test('100 MB pushed and then removed: under half of it on disk 10 s later', async (t) => {
+  const dir = tempDir(t);
+  const lock = await lockFor(t, dir);
+  const compactor = startCompaction(lock);
+  t.teardown(() => compactor.stop());
+  const producer = await openLog(dir, { fsync: 'no', threadIndex: 1 });
+  const consumer = await openLog(dir, { fsync: 'no', threadIndex: 2 });
+  const data = 'd'.repeat(1008); // 1 KiB stored records
+  const batch = 64, total = 100 * 1024;
+  for (let id = 0; id < total; id += batch) {
+    producer.appendPush(Q, T, storedRecords(Array.from({ length: batch }, (_, i) => ({ id: id + i, data }))));
+    if (id % (batch * 16) === 0) await producer.commit();
+  }
+  await producer.commit();
+  const pushed = segmentBytes(dir);
+  t.ok(pushed >= 100 * 1024 * 1024, `${(pushed / 2 ** 20).toFixed(0)} MiB on disk after the pushes`);
+  for (let id = 0; id < total; id += batch) {
+    consumer.appendRemove(Q, T, Array.from({ length: batch }, (_, i) => id + i));
+    if (id % (batch * 64) === 0) await consumer.commit();
+  }
+  await consumer.commit();
+  const removedAt = Date.now();
+  let left = segmentBytes(dir);
+  while (left >= pushed / 2 && Date.now() - removedAt < 10_000) {
+    await new Promise((r) => setTimeout(r, 200));
+    left = segmentBytes(dir);
+  }
+  const seconds = (Date.now() - removedAt) / 1000;
+  t.ok(left < pushed / 2, `${(left / 2 ** 20).toFixed(1)} MiB left ${seconds.toFixed(1)} s after the removals`);
+  // The producer's last segment is given back too once it is closed for being idle.
+  await producer.close();
+  await consumer.close();
+  await compactor.runOnce();
+  t.ok(segmentBytes(dir) < 1024 * 1024, `${segmentBytes(dir)} bytes once the writers are closed`);
+  const stats = compactor.stats();
+  t.equal(stats.liveMessages, 0);
+  t.ok(stats.bookkeepingBytes < 64 * 1024, `bookkeeping ${stats.bookkeepingBytes} bytes for 102,400 messages`);
+});
+
+/** What must come back: the live messages and the last settings. */
+class Model {
+  live = new Map<number, { data: string; meta: number }>();
+  settings: string | undefined;
+  nextId = 0;
+}
+
+async function checkRecovered(t: Tap.Test, dir: string, model: Model, what: string): Promise<void> {
+  const r = await recoverAll(dir);
+  const got = r.topics.get('q/t')?.ready ?? [];
+  const expected = [...model.live.entries()].sort((a, b) => a[0] - b[0]).map(([id, m]) => ({ id, meta: m.meta, data: m.data }));
+  t.same(got, expected, `${what}: exactly the live messages, in id order, with their deliveries`);
+  t.equal(r.settings.get('q'), model.settings, `${what}: settings`);
+  if (model.nextId > 0) t.ok((r.topics.get('q/t')?.nextId ?? 0n) >= BigInt(model.nextId), `${what}: next id`);
+  t.same(r.damage, [], `${what}: no damage`);
+}
+
+t.test('random pushes, cross-thread removals, deliveries and settings survive compaction and restarts', async (t) => {
+  const dir = tempDir(t);
+  const model = new Model();
+  let seed = 2024;
+  const rand = (n: number) => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n; };
+  for (let boot = 0; boot < 4; boot++) {
+    const lock = await lockDataDir(dir);
+    await checkRecovered(t, dir, model, `boot ${boot} start`);
+    const compactor = startCompaction(lock, { intervalMs: 30, smallSegmentBytes: 4096 });
+    const writers: LogWriter[] = [];
+    for (let w = 1; w <= 2; w++) writers.push(await openLog(dir, { fsync: 'no', threadIndex: w, maxSegmentBytes: 8 * 1024, idleRotateMs: 50, minRotateBytes: 1 }));
+    for (let step = 0; step < 400; step++) {
+      const w = writers[rand(2)]!;
+      const op = rand(10);
+      if (op < 4 || model.live.size < 5) {
+        const n = 1 + rand(8);
+        const msgs = Array.from({ length: n }, (_, i) => ({ id: model.nextId + i, data: `b${boot}s${step}i${i}` }));
+        model.nextId += n;
+        w.appendPush(Q, T, storedRecords(msgs));
+        for (const m of msgs) model.live.set(m.id, { data: m.data, meta: 0 });
+        // Half the time the other writer removes some of them before this push is written.
+        if (rand(2) === 0) {
+          const other = writers.find((x) => x !== w)!;
+          const gone = msgs.filter(() => rand(2) === 0).map((m) => m.id);
+          other.appendRemove(Q, T, gone);
+          other.commitSync();
+          for (const id of gone) model.live.delete(id);
+        }
+      } else if (op < 8) {
+        const ids = [...model.live.keys()];
+        const gone = Array.from({ length: 1 + rand(6) }, () => ids[rand(ids.length)]!).filter((id, i, a) => a.indexOf(id) === i);
+        w.appendRemove(Q, T, gone);
+        for (const id of gone) model.live.delete(id);
+      } else if (op < 9) {
+        const ids = [...model.live.keys()];
+        const id = ids[rand(ids.length)]!;
+        const m = model.live.get(id)!;
+        m.meta += 1;
+        w.appendMeta(Q, T, id, m.meta);
+      } else {
+        model.settings = JSON.stringify({ boot, step });
+        w.appendSettings(Q, model.settings);
+      }
+      if (rand(4) === 0) await Promise.all(writers.map((x) => x.commit()));
+      if (rand(50) === 0) await new Promise((r) => setTimeout(r, 60)); // let idle segments close and compaction run
+    }
+    await Promise.all(writers.map((x) => x.commit()));
+    await compactor.runOnce();
+    for (const w of writers) await w.close();
+    await compactor.runOnce();
+    await compactor.runOnce();
+    t.ok(compactor.stats().rewrites > 0, `boot ${boot}: compaction rewrote segments`);
+    t.equal(compactor.stats().liveMessages, model.live.size, `boot ${boot}: the compactor's count of live messages`);
+    await compactor.stop();
+    await lock.release();
+    await checkRecovered(t, dir, model, `boot ${boot} end`);
+  }
+  t.ok(segmentFiles(dir).length < 40, `${segmentFiles(dir).length} segment files left`);
+});
+
+t.test('a compaction cut short (output written, inputs not yet deleted) recovers the same', async (t) => {
+  const dir = tempDir(t);
+  const lock = await lockDataDir(dir);
+  const a = await openLog(dir, { fsync: 'no', threadIndex: 1 });
+  const b = await openLog(dir, { fsync: 'no', threadIndex: 2 });
+  for (let id = 0; id < 300; id++) a.appendPush(Q, T, storedRecords([{ id, data: `m${id}` }]));
+  b.appendRemove(Q, T, Array.from({ length: 200 }, (_, i) => i));
+  a.appendMeta(Q, T, 250, 3);
+  await a.commit();
+  await b.commit();
+  await a.close();
+  await b.close();
+  const inputs = new Map(segmentFiles(dir).map((n) => [n, fs.readFileSync(path.join(dir, n))]));
+  const compactor = startCompaction(lock, { intervalMs: 60_000 });
+  const pass = await compactor.runOnce();
+  await compactor.stop();
+  await lock.release();
+  t.ok(pass.inputs >= 2 && pass.outputBytes > 0, 'rewritten into an output');
+  const expected = await recoverAll(dir);
+  // Put the inputs back beside the output, as a crash before the deletions would leave them.
+  for (const [n, bytes] of inputs) fs.writeFileSync(path.join(dir, n), bytes);
+  const both = await recoverAll(dir);
+  t.same(both.topics.get('q/t')!.ready, expected.topics.get('q/t')!.ready);
+  t.equal(both.topics.get('q/t')!.ready.length, 100);
+  t.equal(both.topics.get('q/t')!.ready.find((m) => m.id === 250)!.meta, 3);
+  // A later compaction of that state converges too.
+  const lock2 = await lockDataDir(dir);
+  const again = startCompaction(lock2, { intervalMs: 60_000 });
+  await again.runOnce();
+  await again.runOnce();
+  await again.stop();
+  await lock2.release();
+  t.same((await recoverAll(dir)).topics.get('q/t')!.ready, expected.topics.get('q/t')!.ready);
+});
+
+t.test('a segment still being written is never rewritten; a removal seen before its push stays pending', async (t) => {
+  const dir = tempDir(t);
+  const lock = await lockFor(t, dir);
+  const compactor = startCompaction(lock, { intervalMs: 60_000 });
+  t.teardown(() => compactor.stop());
+  const a = await openLog(dir, { fsync: 'no', threadIndex: 1, maxSegmentBytes: 1024 });
+  const b = await openLog(dir, { fsync: 'no', threadIndex: 2, maxSegmentBytes: 1024 });
+  // b logs the removal of id 5 first, in segments that get sealed and compacted.
+  b.appendRemove(Q, T, [5]);
+  b.commitSync();
+  for (let i = 0; i < 20; i++) { b.appendSettings(Q, `{"i":${i},"pad":"${'p'.repeat(100)}"}`); b.commitSync(); }
+  await compactor.runOnce();
+  await compactor.runOnce();
+  // Only now is the push of 0..9 written.
+  a.appendPush(Q, T, storedRecords(Array.from({ length: 10 }, (_, id) => ({ id, data: `m${id}` }))));
+  await a.commit();
+  await compactor.runOnce();
+  await a.close();
+  await b.close();
+  await compactor.runOnce();
+  await compactor.runOnce();
+  const r = await recoverAll(dir);
+  t.same(r.topics.get('q/t')!.ready.map((m) => m.id), [0, 1, 2, 3, 4, 6, 7, 8, 9]);
+  t.equal(r.settings.get('q'), `{"i":19,"pad":"${'p'.repeat(100)}"}`);
+});
+
+t.test('one compactor per lock (boot)', async (t) => {
+  const dir = tempDir(t);
+  const lock = await lockFor(t, dir);
+  const c = startCompaction(lock, { intervalMs: 60_000 });
+  t.throws(() => startCompaction(lock), { code: 'ERR_INVALID_ARGUMENT' });
+  await c.stop();
+});
+
