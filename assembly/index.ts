@@ -17,7 +17,7 @@ import { queuesInit, Q_DEDUP_WINDOW_MS } from "./queues";
 import { delaysInit } from "./delays";
 import { dedupInit, dedupBegin, dedupEnd, DEDUP_SEEN, DEDUP_NO_MEMORY } from "./dedup";
 import {
-  topicPush, topicPushWire, topicPushDelayed, topicReturnStored, topicPop, topicPopLeased, topicStatsInto,
+  topicPush, topicPushWire, topicPushDelayed, topicReturnStored, topicPop, topicStatsInto,
   waiterDeliverInto, waiterDeliverLeased,
 } from "./topic";
 import { leaseSettle, reapLeases } from "./leases";
@@ -239,9 +239,7 @@ function popFrame(
 ): i32 {
   let mark = encodeRecordsBegin(w, op, reqId, owner != 0 ? FLAG_LEASED : 0);
   if (mark < 0) return E_NO_MEMORY;
-  let n = owner != 0
-    ? topicPopLeased(topic, w, max, maxBytes, token, waiterToken, exclusive, owner, leaseMs, now)
-    : topicPop(topic, w, max, maxBytes, token, waiterToken, exclusive);
+  let n = topicPop(topic, w, max, maxBytes, token, waiterToken, exclusive, owner, leaseMs, now);
   if (n > 0) encodeRecordsEnd(w, mark, <u32>n);
   else writerTruncate(w, <u32>mark);
   return n;

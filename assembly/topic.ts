@@ -266,32 +266,13 @@ function handFromFifo(topic: usize): usize {
  * `token` identifies the caller's subscription (0 for a plain pop): while an exclusive
  * subscription holds the topic, only its token may pop. With `waiterToken` != 0 an empty
  * topic parks a waiter for (this thread, waiterToken) in the same critical section, so no
- * push can be missed. Returns the count (> 0), 0 (empty, or parked: see lastWaiter()),
- * E_EXCLUSIVE or E_NO_MEMORY.
+ * push can be missed. `owner` != 0: a leased pop - each record is leased to `owner`
+ * (leases.ts) for `leaseMs` (0: the queue's default) from `now` and written as a leased
+ * record with its handle; every lease holds a topic reference and counts in `inFlight`.
+ * Returns the count (> 0), 0 (empty, or parked: see lastWaiter()), E_EXCLUSIVE or
+ * E_NO_MEMORY.
  */
-export function topicPop(topic: usize, w: usize, max: u32, maxBytes: usize, token: u32, waiterToken: u32, exclusive: bool): i32 {
-  lockTopic(topic, exclusive);
-  if (excluded(topic, token)) {
-    unlockTopic(topic, exclusive);
-    return E_EXCLUSIVE;
-  }
-  let n: i32 = 0;
-  if (load<u32>(topic + T_LENGTH) != 0) {
-    n = <i32>fifoPopInto(topic, w, max, maxBytes);
-    if (n == 0) n = E_NO_MEMORY;
-  } else if (waiterToken != 0 && waiterPark(topic, waiterToken) == 0) {
-    n = E_NO_MEMORY;
-  }
-  unlockTopic(topic, exclusive);
-  return n;
-}
-
-/**
- * Leased pop: like topicPop, but each record is leased to `owner` (leases.ts) for
- * `leaseMs` (0: the queue's default) from `now`, and written as a leased record with its
- * lease handle. Every lease holds a topic reference and counts in `inFlight`.
- */
-export function topicPopLeased(
+export function topicPop(
   topic: usize, w: usize, max: u32, maxBytes: usize, token: u32, waiterToken: u32, exclusive: bool,
   owner: usize, leaseMs: f64, now: f64,
 ): i32 {
@@ -302,7 +283,9 @@ export function topicPopLeased(
   }
   let n: i32 = 0;
   if (load<u32>(topic + T_LENGTH) != 0) {
-    n = leaseFromFifo(topic, w, max, maxBytes, owner, leaseLength(topic, leaseMs), now, 0);
+    n = owner == 0
+      ? <i32>fifoPopInto(topic, w, max, maxBytes)
+      : leaseFromFifo(topic, w, max, maxBytes, owner, leaseLength(topic, leaseMs), now, 0);
     if (n == 0) n = E_NO_MEMORY;
   } else if (waiterToken != 0 && waiterPark(topic, waiterToken) == 0) {
     n = E_NO_MEMORY;
@@ -368,7 +351,7 @@ export function waiterDeliverInto(waiter: usize, w: usize, moreMax: u32, maxByte
   store<u32>(dst, delivered(load<u32>(dst, R_META)), R_META);
   writerAdvance(w, <u32>size);
   if (moreMax == 0 || size >= maxBytes) return 1;
-  let more = topicPop(waiterTopic(waiter), w, moreMax, maxBytes - size, token, 0, false);
+  let more = topicPop(waiterTopic(waiter), w, moreMax, maxBytes - size, token, 0, false, 0, 0, 0);
   return more > 0 ? 1 + more : 1;
 }
 
