@@ -371,6 +371,7 @@ export class TurboEngine {
       maxFrameBytes: this.#options.maxFrameBytes,
       maxSubscriptions: Number.MAX_SAFE_INTEGER,
       maxParkedPops: Number.MAX_SAFE_INTEGER,
+      maxOutputBytes: Number.MAX_SAFE_INTEGER, // a pipe without a buffer: nothing backs up
     });
     // In-process and trusted: no auth, no deadline (the embedded client still says HELLO and AUTH).
     handshake = new Handshake(session, undefined, { established() {}, end: () => transport.close() }, Number.MAX_SAFE_INTEGER);

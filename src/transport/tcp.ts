@@ -19,7 +19,11 @@ export interface ConnectionIO {
   /** "host:port" of the peer, for logs. */
   remoteAddress: string;
   write(bytes: Uint8Array): void;
+  /** Bytes written and not sent yet. */
+  bufferedBytes(): number;
   end(): void;
+  /** Closes at once, dropping what was not sent. */
+  destroy(): void;
   /** The handshake is over (see Listener). */
   established(): void;
 }
@@ -31,7 +35,7 @@ export interface SessionHost {
    * Called for each admitted connection (`remoteAddress` is "host:port", for logs); returns
    * the callbacks for its bytes, its end, and protocol errors the transport itself detects.
    */
-  accept(io: ConnectionIO): { onData(chunk: Uint8Array): void; close(): void; protocolError?(reason: string): void } | undefined;
+  accept(io: ConnectionIO): { onData(chunk: Uint8Array): void; onWritable(): void; close(): void; protocolError?(reason: string): void } | undefined;
   handshakeTimeoutMs: number;
   onEvent?(event: string, details: Record<string, unknown>): void;
 }
@@ -56,8 +60,12 @@ export function listenTcp(url: BrokerUrl, secureContext: tls.SecureContext | und
           // Backpressure: a client that does not read its replies stops being read from.
           if (!socket.write(bytes)) socket.pause();
         },
+        bufferedBytes: () => socket.writableLength,
         end() {
           socket.end();
+        },
+        destroy() {
+          socket.destroy();
         },
         established,
       });
@@ -66,7 +74,10 @@ export function listenTcp(url: BrokerUrl, secureContext: tls.SecureContext | und
         return;
       }
       socket.on('data', (chunk: Buffer) => session.onData(chunk));
-      socket.on('drain', () => socket.resume());
+      socket.on('drain', () => {
+        session.onWritable();
+        socket.resume();
+      });
       socket.on('close', () => session.close());
     },
   });
