@@ -225,7 +225,7 @@ export class Session {
       if (base < 0) {
         n = e.decoderNext(this.#decoder);
         if (n < 0) {
-          this.#fatal(-n, -n === ErrorCode.ERR_NO_MEMORY ? 'broker out of memory' : 'malformed frame');
+          this.#fatal(-n, fatalText(-n, this.#limits.maxFrameBytes));
           return true;
         }
         base = e.decoderDescriptors(this.#decoder);
@@ -807,6 +807,13 @@ function validUtf8(bytes: Uint8Array): boolean {
   } catch {
     return false;
   }
+}
+
+/** Why the decoder gave up on the connection (decoderNext's fatal codes). */
+function fatalText(code: number, maxFrameBytes: number): string {
+  if (code === ErrorCode.ERR_NO_MEMORY) return 'broker out of memory';
+  if (code === ErrorCode.ERR_MESSAGE_TOO_LARGE) return `frame larger than maxFrameBytes (${maxFrameBytes} bytes of body)`;
+  return 'malformed frame';
 }
 
 function defaultErrorText(code: number): string {

@@ -14,6 +14,9 @@ import { ErrorCode } from '../protocol.ts';
 import { encodeErrorFrame } from '../core/raw-frames.ts';
 import { Listener, type Admission } from './listener.ts';
 
+/** How long a connection the broker ends may take to receive its last bytes (a fatal ERROR). */
+const END_GRACE_MS = 2000;
+
 /** What a transport needs from the broker side of a connection. */
 export interface ConnectionIO {
   /** "host:port" of the peer, for logs. */
@@ -62,7 +65,11 @@ export function listenTcp(url: BrokerUrl, secureContext: tls.SecureContext | und
         },
         bufferedBytes: () => socket.writableLength,
         end() {
-          socket.end();
+          // Sent after a fatal ERROR: read nothing more (the peer may still be sending the body
+          // of a frame it announced), and close once the ERROR is out, or after END_GRACE_MS.
+          socket.pause();
+          socket.end(() => socket.destroy());
+          setTimeout(() => socket.destroy(), END_GRACE_MS).unref();
         },
         destroy() {
           socket.destroy();

@@ -6,9 +6,10 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import net from 'node:net';
-import { Op, TIMEOUT_INFINITE } from '../../src/protocol.ts';
+import { ErrorCode, Op, TIMEOUT_INFINITE } from '../../src/protocol.ts';
+import { rawFrame } from '../support/raw.ts';
 import { connect, delay, startEngine, within } from '../helpers.ts';
-import { frame, hello } from '../support/raw-socket.ts';
+import { frame, hello, ping, push, rawConnect } from '../support/raw-socket.ts';
 import type { EngineOptions, TurboEngine } from '../../src/index.ts';
 
 const MESSAGE_BYTES = 16 * 1024;
@@ -185,3 +186,31 @@ t.test('a terminated WebSocket client has none of its held-back pops served', as
   t.equal(await lengthOf(t, engine, 'ws'), before, 'nothing popped after the client was gone');
 });
 
+t.test('a frame header over maxFrameBytes or with a wrong version closes the connection at once, after an ERROR', async (t) => {
+  const engine = await startEngine(t, limits);
+  const cases: [string, Buffer, string][] = [
+    ['a 4 GiB length', rawFrame(Op.PUSH, 5, [], { length: 0xFFFFFFFF }), 'ERR_MESSAGE_TOO_LARGE'],
+    ['one byte over maxFrameBytes', rawFrame(Op.PUSH, 5, [], { length: 8 + limits.maxFrameBytes + 1 }), 'ERR_MESSAGE_TOO_LARGE'],
+    ['version 1', rawFrame(Op.PING, 5, [], { ver: 1 }), 'ERR_PROTOCOL'],
+  ];
+  for (const [what, header, code] of cases) {
+    const c = await rawConnect(t, engine.url);
+    c.socket.write(hello(1));
+    t.equal((await c.next()).op, Op.HELLO_OK);
+    c.socket.write(header);
+    // The client keeps sending the body it announced: the broker neither waits for it nor reads it.
+    const junk = Buffer.alloc(64 * 1024);
+    const feeding = setInterval(() => { if (!c.socket.destroyed) c.socket.write(junk); }, 5);
+    t.teardown(() => clearInterval(feeding));
+    const reply = await c.next();
+    t.match(reply, { op: Op.ERROR, requestId: 0, code: ErrorCode[code as keyof typeof ErrorCode] }, `${what}: a fatal ERROR`);
+    t.ok(await c.closed(3000), `${what}: closed at once`);
+    clearInterval(feeding);
+  }
+  // A message over maxMessageBytes within maxFrameBytes is still refused with the connection usable.
+  const c = await rawConnect(t, engine.url);
+  c.socket.write(Buffer.concat([hello(1), push(2, 'q', 't', 'x'.repeat(limits.maxMessageBytes + 1)), ping(3)]));
+  t.equal((await c.next()).op, Op.HELLO_OK);
+  t.match(await c.next(), { op: Op.ERROR, requestId: 2, code: ErrorCode.ERR_MESSAGE_TOO_LARGE });
+  t.match(await c.next(), { op: Op.PONG, requestId: 3 });
+});
