@@ -20,6 +20,7 @@ export const DEFAULTS = Object.freeze({
   maxSubscriptions: 1024,
   maxParkedPops: 65_536,
   maxOutputBytes: 32 * 1024 * 1024,
+  maxParkedPopsPerThread: 262_144,
   initialMemoryMiB: 4,
   maxMemoryMiB: 4096,
   handshakeTimeoutMs: 10_000,
@@ -88,6 +89,8 @@ export interface EngineOptions {
   maxSubscriptions?: number;
   /** Parked pops per connection. Default 65,536. */
   maxParkedPops?: number;
+  /** Parked pops per worker thread, over all its connections (each costs about 500 B). Default 262,144. */
+  maxParkedPopsPerThread?: number;
   /**
    * Replies a connection may have waiting to be sent, in bytes. While a connection's output
    * is backed up the broker stops reading its requests and pumping its subscriptions; a
@@ -145,6 +148,7 @@ export interface ResolvedOptions {
   maxSubscriptions: number;
   maxParkedPops: number;
   maxOutputBytes: number;
+  maxParkedPopsPerThread: number;
   listen: BrokerUrl[];
   allowedOrigins: string[] | undefined;
   initialMemoryMiB: number;
@@ -265,6 +269,7 @@ export function resolveOptions(url: string | undefined, options: EngineOptions):
     maxSubscriptions: positiveInt('maxSubscriptions', options.maxSubscriptions, DEFAULTS.maxSubscriptions),
     maxParkedPops: positiveInt('maxParkedPops', options.maxParkedPops, DEFAULTS.maxParkedPops),
     maxOutputBytes,
+    maxParkedPopsPerThread: positiveInt('maxParkedPopsPerThread', options.maxParkedPopsPerThread, DEFAULTS.maxParkedPopsPerThread),
     listen,
     allowedOrigins: options.allowedOrigins,
     initialMemoryMiB,
@@ -359,6 +364,8 @@ export function serveFlags(): readonly ServeFlag[] {
     help: `open connections per worker thread (default ${DEFAULTS.maxConnectionsPerThread})` },
   { name: 'max-output-bytes', env: 'TURBOMQ_MAX_OUTPUT_BYTES', key: 'maxOutputBytes', type: 'int', placeholder: 'N', min: 1, max: 0x7fffffff,
     help: `replies one connection may have waiting to be sent; past it the connection is closed (default ${DEFAULTS.maxOutputBytes})` },
+  { name: 'max-parked-pops-per-thread', env: 'TURBOMQ_MAX_PARKED_POPS_PER_THREAD', key: 'maxParkedPopsPerThread', type: 'int', placeholder: 'N', min: 1, max: 0x7fffffff,
+    help: `pops waiting for a message per worker thread, over all connections; more answer ERR_LIMIT (default ${DEFAULTS.maxParkedPopsPerThread})` },
   { name: 'handshake-timeout-ms', env: 'TURBOMQ_HANDSHAKE_TIMEOUT_MS', key: 'handshakeTimeoutMs', type: 'int', placeholder: 'MS', min: 1, max: 0x7fffffff,
     help: `close connections that have not finished TLS, HELLO and AUTH after this long (default ${DEFAULTS.handshakeTimeoutMs})` },
   { name: 'auth-token', env: 'TURBOMQ_AUTH_TOKEN', key: 'authToken', type: 'string', placeholder: 'TOKEN',

@@ -39,6 +39,7 @@ import { countersOf, type ThreadCounters } from './metrics.ts';
 import { mayShutdown, type OperatorHandler } from './operator.ts';
 import { authorize, forbiddenText, permissionOf, type AuthUser } from './auth.ts';
 import { OutputGate } from './output.ts';
+import type { ParkedPopBudget } from './parked.ts';
 
 export interface SessionLimits {
   maxMessageBytes: number;
@@ -49,6 +50,8 @@ export interface SessionLimits {
   maxParkedPops: number;
   /** Unsent output past which the connection is closed (src/engine/output.ts). */
   maxOutputBytes: number;
+  /** The thread's parked pops over all its connections (src/engine/parked.ts); shared by its sessions. */
+  parkedPops: ParkedPopBudget;
 }
 
 /** What a session needs from its transport. */
@@ -425,9 +428,11 @@ export class Session {
     if (owner < 0) return this.#error(req, ErrorCode.ERR_NO_MEMORY);
     const park = timeoutMs !== 0;
     if (park && this.#pops.size >= this.#limits.maxParkedPops) return this.#error(req, ErrorCode.ERR_LIMIT, 'too many parked pops on this connection');
+    if (park && !this.#limits.parkedPops.take()) return this.#error(req, ErrorCode.ERR_LIMIT, `too many parked pops on this worker thread (maxParkedPopsPerThread ${this.#limits.parkedPops.max})`);
     const token = park ? this.#thread.newToken() : 0;
     const now = Date.now();
     const n = e.opPop(this.#writer, Op.MESSAGES, req, view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), max, this.#limits.maxFrameBytes, 0, token, owner, leaseMs, now);
+    if (park && n !== 0) this.#limits.parkedPops.release(); // answered at once: it did not park
     if (n > 0) {
       this.#counters.onPopped(n);
       if (owner !== 0) this.#thread.armLeaseTimer(e.leaseNextDeadline());
@@ -547,7 +552,7 @@ export class Session {
 
   #forgetPop(pop: ParkedPop): void {
     if (pop.timer !== undefined) clearTimeout(pop.timer);
-    this.#pops.delete(pop.requestId);
+    if (this.#pops.delete(pop.requestId)) this.#limits.parkedPops.release();
     this.#thread.unregister(pop.token);
   }
 
@@ -783,6 +788,7 @@ export class Session {
       if (e.waiterCancel(pop.waiter) === 1) this.#thread.unregister(pop.token);
       else this.#thread.expectReturn(pop.token); // handed: its message goes back to the topic
     }
+    this.#limits.parkedPops.release(this.#pops.size);
     this.#pops.clear();
     for (const sub of [...this.#subs.values()]) this.#closeSubscription(sub, false);
     if (this.#popOwner !== 0) {

@@ -13,6 +13,7 @@ import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { instantiateSharedCore } from '../core/wasm.ts';
 import { CoreThread } from '../core/thread.ts';
 import { Session } from './session.ts';
+import { ParkedPopBudget } from './parked.ts';
 import { countersOf, sampleLoopUtilization } from './metrics.ts';
 import type { OperatorHandler } from './operator.ts';
 import { Handshake } from './handshake.ts';
@@ -120,6 +121,7 @@ const limits = {
   maxSubscriptions: options.maxSubscriptions,
   maxParkedPops: options.maxParkedPops,
   maxOutputBytes: options.maxOutputBytes,
+  parkedPops: new ParkedPopBudget(options.maxParkedPopsPerThread),
 };
 
 function operatorFor(remoteAddress: string): OperatorHandler {

@@ -214,3 +214,32 @@ t.test('a frame header over maxFrameBytes or with a wrong version closes the con
   t.match(await c.next(), { op: Op.ERROR, requestId: 2, code: ErrorCode.ERR_MESSAGE_TOO_LARGE });
   t.match(await c.next(), { op: Op.PONG, requestId: 3 });
 });
+
+t.test('parked pops are bounded per worker thread over all its connections, and their slots come back', async (t) => {
+  const engine = await startEngine(t, { threads: 1, maxParkedPopsPerThread: 3 });
+  const parkOn = (c: Awaited<ReturnType<typeof rawConnect>>, id: number) => c.socket.write(frame(Op.POP, id, Buffer.concat([names('q', 'park'), u32s(TIMEOUT_INFINITE)])));
+  const a = await rawConnect(t, engine.url);
+  a.socket.write(hello(1));
+  t.equal((await a.next()).op, Op.HELLO_OK);
+  parkOn(a, 2);
+  parkOn(a, 3);
+  const b = await rawConnect(t, engine.url);
+  b.socket.write(hello(1));
+  t.equal((await b.next()).op, Op.HELLO_OK);
+  parkOn(b, 4);
+  parkOn(b, 5);
+  t.match(await b.next(), { op: Op.ERROR, requestId: 5, code: ErrorCode.ERR_LIMIT, text: /maxParkedPopsPerThread 3/ }, 'the fourth on the thread is refused');
+  b.socket.write(ping(6));
+  t.match(await b.next(), { op: Op.PONG, requestId: 6 }, 'the connection stays usable');
+  // A delivery, and a connection closing, give their slots back.
+  const client = await connect(t, engine.url);
+  await client.getQueue('q').push('park', 'one');
+  t.match(await a.next(), { op: Op.MESSAGES, requestId: 2 });
+  a.socket.destroy();
+  await delay(200);
+  for (const id of [7, 8]) parkOn(b, id);
+  b.socket.write(ping(9));
+  t.match(await b.next(), { op: Op.PONG, requestId: 9 }, 'two more parked: 3 in all again');
+  parkOn(b, 10);
+  t.match(await b.next(), { op: Op.ERROR, requestId: 10, code: ErrorCode.ERR_LIMIT });
+});
