@@ -139,15 +139,14 @@ import { RECORD_HEADER, PUSH_RECORD_HEADER, LEASED_RECORD_HEADER, META_DEAD_LETT
 // ── Decoder ──────────────────────────────────────────────────────────────────────────
 //
 // ╒════════════════════ Decoder (DEC_SIZE = 64 + 64 × 48 = 3136 bytes) ════════════════════╕
-//  +0   u32 state            STATE_HEADER | STATE_BODY | STATE_SKIP | STATE_FATAL
-//  +4   u32 maxFrameBytes    largest body (length - 8) accepted; larger frames are skipped
+//  +0   u32 state            STATE_HEADER | STATE_BODY | STATE_FATAL
+//  +4   u32 maxFrameBytes    largest body (length - 8) accepted; a larger one is fatal
 //  +8   u32 maxMessageBytes  largest PUSH data / record accepted
 //  +12  u32 buf              buffer (alloc), 0 until the first reserve
 //  +16  u32 cap              its capacity
 //  +20  u32 start            first byte not consumed yet (a frame header in STATE_HEADER/BODY)
 //  +24  u32 end              end of the committed bytes     (start <= end <= cap)
 //  +28  u32 need             STATE_BODY: bytes of the whole current frame (12 + body)
-//                            STATE_SKIP: body bytes still to discard
 //  +32  i32 fatal            STATE_FATAL: the negative error every decoderNext returns
 //  +36  u32 reserved[7]
 //  +64  Descriptor[DESC_CAPACITY]   results of the last decoderNext
@@ -208,8 +207,6 @@ import { RECORD_HEADER, PUSH_RECORD_HEADER, LEASED_RECORD_HEADER, META_DEAD_LETT
 @inline const STATE_HEADER: u32 = 0;
 // @ts-ignore: decorator
 @inline const STATE_BODY: u32 = 1;
-// @ts-ignore: decorator
-@inline const STATE_SKIP: u32 = 2;
 // @ts-ignore: decorator
 @inline const STATE_FATAL: u32 = 3;
 
@@ -407,7 +404,8 @@ export function decoderState(dec: usize): u32 {
 /**
  * Decodes up to DESC_CAPACITY complete frames from the buffered bytes into the descriptor
  * area. Returns how many (0: more bytes needed; exactly DESC_CAPACITY: call again), or a
- * negative fatal error (-ERR_PROTOCOL), returned again by every later call. A fatal error
+ * negative fatal error (-ERR_PROTOCOL; -ERR_MESSAGE_TOO_LARGE for a body over maxFrameBytes),
+ * returned again by every later call. A fatal error
  * drops the descriptors of the same call: the connection is going away.
  */
 export function decoderNext(dec: usize): i32 {
@@ -422,16 +420,6 @@ export function decoderNext(dec: usize): i32 {
   let d = dec + D_DESCS;
   let count: i32 = 0;
   while (count < DESC_CAPACITY) {
-    if (state == STATE_SKIP) {
-      // Discard the body of an oversized frame as it arrives: the buffer never holds it.
-      let avail = end - start;
-      if (avail == 0) break;
-      let n = min<usize>(avail, <usize>need);
-      start += n;
-      need -= <u32>n;
-      if (need != 0) break;
-      state = STATE_HEADER;
-    }
     if (state == STATE_HEADER) {
       if (end - start < <usize>HEADER_BYTES) break;
       let p = buf + start;
@@ -439,16 +427,9 @@ export function decoderNext(dec: usize): i32 {
       // Version first: it is how garbage is recognised.
       if (<u32>load<u8>(p, 4) != PROTOCOL_VERSION || length < LENGTH_OVERHEAD) return fatal(dec, ERR_PROTOCOL);
       let body = length - LENGTH_OVERHEAD;
-      if (body > maxFrame) {
-        // Too large to buffer: answer now, skip its body, keep the connection.
-        reject(d, <u32>load<u16>(p, 6), load<u32>(p, 8), ERR_MESSAGE_TOO_LARGE, <u32>load<u8>(p, 5));
-        d += DESC_SIZE;
-        count++;
-        start += <usize>HEADER_BYTES;
-        need = body;
-        state = STATE_SKIP;
-        continue;
-      }
+      // Larger than any frame this side accepts: fatal at once. Skipping the body instead
+      // would let one header make the receiver read (and the peer send) up to 4 GiB.
+      if (body > maxFrame) return fatal(dec, ERR_MESSAGE_TOO_LARGE);
       need = HEADER_BYTES + body; // <= 12 + MAX_FRAME_LIMIT: no overflow
       state = STATE_BODY;
     }

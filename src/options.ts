@@ -19,6 +19,8 @@ export const DEFAULTS = Object.freeze({
   maxConnections: 65_536,
   maxSubscriptions: 1024,
   maxParkedPops: 65_536,
+  maxOutputBytes: 32 * 1024 * 1024,
+  maxParkedPopsPerThread: 262_144,
   initialMemoryMiB: 4,
   maxMemoryMiB: 4096,
   handshakeTimeoutMs: 10_000,
@@ -87,6 +89,15 @@ export interface EngineOptions {
   maxSubscriptions?: number;
   /** Parked pops per connection. Default 65,536. */
   maxParkedPops?: number;
+  /** Parked pops per worker thread, over all its connections (each costs about 500 B). Default 262,144. */
+  maxParkedPopsPerThread?: number;
+  /**
+   * Replies a connection may have waiting to be sent, in bytes. While a connection's output
+   * is backed up the broker stops reading its requests and pumping its subscriptions; a
+   * connection whose output would go past this is closed (its leased and handed messages go
+   * back to their topics). Default 32 MiB; at least maxFrameBytes + 64 KiB.
+   */
+  maxOutputBytes?: number;
   /** Extra listen urls (tcp://, tls://, ws://, wss://, unix://), besides the constructor's url. */
   listen?: string[];
   /** WebSocket: Origin values browsers may connect from; `*` allows any. Default: loopback origins only (localhost, 127.0.0.1, [::1], any port). Clients that send no Origin (not browsers) are always accepted. */
@@ -136,6 +147,8 @@ export interface ResolvedOptions {
   handshakeTimeoutMs: number;
   maxSubscriptions: number;
   maxParkedPops: number;
+  maxOutputBytes: number;
+  maxParkedPopsPerThread: number;
   listen: BrokerUrl[];
   allowedOrigins: string[] | undefined;
   initialMemoryMiB: number;
@@ -235,6 +248,9 @@ export function resolveOptions(url: string | undefined, options: EngineOptions):
   const maxMemoryMiB = positiveInt('maxMemoryMiB', options.maxMemoryMiB, DEFAULTS.maxMemoryMiB, 4096);
   const initialMemoryMiB = positiveInt('initialMemoryMiB', options.initialMemoryMiB, DEFAULTS.initialMemoryMiB, 4095);
   if (maxMemoryMiB < 2) throw invalid('maxMemoryMiB must be at least 2');
+  const maxOutputBytes = positiveInt('maxOutputBytes', options.maxOutputBytes, Math.max(DEFAULTS.maxOutputBytes, maxFrameBytes + 64 * 1024), 0x7fffffff);
+  // One reply frame must always fit, or a connection could be closed for a single large pop.
+  if (maxOutputBytes < maxFrameBytes + 64 * 1024) throw invalid('maxOutputBytes must be at least maxFrameBytes + 65536');
   const listen = [url ?? DEFAULTS.url, ...(options.listen ?? [])].map((u) => parseUrl(u, LISTEN_SCHEMES));
   const tls = options.tls;
   if (tls !== undefined && (typeof tls !== 'object' || tls === null || !isPem(tls.cert) || !isPem(tls.key))) {
@@ -252,6 +268,8 @@ export function resolveOptions(url: string | undefined, options: EngineOptions):
     handshakeTimeoutMs: positiveInt('handshakeTimeoutMs', options.handshakeTimeoutMs, DEFAULTS.handshakeTimeoutMs, 0x7fffffff),
     maxSubscriptions: positiveInt('maxSubscriptions', options.maxSubscriptions, DEFAULTS.maxSubscriptions),
     maxParkedPops: positiveInt('maxParkedPops', options.maxParkedPops, DEFAULTS.maxParkedPops),
+    maxOutputBytes,
+    maxParkedPopsPerThread: positiveInt('maxParkedPopsPerThread', options.maxParkedPopsPerThread, DEFAULTS.maxParkedPopsPerThread),
     listen,
     allowedOrigins: options.allowedOrigins,
     initialMemoryMiB,
@@ -344,6 +362,10 @@ export function serveFlags(): readonly ServeFlag[] {
     help: `open connections in total (default ${DEFAULTS.maxConnections}, and at most what the file-descriptor limit allows)` },
   { name: 'max-connections-per-thread', env: 'TURBOMQ_MAX_CONNECTIONS_PER_THREAD', key: 'maxConnectionsPerThread', type: 'int', placeholder: 'N', min: 1, max: 0x7fffffff,
     help: `open connections per worker thread (default ${DEFAULTS.maxConnectionsPerThread})` },
+  { name: 'max-output-bytes', env: 'TURBOMQ_MAX_OUTPUT_BYTES', key: 'maxOutputBytes', type: 'int', placeholder: 'N', min: 1, max: 0x7fffffff,
+    help: `replies one connection may have waiting to be sent; past it the connection is closed (default ${DEFAULTS.maxOutputBytes})` },
+  { name: 'max-parked-pops-per-thread', env: 'TURBOMQ_MAX_PARKED_POPS_PER_THREAD', key: 'maxParkedPopsPerThread', type: 'int', placeholder: 'N', min: 1, max: 0x7fffffff,
+    help: `pops waiting for a message per worker thread, over all connections; more answer ERR_LIMIT (default ${DEFAULTS.maxParkedPopsPerThread})` },
   { name: 'handshake-timeout-ms', env: 'TURBOMQ_HANDSHAKE_TIMEOUT_MS', key: 'handshakeTimeoutMs', type: 'int', placeholder: 'MS', min: 1, max: 0x7fffffff,
     help: `close connections that have not finished TLS, HELLO and AUTH after this long (default ${DEFAULTS.handshakeTimeoutMs})` },
   { name: 'auth-token', env: 'TURBOMQ_AUTH_TOKEN', key: 'authToken', type: 'string', placeholder: 'TOKEN',

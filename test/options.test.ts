@@ -9,7 +9,7 @@ t.test('resolveOptions fills every default', async (t) => {
   t.match(o, {
     threads: defaultThreads(), maxMessageBytes: 1024 * 1024, maxFrameBytes: 8 * 1024 * 1024,
     maxConnectionsPerThread: 10_000, maxConnections: 65_536, handshakeTimeoutMs: 10_000,
-    maxSubscriptions: 1024, maxParkedPops: 65_536, initialMemoryMiB: 4, maxMemoryMiB: 4096,
+    maxSubscriptions: 1024, maxParkedPops: 65_536, maxOutputBytes: 32 * 1024 * 1024, maxParkedPopsPerThread: 262_144, initialMemoryMiB: 4, maxMemoryMiB: 4096,
     authToken: undefined, users: undefined, tls: undefined,
   });
   t.same(o.listen, [{ scheme: 'tcp', host: '127.0.0.1', port: 33444, path: '' }]);

@@ -10,6 +10,7 @@ import { newSharedMemory, instantiateSharedCore } from '../core/wasm.ts';
 import { sharedCoreModule } from '../core/load.ts';
 import { CoreThread } from '../core/thread.ts';
 import { Session } from './session.ts';
+import { ParkedPopBudget } from './parked.ts';
 import { Handshake } from './handshake.ts';
 import { Authenticator } from './auth.ts';
 import { ConnectionCounter, fileDescriptorRoom } from './connections.ts';
@@ -28,6 +29,9 @@ import { TurboClient } from '../client/client.ts';
 import type { Queue } from '../client/queue.ts';
 import type { Transport } from '../client/transport.ts';
 import { TurboError } from '../errors.ts';
+
+/** Embedded connections are the application's own: their parked pops are not capped. */
+const EMBEDDED_PARKED_POPS = new ParkedPopBudget(Number.MAX_SAFE_INTEGER);
 
 export type { EngineStats } from './stats.ts';
 
@@ -371,6 +375,8 @@ export class TurboEngine {
       maxFrameBytes: this.#options.maxFrameBytes,
       maxSubscriptions: Number.MAX_SAFE_INTEGER,
       maxParkedPops: Number.MAX_SAFE_INTEGER,
+      maxOutputBytes: Number.MAX_SAFE_INTEGER, // a pipe without a buffer: nothing backs up
+      parkedPops: EMBEDDED_PARKED_POPS,
     });
     // In-process and trusted: no auth, no deadline (the embedded client still says HELLO and AUTH).
     handshake = new Handshake(session, undefined, { established() {}, end: () => transport.close() }, Number.MAX_SAFE_INTEGER);

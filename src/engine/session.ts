@@ -18,6 +18,13 @@
 // them, so every unacked message is back at its topic's front at once, not at expiry. An
 // ack:true subscription's credit is `prefetch - leases it holds`: an ack, nack or expiry
 // lets the next message come, with no CREDIT from the client.
+//
+// Output limits (src/engine/output.ts): a message is taken from its topic only while this
+// connection's unsent output (the writer plus the transport's buffer) is under the high-water
+// mark. Past it, requests stop being dispatched (the rest stays in the decoder and the
+// chunks that follow are held) and subscriptions stop being pumped until the transport calls
+// onWritable(); a connection whose output would pass maxOutputBytes is closed at once and
+// what was handed to it goes back to its topic.
 
 import type { CoreThread, WaiterHandler } from '../core/thread.ts';
 import type { CoreExports } from '../core/wasm.ts';
@@ -31,6 +38,8 @@ import { VERSION } from '../version.ts';
 import { countersOf, type ThreadCounters } from './metrics.ts';
 import { mayShutdown, type OperatorHandler } from './operator.ts';
 import { authorize, forbiddenText, permissionOf, type AuthUser } from './auth.ts';
+import { OutputGate } from './output.ts';
+import type { ParkedPopBudget } from './parked.ts';
 
 export interface SessionLimits {
   maxMessageBytes: number;
@@ -39,6 +48,10 @@ export interface SessionLimits {
   maxSubscriptions: number;
   /** Parked pops one connection may hold. */
   maxParkedPops: number;
+  /** Unsent output past which the connection is closed (src/engine/output.ts). */
+  maxOutputBytes: number;
+  /** The thread's parked pops over all its connections (src/engine/parked.ts); shared by its sessions. */
+  parkedPops: ParkedPopBudget;
 }
 
 /** What a session needs from its transport. */
@@ -47,6 +60,10 @@ export interface SessionIO {
   write(bytes: Uint8Array): void;
   /** Closes the connection after what was written (the transport then calls session.close()). */
   end(): void;
+  /** Bytes written and not sent yet (the transport's buffer); without it, 0 (an in-process pipe). */
+  bufferedBytes?(): number;
+  /** Closes the connection at once, dropping unsent output (the output limit); without it, end(). */
+  destroy?(): void;
   /** Reports an unexpected error (logged by the worker). */
   onError?(err: Error): void;
   /** The session is closing the connection for a protocol error (logged once by the worker). */
@@ -121,10 +138,11 @@ export class Session {
   /** The last queue name checked for #user, as bytes and text (most connections use few queues). */
   #lastQueueBytes: Uint8Array | undefined;
   #lastQueueName = '';
+  readonly #output: OutputGate;
 
   constructor(thread: CoreThread, io: SessionIO, limits: SessionLimits) {
     this.#thread = thread;
-    this.#e = thread.exports;
+    const e = this.#e = thread.exports;
     this.#io = io;
     this.#limits = limits;
     this.#counters = countersOf(thread);
@@ -139,6 +157,7 @@ export class Session {
     // Expired leases free ack:true subscriptions' credit.
     this.#unhookExpiry = thread.onLeasesEnded(() => this.#pumpAckSubscriptions());
     this.#connectionId = thread.newToken();
+    this.#output = new OutputGate(limits.maxOutputBytes, limits.maxFrameBytes, () => e.writerLength(this.#writer) + (io.bufferedBytes?.() ?? 0));
   }
 
   get closed(): boolean {
@@ -162,8 +181,13 @@ export class Session {
   /** Bytes from the transport: decode every complete frame, answer, flush once. */
   onData(chunk: Uint8Array): void {
     if (this.#closed) return;
+    if (this.#output.stalled) {
+      // Held until the output drains; the transport stopped reading, so this is at most what it had read.
+      if (!this.#output.hold(chunk)) this.#closeForOutput('the connection sent requests while its replies were not read');
+      return;
+    }
     try {
-      this.#onData(chunk);
+      this.#onData(chunk, 0);
     } catch (err) {
       // A bug here must cost this connection, never the worker and every other connection
       // (and the waiters it holds) on it.
@@ -172,10 +196,9 @@ export class Session {
     }
   }
 
-  #onData(chunk: Uint8Array): void {
+  #onData(chunk: Uint8Array, offset: number): void {
     const e = this.#e;
     const view = this.#thread.core.view;
-    let offset = 0;
     // Feed in pieces of at most maxFrameBytes so the decoder buffer stays bounded.
     while (offset < chunk.length && !this.#closed) {
       const piece = Math.min(chunk.length - offset, this.#limits.maxFrameBytes);
@@ -184,15 +207,79 @@ export class Session {
       view.write(at, offset === 0 && piece === chunk.length ? chunk : chunk.subarray(offset, offset + piece));
       e.decoderCommit(this.#decoder, piece);
       offset += piece;
-      for (;;) {
-        const n = e.decoderNext(this.#decoder);
-        if (n < 0) return this.#fatal(-n, -n === ErrorCode.ERR_NO_MEMORY ? 'broker out of memory' : 'malformed frame');
-        const base = e.decoderDescriptors(this.#decoder);
-        for (let i = 0; i < n && !this.#closed; i++) this.#dispatch(base + i * DESC_SIZE);
-        if (n < DESC_CAPACITY) break;
+      if (!this.#serve(-1, 0, 0)) {
+        // Output backed up: the rest of this chunk waits, ahead of anything that comes later.
+        if (offset < chunk.length) this.#output.holdFirst(chunk.subarray(offset));
+        break;
       }
     }
     this.flush();
+  }
+
+  /**
+   * Dispatches decoded requests, from descriptor `i` of a batch of `n` at `base` (base -1:
+   * decode the next batch). False when it stopped because the output is backed up: the
+   * position is kept and onWritable() goes on from there (the decoder is not touched
+   * meanwhile, so the descriptors stay valid).
+   */
+  #serve(base: number, i: number, n: number): boolean {
+    const e = this.#e;
+    for (;;) {
+      if (base < 0) {
+        n = e.decoderNext(this.#decoder);
+        if (n < 0) {
+          this.#fatal(-n, fatalText(-n, this.#limits.maxFrameBytes));
+          return true;
+        }
+        base = e.decoderDescriptors(this.#decoder);
+        i = 0;
+      }
+      for (; i < n && !this.#closed; i++) {
+        if (this.#output.backedUp() && (this.flush(), this.#output.backedUp())) {
+          this.#output.stall(base, i, n);
+          return false;
+        }
+        this.#dispatch(base + i * DESC_SIZE);
+      }
+      if (n < DESC_CAPACITY || this.#closed) return true;
+      base = -1;
+    }
+  }
+
+  /**
+   * The transport can take more (TCP 'drain', a WebSocket send completed): go on with the
+   * requests held back, then the subscriptions that stopped for output.
+   */
+  onWritable(): void {
+    if (this.#closed || this.#output.backedUp()) return;
+    try {
+      const resume = this.#output.resume();
+      if (resume !== undefined && this.#serve(resume.base, resume.i, resume.n)) {
+        for (let chunk = this.#output.nextHeld(); chunk !== undefined && !this.#closed; chunk = this.#output.stalled ? undefined : this.#output.nextHeld()) {
+          this.#onData(chunk, 0);
+        }
+      }
+      if (!this.#output.stalled) {
+        for (const sub of this.#output.takeStalledSubscriptions()) if (!this.#closed && this.#subs.get(sub) !== undefined) this.#pumpById(sub);
+      }
+      this.flush();
+    } catch (err) {
+      this.#io.onError?.(err as Error);
+      if (!this.#closed) this.#fatal(ErrorCode.ERR_PROTOCOL, 'internal error while serving this connection');
+    }
+  }
+
+  #pumpById(id: number): void {
+    const sub = this.#subs.get(id)!;
+    if (sub.waiter === 0) this.#pump(sub);
+  }
+
+  /** Past maxOutputBytes: closed at once (the client is not reading); leases and handed messages go back. */
+  #closeForOutput(reason: string): void {
+    this.#io.onFatal?.(ErrorCode.ERR_LIMIT, `output limit (maxOutputBytes ${this.#limits.maxOutputBytes}): ${reason}`);
+    if (this.#io.destroy !== undefined) this.#io.destroy();
+    else this.#io.end();
+    this.close();
   }
 
   #dispatch(d: number): void {
@@ -341,9 +428,11 @@ export class Session {
     if (owner < 0) return this.#error(req, ErrorCode.ERR_NO_MEMORY);
     const park = timeoutMs !== 0;
     if (park && this.#pops.size >= this.#limits.maxParkedPops) return this.#error(req, ErrorCode.ERR_LIMIT, 'too many parked pops on this connection');
+    if (park && !this.#limits.parkedPops.take()) return this.#error(req, ErrorCode.ERR_LIMIT, `too many parked pops on this worker thread (maxParkedPopsPerThread ${this.#limits.parkedPops.max})`);
     const token = park ? this.#thread.newToken() : 0;
     const now = Date.now();
     const n = e.opPop(this.#writer, Op.MESSAGES, req, view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), max, this.#limits.maxFrameBytes, 0, token, owner, leaseMs, now);
+    if (park && n !== 0) this.#limits.parkedPops.release(); // answered at once: it did not park
     if (n > 0) {
       this.#counters.onPopped(n);
       if (owner !== 0) this.#thread.armLeaseTimer(e.leaseNextDeadline());
@@ -370,6 +459,12 @@ export class Session {
 
   #deliverPop(pop: ParkedPop, waiter: number): void {
     const e = this.#e;
+    if (!this.#output.roomForFrame() && (this.flush(), !this.#output.roomForFrame())) {
+      // Nobody reads this connection: the message goes back to its topic, not into a buffer.
+      e.waiterReturn(waiter);
+      this.#forgetPop(pop);
+      return this.#closeForOutput('a parked pop was handed a message while the replies were not read');
+    }
     const n = e.waiterDeliverFrame(waiter, this.#writer, Op.MESSAGES, pop.requestId, pop.max - 1, this.#limits.maxFrameBytes, 0, pop.owner, pop.leaseMs, Date.now());
     if (n < 0) {
       e.waiterReturn(waiter);
@@ -457,7 +552,7 @@ export class Session {
 
   #forgetPop(pop: ParkedPop): void {
     if (pop.timer !== undefined) clearTimeout(pop.timer);
-    this.#pops.delete(pop.requestId);
+    if (this.#pops.delete(pop.requestId)) this.#limits.parkedPops.release();
     this.#thread.unregister(pop.token);
   }
 
@@ -504,6 +599,12 @@ export class Session {
     const e = this.#e;
     let leased = false;
     for (let credit = this.#credit(sub); credit > 0 && sub.waiter === 0 && !this.#closed; credit = this.#credit(sub)) {
+      if (this.#output.backedUp() && (this.flush(), this.#output.backedUp())) {
+        // Nothing more leaves the topic for a connection that cannot send it; onWritable() resumes.
+        // (Flushed first: a transport that took everything at once will not report a drain.)
+        this.#output.stallSubscription(sub.id);
+        break;
+      }
       const n = e.topicPopFrame(sub.topic, this.#writer, Op.DELIVER, sub.id, credit, this.#limits.maxFrameBytes, sub.token, sub.token, sub.owner, sub.leaseMs, Date.now());
       if (n > 0) {
         if (sub.owner === 0) sub.credit -= n;
@@ -531,6 +632,10 @@ export class Session {
   #deliverSubscription(sub: Subscription, waiter: number): void {
     const e = this.#e;
     sub.waiter = 0;
+    if (!this.#output.roomForFrame() && (this.flush(), !this.#output.roomForFrame())) {
+      e.waiterReturn(waiter);
+      return this.#closeForOutput('a subscription was handed a message while the replies were not read');
+    }
     const n = e.waiterDeliverFrame(waiter, this.#writer, Op.DELIVER, sub.id, this.#credit(sub) - 1, this.#limits.maxFrameBytes, sub.token, sub.owner, sub.leaseMs, Date.now());
     if (n < 0) {
       e.waiterReturn(waiter);
@@ -667,18 +772,23 @@ export class Session {
     const bytes = this.#thread.core.view.copy(e.writerData(this.#writer), len);
     e.writerReset(this.#writer);
     this.#io.write(bytes);
+    // A backstop for replies that are not messages (errors, statistics): checked after the
+    // caller is done with the writer, which closing frees.
+    if (this.#output.overLimit()) queueMicrotask(() => { if (!this.#closed && this.#output.overLimit()) this.#closeForOutput('replies were not read'); });
   }
 
   /** The connection is gone: cancel parked pops, end subscriptions, free buffers. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#output.clear(); // requests not served yet are dropped: nobody would receive their replies
     const e = this.#e;
     for (const pop of this.#pops.values()) {
       if (pop.timer !== undefined) clearTimeout(pop.timer);
       if (e.waiterCancel(pop.waiter) === 1) this.#thread.unregister(pop.token);
       else this.#thread.expectReturn(pop.token); // handed: its message goes back to the topic
     }
+    this.#limits.parkedPops.release(this.#pops.size);
     this.#pops.clear();
     for (const sub of [...this.#subs.values()]) this.#closeSubscription(sub, false);
     if (this.#popOwner !== 0) {
@@ -703,6 +813,13 @@ function validUtf8(bytes: Uint8Array): boolean {
   } catch {
     return false;
   }
+}
+
+/** Why the decoder gave up on the connection (decoderNext's fatal codes). */
+function fatalText(code: number, maxFrameBytes: number): string {
+  if (code === ErrorCode.ERR_NO_MEMORY) return 'broker out of memory';
+  if (code === ErrorCode.ERR_MESSAGE_TOO_LARGE) return `frame larger than maxFrameBytes (${maxFrameBytes} bytes of body)`;
+  return 'malformed frame';
 }
 
 function defaultErrorText(code: number): string {

@@ -13,6 +13,7 @@ import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { instantiateSharedCore } from '../core/wasm.ts';
 import { CoreThread } from '../core/thread.ts';
 import { Session } from './session.ts';
+import { ParkedPopBudget } from './parked.ts';
 import { countersOf, sampleLoopUtilization } from './metrics.ts';
 import type { OperatorHandler } from './operator.ts';
 import { Handshake } from './handshake.ts';
@@ -119,6 +120,8 @@ const limits = {
   maxFrameBytes: options.maxFrameBytes,
   maxSubscriptions: options.maxSubscriptions,
   maxParkedPops: options.maxParkedPops,
+  maxOutputBytes: options.maxOutputBytes,
+  parkedPops: new ParkedPopBudget(options.maxParkedPopsPerThread),
 };
 
 function operatorFor(remoteAddress: string): OperatorHandler {
@@ -169,6 +172,7 @@ const host: SessionHost = {
       if (closeLogged) return;
       closeLogged = true;
       if (code === ErrorCode.ERR_NO_MEMORY) return logConnection({ remoteAddress, reason, code: ErrorCode.nameOf(code) }, 'connection closed: broker out of memory');
+      if (code === ErrorCode.ERR_LIMIT) return logConnection({ remoteAddress, reason, code: ErrorCode.nameOf(code) }, 'connection closed: output limit');
       counters.onProtocolError();
       logConnection({ remoteAddress, reason, ...(code === undefined ? {} : { code: ErrorCode.nameOf(code) }) }, 'connection closed: protocol error');
     };
@@ -177,7 +181,9 @@ const host: SessionHost = {
         counters.onBytesSent(bytes.length);
         io.write(bytes);
       },
+      bufferedBytes: () => io.bufferedBytes(),
       end: () => io.end(),
+      destroy: () => io.destroy(),
       onError: (err: Error) => log('error', { remoteAddress, err: errorFields(err) }, 'connection closed after an internal error'),
       onFatal: (code: number | undefined, text: string) => closedFor(text, code),
       operator: operatorFor(remoteAddress),
@@ -202,6 +208,7 @@ const host: SessionHost = {
         counters.onBytesReceived(chunk.length);
         handshake.onData(chunk);
       },
+      onWritable: () => session.onWritable(),
       close: connection.close,
       protocolError: (reason) => closedFor(reason, undefined),
     };

@@ -14,12 +14,19 @@ import { ErrorCode } from '../protocol.ts';
 import { encodeErrorFrame } from '../core/raw-frames.ts';
 import { Listener, type Admission } from './listener.ts';
 
+/** How long a connection the broker ends may take to receive its last bytes (a fatal ERROR). */
+const END_GRACE_MS = 2000;
+
 /** What a transport needs from the broker side of a connection. */
 export interface ConnectionIO {
   /** "host:port" of the peer, for logs. */
   remoteAddress: string;
   write(bytes: Uint8Array): void;
+  /** Bytes written and not sent yet. */
+  bufferedBytes(): number;
   end(): void;
+  /** Closes at once, dropping what was not sent. */
+  destroy(): void;
   /** The handshake is over (see Listener). */
   established(): void;
 }
@@ -31,7 +38,7 @@ export interface SessionHost {
    * Called for each admitted connection (`remoteAddress` is "host:port", for logs); returns
    * the callbacks for its bytes, its end, and protocol errors the transport itself detects.
    */
-  accept(io: ConnectionIO): { onData(chunk: Uint8Array): void; close(): void; protocolError?(reason: string): void } | undefined;
+  accept(io: ConnectionIO): { onData(chunk: Uint8Array): void; onWritable(): void; close(): void; protocolError?(reason: string): void } | undefined;
   handshakeTimeoutMs: number;
   onEvent?(event: string, details: Record<string, unknown>): void;
 }
@@ -56,8 +63,16 @@ export function listenTcp(url: BrokerUrl, secureContext: tls.SecureContext | und
           // Backpressure: a client that does not read its replies stops being read from.
           if (!socket.write(bytes)) socket.pause();
         },
+        bufferedBytes: () => socket.writableLength,
         end() {
-          socket.end();
+          // Sent after a fatal ERROR: read nothing more (the peer may still be sending the body
+          // of a frame it announced), and close once the ERROR is out, or after END_GRACE_MS.
+          socket.pause();
+          socket.end(() => socket.destroy());
+          setTimeout(() => socket.destroy(), END_GRACE_MS).unref();
+        },
+        destroy() {
+          socket.destroy();
         },
         established,
       });
@@ -66,7 +81,10 @@ export function listenTcp(url: BrokerUrl, secureContext: tls.SecureContext | und
         return;
       }
       socket.on('data', (chunk: Buffer) => session.onData(chunk));
-      socket.on('drain', () => socket.resume());
+      socket.on('drain', () => {
+        session.onWritable();
+        socket.resume();
+      });
       socket.on('close', () => session.close());
     },
   });

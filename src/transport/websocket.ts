@@ -14,6 +14,7 @@ import { Listener } from './listener.ts';
 import { HEADER_BYTES } from '../protocol.ts';
 import { isLoopbackHost, type BrokerUrl } from '../url.ts';
 import { MESSAGE_TARGET_BYTES, sendAsMessages } from './websocket-messages.ts';
+import { OUTPUT_HIGH_WATER_BYTES } from '../engine/output.ts';
 
 export interface WebSocketListenOptions {
   /**
@@ -40,9 +41,6 @@ export interface WebSocketListener {
 const CLOSE_NORMAL = 1000;
 const CLOSE_UNSUPPORTED_DATA = 1003;
 const CLOSE_TRY_AGAIN_LATER = 1013;
-
-/** Stop reading from a client while this many reply bytes wait to be sent (backpressure). */
-const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
 /** Normalises "http://Example.com/" to "http://example.com"; keeps what is not a url ("*", "null"). */
 function normaliseOrigin(origin: string): string {
@@ -96,17 +94,24 @@ export async function listenWebSocket(url: BrokerUrl, secureContext: tls.SecureC
     const sendMessage = (message: Uint8Array) => ws.send(message, { binary: true }, onSent);
     // Backpressure, as over TCP: a client that does not read its replies stops being read from.
     const onSent = () => {
-      if (ws.isPaused && ws.bufferedAmount < MAX_BUFFERED_BYTES / 2) ws.resume();
+      // A send that failed because the connection is gone must not let held requests run.
+      if (ws.readyState !== ws.OPEN || ws.bufferedAmount >= OUTPUT_HIGH_WATER_BYTES / 2) return;
+      session?.onWritable();
+      if (ws.isPaused) ws.resume();
     };
     const session = sessionHost.accept({
       remoteAddress: formatRemoteAddress(req.socket.remoteAddress, req.socket.remotePort),
       write(bytes) {
         if (ws.readyState !== 1) return;
         sendAsMessages(bytes, sendMessage);
-        if (ws.bufferedAmount > MAX_BUFFERED_BYTES) ws.pause();
+        if (ws.bufferedAmount >= OUTPUT_HIGH_WATER_BYTES) ws.pause();
       },
+      bufferedBytes: () => ws.bufferedAmount,
       end() {
         ws.close(CLOSE_NORMAL);
+      },
+      destroy() {
+        ws.terminate();
       },
       established: established.get(req.socket) ?? (() => {}),
     });
@@ -116,6 +121,9 @@ export async function listenWebSocket(url: BrokerUrl, secureContext: tls.SecureC
       return;
     }
     ws.on('message', (data: Buffer, isBinary: boolean) => {
+      // A closing connection's last messages are dropped: nobody would receive the replies,
+      // and its pops would take messages from their topics for nothing.
+      if (ws.readyState !== ws.OPEN) return;
       if (!isBinary) {
         session.protocolError?.('WebSocket text message (binary messages only)');
         ws.close(CLOSE_UNSUPPORTED_DATA, 'binary messages only');

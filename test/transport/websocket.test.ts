@@ -155,19 +155,21 @@ t.test('sendAsMessages keeps small flushes whole and cuts large ones only betwee
   t.ok(Buffer.concat(out).equals(large), 'nothing lost or reordered');
 });
 
-t.test('limits and errors are the TCP ones: an oversized push is answered ERR_MESSAGE_TOO_LARGE, the socket stays open', async (t) => {
+t.test('limits and errors are the TCP ones: an oversized message is answered ERR_MESSAGE_TOO_LARGE, an oversized frame closes', async (t) => {
   const { wsUrl } = await startWsEngine(t, { maxMessageBytes: 1000, maxFrameBytes: 4096, threads: 1 });
   const ws = rawSocket(t, wsUrl);
   t.equal(await outcome(ws), 'open');
   const r = replies(ws);
   ws.send(frame(Op.PUSH, 7, pushBody('q', 't', new Uint8Array(1001))));
   t.same(await r.next(), { op: Op.ERROR, requestId: 7, code: ErrorCode.ERR_MESSAGE_TOO_LARGE }, 'message over maxMessageBytes');
-  ws.send(frame(Op.PUSH, 8, pushBody('q', 't', new Uint8Array(5000))));
-  t.same(await r.next(), { op: Op.ERROR, requestId: 8, code: ErrorCode.ERR_MESSAGE_TOO_LARGE }, 'frame over maxFrameBytes, skipped');
   ws.send(frame(Op.PUSH, 9, pushBody('', 't', new Uint8Array(1))));
   t.same(await r.next(), { op: Op.ERROR, requestId: 9, code: ErrorCode.ERR_INVALID_ARGUMENT }, 'empty queue name');
   ws.send(frame(Op.PING, 10));
   t.same(await r.next(), { op: Op.PONG, requestId: 10, code: 0 }, 'still open');
+  const closed = new Promise<number>((resolve) => ws.once('close', resolve));
+  ws.send(frame(Op.PUSH, 8, pushBody('q', 't', new Uint8Array(5000))));
+  t.same(await r.next(), { op: Op.ERROR, requestId: 0, code: ErrorCode.ERR_MESSAGE_TOO_LARGE }, 'frame over maxFrameBytes: fatal');
+  t.equal(await within(closed, 3000), 1000, 'then closed');
 });
 
 t.test('garbage, text messages and messages over the size limit close only that WebSocket', async (t) => {
