@@ -6,13 +6,13 @@
 // frame; `read(i, out)` fills a caller-owned object). Names are passed pre-encoded
 // (encodeName) so a client encodes each queue/topic name once.
 
-import type { Core, CoreExports, MemoryView } from './wasm.ts';
-import { TurboError } from '../errors.ts';
+import type { Core, CoreExports, MemoryView } from '../../src/core/wasm.ts';
+import { TurboError } from '../../src/errors.ts';
 import {
   DESC_SIZE, DESC_OP, DESC_REQUEST_ID, DESC_QUEUE_PTR, DESC_QUEUE_LEN, DESC_TOPIC_PTR,
   DESC_TOPIC_LEN, DESC_DATA_PTR, DESC_DATA_LEN, DESC_ARG0, DESC_ARG1, ErrorCode, MAX_NAME_BYTES,
   MAX_ERROR_TEXT_BYTES, Op, PROTOCOL_VERSION, HEADER_BYTES,
-} from '../protocol.ts';
+} from '../../src/protocol.ts';
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: false });
