@@ -5,6 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { instantiateSharedCore } from '../../src/core/wasm.ts';
 import { CoreThread } from '../../src/core/thread.ts';
+import { RECORD_HEADER_BYTES } from '../../src/protocol.ts';
 
 interface Job {
   memory: WebAssembly.Memory;
@@ -114,17 +115,17 @@ if (job.role === 'producer') {
     }
     idle = 0;
     const frame = e.writerData(w);
-    // Records frame: 12-byte header, u32 count, then records.
+    // Records frame: 12-byte header, u32 count, then stored records (16-byte header: len, meta, id; then the data).
     let p = frame + 16;
     for (let i = 0; i < n; i++) {
       const len = view.u32(p);
-      const producer = view.u32(p + 4), seq = view.u32(p + 8), tp = view.u32(p + 12);
+      const producer = view.u32(p + RECORD_HEADER_BYTES), seq = view.u32(p + RECORD_HEADER_BYTES + 4), tp = view.u32(p + RECORD_HEADER_BYTES + 8);
       if (len !== 16 || tp !== topic) result.errors.push(`bad record len=${len} topic=${tp} expected ${topic}`);
       const key = producer * job.topics + topic;
       if (seq <= lastSeq[key]!) result.orderErrors++;
       lastSeq[key] = seq;
       Atomics.add(seen, producer * job.messagesPerProducer + seq, 1);
-      p += 4 + len;
+      p += RECORD_HEADER_BYTES + len;
     }
     e.writerReset(w);
     result.popped += n;

@@ -7,6 +7,10 @@ import { Worker } from 'node:worker_threads';
 import { newSharedMemory, instantiateSharedCore } from '../../src/core/wasm.ts';
 import { sharedCoreModule } from '../../src/core/load.ts';
 import { CoreThread } from '../../src/core/thread.ts';
+import { RECORD_HEADER_BYTES } from '../../src/protocol.ts';
+
+/** Where the first message's data starts in a records frame: 12-byte header, u32 count, stored record header. */
+const FIRST_DATA = 16 + RECORD_HEADER_BYTES;
 
 const workerUrl = new URL('./stress-worker.ts', import.meta.url);
 
@@ -83,7 +87,7 @@ async function mainThreadLoad(main: CoreThread, busy: () => boolean) {
     }
     for (let i = 0; i < 200; i++) {
       const n = e.opPop(w, 0x84, 1, main.scratch, 4, main.scratch + 256, name.length, 1, 1 << 20, 0, 0);
-      if (n !== 1 || view.u32(e.writerData(w) + 20) !== i) lost++;
+      if (n !== 1 || view.u32(e.writerData(w) + FIRST_DATA) !== i) lost++;
       e.writerReset(w);
       pairs++;
     }
@@ -127,7 +131,7 @@ t.test('a pop parked on one thread is woken by a push from another thread', asyn
   const waiter = await delivered;
   t.equal(a.exports.waiterDeliverFrame(waiter, w, 0x84, 9, 0, 1 << 20, 0), 1, 'one message handed over');
   const frame = a.exports.writerData(w);
-  t.equal(new TextDecoder().decode(a.core.view.copy(frame + 20, 5)), 'hello');
+  t.equal(new TextDecoder().decode(a.core.view.copy(frame + FIRST_DATA, 5)), 'hello');
   a.exports.waiterRelease(waiter);
   t.equal(b.exports.opLength(b.scratch, 1, b.scratch + 256, 1), 0, 'the message was not also stored');
   a.exports.writerFree(w);

@@ -4,6 +4,7 @@ import t from 'tap';
 import { newSharedMemory, instantiateSharedCore } from '../../src/core/wasm.ts';
 import { sharedCoreModule } from '../../src/core/load.ts';
 import { CoreThread } from '../../src/core/thread.ts';
+import { RECORD_HEADER_BYTES } from '../../src/protocol.ts';
 
 const MESSAGES = 0x84;
 const enc = new TextEncoder();
@@ -33,7 +34,7 @@ async function setup() {
       const n = e.opPop(w, MESSAGES, 1, th.scratch, 1, th.scratch + 256, 1, 1, 1 << 20, 0, 0);
       if (n <= 0) break;
       const p = e.writerData(w) + 16;
-      out.push(dec.decode(v.copy(p + 4, v.u32(p))));
+      out.push(dec.decode(v.copy(p + RECORD_HEADER_BYTES, v.u32(p))));
       e.writerReset(w);
     }
     return out;
@@ -42,7 +43,7 @@ async function setup() {
   const carried = (waiter: number) => {
     e.waiterDeliverFrame(waiter, w, MESSAGES, 1, 0, 1 << 20, 0);
     const p = e.writerData(w) + 16;
-    const text = dec.decode(v.copy(p + 4, v.u32(p)));
+    const text = dec.decode(v.copy(p + RECORD_HEADER_BYTES, v.u32(p)));
     e.writerReset(w);
     return text;
   };
