@@ -121,7 +121,7 @@ export function topicPush(topic: usize, data: usize, len: usize, exclusive: bool
     return 0;
   }
   let status = admit(topic, 1);
-  if (status == 0 && !fifoAppend(topic, data, len)) status = E_NO_MEMORY;
+  if (status == 0 && !fifoAppend(topic, data, len, exclusive)) status = E_NO_MEMORY;
   unlockTopic(topic, exclusive);
   return status;
 }
@@ -277,7 +277,7 @@ export function topicPop(topic: usize, w: usize, max: u32, maxBytes: usize, toke
   }
   let n: i32 = 0;
   if (load<u32>(topic + T_LENGTH) != 0) {
-    n = <i32>fifoPopInto(topic, w, max, maxBytes);
+    n = <i32>fifoPopInto(topic, w, max, maxBytes, exclusive);
     if (n == 0) n = E_NO_MEMORY;
   } else if (waiterToken != 0 && waiterPark(topic, waiterToken) == 0) {
     n = E_NO_MEMORY;
