@@ -207,7 +207,8 @@ export function growBuckets(seg: usize): void {
 }
 
 /** The topic named (q, t) in segment `seg` (segment lock held), or 0. */
-function findInSegment(seg: usize, hash: u32, q: usize, ql: usize, t: usize, tl: usize): usize {
+// @ts-ignore: decorator
+@inline function findInSegment(seg: usize, hash: u32, q: usize, ql: usize, t: usize, tl: usize): usize {
   let buckets = <usize>load<u32>(seg + SEG_BUCKETS);
   if (buckets == 0) return 0;
   let topic = <usize>load<u32>(buckets + (<usize>(hash & load<u32>(seg + SEG_MASK)) << 2));
