@@ -119,6 +119,7 @@ export class Connection {
   /** Set while a pushMany reads its items: a request made from in there (a getter) would land inside its frame. */
   recordsOpen = false;
   #flushQueued = false;
+  readonly #flushTask = (): void => this.flush();
   #closed = false;
   #closeError: Error | undefined;
   #maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
@@ -257,7 +258,7 @@ export class Connection {
   scheduleFlush(): void {
     if (this.#flushQueued) return;
     this.#flushQueued = true;
-    queueMicrotask(() => this.flush());
+    queueMicrotask(this.#flushTask);
   }
 
   /** Writes everything encoded so far (and the tick's settles, as one frame) in one send. */
