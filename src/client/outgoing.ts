@@ -30,13 +30,15 @@ const EXACT_RESERVE_CHARS = 64 * 1024;
  */
 const SLAB_BYTES = 256 * 1024;
 const SLAB_MAX_SEND = 64 * 1024;
+/** Sends up to this size are plain copies: V8 keeps arrays this small on its heap, cheaper still. */
+const ON_HEAP_MAX_SEND = 64;
 let slab = new Uint8Array(0);
 let slabUsed = 0;
 
 /** A copy of src[start, end) that the caller may hand to a transport for good. */
 export function sendCopy(src: Uint8Array, start: number, end: number): Uint8Array {
   const n = end - start;
-  if (n > SLAB_MAX_SEND) return src.slice(start, end);
+  if (n <= ON_HEAP_MAX_SEND || n > SLAB_MAX_SEND) return src.slice(start, end);
   if (slabUsed + n > slab.length) {
     slab = new Uint8Array(SLAB_BYTES);
     slabUsed = 0;
