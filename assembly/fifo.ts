@@ -33,6 +33,7 @@ import { T_HEAD_SEG, T_TAIL_SEG, T_LENGTH, T_PUSHED } from "./table";
 import { writerEnsure, writerAdvance } from "./codec";
 import { RECORD_HEADER, PUSH_RECORD_HEADER, recordSize, putRecordHeader, markDelivered } from "./record";
 import { invariant, DEBUG } from "./debug";
+import { copyBytes } from "./bytes";
 
 // @ts-ignore: decorator
 @inline const S_NEXT: usize = 0;
@@ -111,8 +112,20 @@ function newSegment(minData: usize, prevCapacity: usize): usize {
   return id;
 }
 
-/** Appends one message with a new id. False when out of memory (nothing stored). */
-export function fifoAppend(topic: usize, data: usize, len: usize): bool {
+/**
+ * Stores the topic's ready count. Readers outside the topic lock (opLength, isIdle) load it
+ * atomically, so it is stored atomically - a full barrier on x86 (xchg) - except when the
+ * caller holds the topic exclusively (topic.ts `exclusive`: segment lock held, no
+ * references): then nobody can read it before the segment lock's release publishes it.
+ */
+// @ts-ignore: decorator
+@inline function setLength(topic: usize, length: u32, exclusive: bool): void {
+  if (exclusive) store<u32>(topic + T_LENGTH, length);
+  else atomic.store<u32>(topic + T_LENGTH, length);
+}
+
+/** Appends one message with a new id. False when out of memory (nothing stored). `exclusive`: see setLength. */
+export function fifoAppend(topic: usize, data: usize, len: usize, exclusive: bool = false): bool {
   let need = RECORD_HEADER + len;
   let seg = <usize>load<u32>(topic + T_TAIL_SEG);
   if (tailRoom(seg) < need) {
@@ -122,9 +135,9 @@ export function fifoAppend(topic: usize, data: usize, len: usize): bool {
   }
   let at = seg + S_DATA + <usize>load<u32>(seg + S_WRITE);
   putRecordHeader(at, len, 0, nextId(topic));
-  memory.copy(at + RECORD_HEADER, data, len);
+  copyBytes(at + RECORD_HEADER, data, len);
   store<u32>(seg + S_WRITE, load<u32>(seg + S_WRITE) + <u32>need);
-  atomic.store<u32>(topic + T_LENGTH, load<u32>(topic + T_LENGTH) + 1);
+  setLength(topic, load<u32>(topic + T_LENGTH) + 1, exclusive);
   return true;
 }
 
@@ -259,7 +272,7 @@ export function fifoPrependStored(topic: usize, records: usize, bytes: usize, co
  * the number moved; fewer than asked when the topic runs out, the byte budget is reached,
  * or the writer cannot grow.
  */
-export function fifoPopInto(topic: usize, w: usize, max: u32, maxBytes: usize): u32 {
+export function fifoPopInto(topic: usize, w: usize, max: u32, maxBytes: usize, exclusive: bool = false): u32 {
   let done: u32 = 0;
   let written: usize = 0;
   while (done < max) {
@@ -280,7 +293,7 @@ export function fifoPopInto(topic: usize, w: usize, max: u32, maxBytes: usize): 
     if (n == 0) break;
     let dst = writerEnsure(w, <u32>run);
     if (dst == 0) break;
-    memory.copy(dst, base + read, run);
+    copyBytes(dst, base + read, run);
     markDelivered(dst, n);
     writerAdvance(w, <u32>run);
     written += run;
@@ -294,7 +307,7 @@ export function fifoPopInto(topic: usize, w: usize, max: u32, maxBytes: usize): 
       break;
     }
   }
-  atomic.store<u32>(topic + T_LENGTH, load<u32>(topic + T_LENGTH) - done);
+  setLength(topic, load<u32>(topic + T_LENGTH) - done, exclusive);
   return done;
 }
 

@@ -233,7 +233,8 @@ export function topicPopFrame(
   return popFrame(topic, w, op, reqId, max, maxBytes, token, waiterToken, false, owner, leaseMs, now);
 }
 
-function popFrame(
+// @ts-ignore: decorator
+@inline function popFrame(
   topic: usize, w: usize, op: u32, reqId: u32, max: u32, maxBytes: usize, token: u32, waiterToken: u32, exclusive: bool,
   owner: usize, leaseMs: f64, now: f64,
 ): i32 {

@@ -16,9 +16,16 @@
 // @ts-ignore: decorator
 @inline const SPINS: i32 = 64;
 
-export function lock(word: usize): void {
+/** Takes the lock: one compare-and-swap when it is free (inlined), else lockSlow. */
+// @ts-ignore: decorator
+@inline export function lock(word: usize): void {
   let c = atomic.cmpxchg<i32>(word, 0, 1);
-  if (c == 0) return;
+  if (c != 0) lockSlow(word, c);
+}
+
+/** Spins a little, then sleeps until the holder lets go. */
+// @ts-ignore: decorator
+@noinline function lockSlow(word: usize, c: i32): void {
   for (let i = 0; i < SPINS; i++) {
     if (atomic.load<i32>(word) == 0) {
       c = atomic.cmpxchg<i32>(word, 0, 1);
@@ -32,11 +39,16 @@ export function lock(word: usize): void {
   }
 }
 
-export function unlock(word: usize): void {
-  if (atomic.sub<i32>(word, 1) != 1) {
-    atomic.store<i32>(word, 0);
-    atomic.notify(word, 1);
-  }
+/** Lets go: one atomic subtraction (inlined); a notify only if someone may sleep. */
+// @ts-ignore: decorator
+@inline export function unlock(word: usize): void {
+  if (atomic.sub<i32>(word, 1) != 1) unlockSlow(word);
+}
+
+// @ts-ignore: decorator
+@noinline function unlockSlow(word: usize): void {
+  atomic.store<i32>(word, 0);
+  atomic.notify(word, 1);
 }
 
 /** Takes the lock only if it is free; true if taken. */

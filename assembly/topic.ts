@@ -72,15 +72,23 @@ function waiterCount(topic: usize, limit: u32): u32 {
 /**
  * Admits `count` more waiting (ready or delayed) messages under the queue's maxLength
  * (topic lock held). With overflow 'drop-oldest' the oldest ready messages are dropped
- * (and counted) to make room, if there are enough of them. 0 or E_QUEUE_FULL.
+ * (and counted) to make room, if there are enough of them. 0 or E_QUEUE_FULL. The common
+ * case - room - is inlined into every push.
  */
-function admit(topic: usize, count: u32): i32 {
+// @ts-ignore: decorator
+@inline function admit(topic: usize, count: u32): i32 {
   if (count == 0) return 0;
   let queue = queueOf(topic);
   let maxLength = load<f64>(queue + Q_MAX_LENGTH);
-  let length = load<u32>(topic + T_LENGTH);
-  let waiting = <f64>length + <f64>load<u32>(topic + T_DELAYED);
+  let waiting = <f64>load<u32>(topic + T_LENGTH) + <f64>load<u32>(topic + T_DELAYED);
   if (waiting + <f64>count <= maxLength) return 0;
+  return admitOver(topic, queue, count, maxLength, waiting);
+}
+
+/** admit() past maxLength: drop the oldest (overflow 'drop-oldest') or refuse. */
+// @ts-ignore: decorator
+@noinline function admitOver(topic: usize, queue: usize, count: u32, maxLength: f64, waiting: f64): i32 {
+  let length = load<u32>(topic + T_LENGTH);
   if ((queueFlags(queue) & Q_DROP_OLDEST) != 0 && <f64>count <= maxLength) {
     let excess = waiting + <f64>count - maxLength;
     if (excess <= <f64>length) {
@@ -121,7 +129,7 @@ export function topicPush(topic: usize, data: usize, len: usize, exclusive: bool
     return 0;
   }
   let status = admit(topic, 1);
-  if (status == 0 && !fifoAppend(topic, data, len)) status = E_NO_MEMORY;
+  if (status == 0 && !fifoAppend(topic, data, len, exclusive)) status = E_NO_MEMORY;
   unlockTopic(topic, exclusive);
   return status;
 }
@@ -284,7 +292,7 @@ export function topicPop(
   let n: i32 = 0;
   if (load<u32>(topic + T_LENGTH) != 0) {
     n = owner == 0
-      ? <i32>fifoPopInto(topic, w, max, maxBytes)
+      ? <i32>fifoPopInto(topic, w, max, maxBytes, exclusive)
       : leaseFromFifo(topic, w, max, maxBytes, owner, leaseLength(topic, leaseMs), now, 0);
     if (n == 0) n = E_NO_MEMORY;
   } else if (waiterToken != 0 && waiterPark(topic, waiterToken) == 0) {

@@ -2,10 +2,13 @@
 // client's internals - TurboClient (client.ts) is the public face, queues, subscriptions
 // and messages use this.
 //
-// Requests are encoded by the Wasm codec (the same one the broker uses) into one writer
-// and flushed once per microtask turn, so a burst of calls - pushes, pops, acks - becomes
-// one write. Replies are matched to requests by request id; a parked pop never holds up
-// other calls. After the connection closes, every pending and future call rejects with
+// Requests are encoded by the Wasm codec (the same one the broker uses) into one writer,
+// with message data written in place from JavaScript (outgoing.ts), and flushed once per
+// microtask turn, so a burst of calls - pushes, pops, acks - becomes one write. Replies are
+// matched to requests by request id (pending.ts: one promise per request, nothing else); a
+// parked pop never holds up other calls. Each received chunk is decoded in one pass: one core
+// call per chunk, and the messages of a reply are views of the chunk itself (no copy) when the
+// reply lies in it. After the connection closes, every pending and future call rejects with
 // ERR_CONNECTION_CLOSED (settles with ERR_LEASE_EXPIRED: their leases ended with it).
 
 import type { Core, CoreExports } from '../core/wasm.ts';
@@ -14,11 +17,16 @@ import type { ResolvedClientOptions } from '../options.ts';
 import { TurboError, errorFromWire } from '../errors.ts';
 import {
   Op, FLAGS, DEFAULT_MAX_MESSAGE_BYTES, defaultMaxFrameBytes, DESC_SIZE, DESC_CAPACITY, DESC_OP, DESC_REQUEST_ID,
-  DESC_DATA_PTR, DESC_DATA_LEN, DESC_ARG0, DESC_ARG1, DESC_ARG2, META_DEAD_LETTER, RECORD_HEADER_BYTES, LEASED_RECORD_HEADER_BYTES,
+  DESC_DATA_PTR, DESC_DATA_LEN, DESC_ARG0, DESC_ARG1, DESC_ARG2, RECORD_HEADER_BYTES, LEASED_RECORD_HEADER_BYTES,
 } from '../protocol.ts';
-import { ClientMessage, Settler, deadLetterOf, type Utf8Ranges } from './message.ts';
+import { ClientMessage, LeasedMessage, Settler, type Utf8Ranges } from './message.ts';
 import type { ClientSubscription } from './subscription.ts';
 import type { Message, QueueSettings, TopicStats } from './queue.ts';
+import { PendingTable, type Kind } from './pending.ts';
+import { Outgoing, sendCopy } from './outgoing.ts';
+import type { Utf8Writer } from './utf8.ts';
+
+export type { Kind } from './pending.ts';
 
 /** How a platform (Node, browser) provides the codec core and connections. */
 export interface ClientPlatform {
@@ -29,6 +37,11 @@ export interface ClientPlatform {
    * fast as TextDecoder for short strings). Default: TextDecoder.
    */
   utf8Ranges?(bytes: Uint8Array): Utf8Ranges;
+  /**
+   * A UTF-8 writer into `memory` (the core's, unshared) at a byte offset (Node: Buffer#write
+   * over the same memory). Default: TextEncoder.encodeInto.
+   */
+  utf8Writer?(memory: Uint8Array): Utf8Writer;
 }
 
 const textDecoder = new TextDecoder();
@@ -54,6 +67,9 @@ export interface ClientCore {
   core: Core;
   e: CoreExports;
   scratch: number;
+  /** The names in the scratch area now (by identity: the queues' cached bytes), to skip rewriting them. */
+  scratchQueueBytes?: Uint8Array | undefined;
+  scratchTopicBytes?: Uint8Array | undefined;
 }
 
 export function clientCore(): Promise<ClientCore> {
@@ -76,15 +92,9 @@ const WRITER_INITIAL_BYTES = 64 * 1024;
 // Descriptor field offsets (src/protocol.ts), short names for the reply handling below.
 const D_OP = DESC_OP, D_REQ = DESC_REQUEST_ID, D_DP = DESC_DATA_PTR, D_DL = DESC_DATA_LEN, D_A0 = DESC_ARG0, D_A1 = DESC_ARG1, D_A2 = DESC_ARG2;
 
-export type Kind = 'ok' | 'pop' | 'popMany' | 'length' | 'hello' | 'subscribe' | 'settle' | 'settings' | 'stats' | 'statsJson';
-
-interface Pending {
-  kind: Kind;
-  resolve(value: unknown): void;
-  reject(error: Error): void;
-  queue: string;
-  topic: string;
-  cleanup?: () => void;
+/** A u32, little-endian, at `p` in `b`. */
+function u32le(b: Uint8Array, p: number): number {
+  return (b[p]! | b[p + 1]! << 8 | b[p + 2]! << 16 | b[p + 3]! << 24) >>> 0;
 }
 
 export class Connection {
@@ -94,10 +104,18 @@ export class Connection {
   readonly #c: ClientCore;
   readonly #decoder: number;
   readonly #writer: number;
-  readonly #pending = new Map<number, Pending>();
+  readonly out: Outgoing;
+  readonly #pending = new PendingTable();
   readonly #subs = new Map<number, ClientSubscription>();
-  #nextId = 1;
+  readonly #subIdTaken = (id: number): boolean => this.#subs.has(id);
+  /** The chunk being decoded and where the decoder holds its first byte: replies inside it are read from it. */
+  #chunk: Uint8Array | undefined;
+  #chunkAt = 0;
+  #chunkUtf8: Utf8Ranges | undefined;
+  /** Set while a pushMany reads its items: a request made from in there (a getter) would land inside its frame. */
+  recordsOpen = false;
   #flushQueued = false;
+  readonly #flushTask = (): void => this.flush();
   #closed = false;
   #closeError: Error | undefined;
   #maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
@@ -117,6 +135,7 @@ export class Connection {
     this.#decoder = c.e.decoderNew(512 * 1024 * 1024, 512 * 1024 * 1024);
     this.#writer = c.e.writerNew(WRITER_INITIAL_BYTES);
     if (this.#decoder === 0 || this.#writer === 0) throw new Error('turbomq: out of memory');
+    this.out = new Outgoing(c.e, c.core.view, this.#writer, platform?.utf8Writer);
     this.#closedPromise = new Promise((resolve) => { this.#resolveClosed = resolve; });
     transport.onData = (chunk) => this.#onData(chunk);
     transport.onClose = (err) => this.#shutdown(err);
@@ -161,11 +180,17 @@ export class Connection {
     return this.#maxFrameBytes;
   }
 
-  /** Copies queue and topic names into the scratch area. */
+  /** Copies queue and topic names into the scratch area (unless they are there already). */
   writeNames(queue: Uint8Array, topic: Uint8Array): void {
-    const view = this.#c.core.view;
-    view.write(this.#c.scratch + SCRATCH_QUEUE, queue);
-    view.write(this.#c.scratch + SCRATCH_TOPIC, topic);
+    const c = this.#c;
+    if (c.scratchQueueBytes !== queue) {
+      c.core.view.write(c.scratch + SCRATCH_QUEUE, queue);
+      c.scratchQueueBytes = queue;
+    }
+    if (c.scratchTopicBytes !== topic) {
+      c.core.view.write(c.scratch + SCRATCH_TOPIC, topic);
+      c.scratchTopicBytes = topic;
+    }
   }
 
   get e(): CoreExports {
@@ -194,7 +219,8 @@ export class Connection {
   }
 
   /**
-   * Encodes a request with `encode(requestId)` and returns the promise of its reply.
+   * Encodes a request with `encode(requestId)` and returns the promise of its reply (for the
+   * less frequent requests; the hot paths encode inline and call `expect`).
    * `flush` false: the caller is the flush itself (the settler), do not schedule another.
    */
   request<T>(kind: Kind, queue: string, topic: string, encode: (id: number) => unknown, cleanup?: () => void, flush = true): Promise<T> {
@@ -203,17 +229,32 @@ export class Connection {
     const ok = encode(id);
     if (ok === 0) return Promise.reject(new TurboError('ERR_NO_MEMORY', 'client out of memory encoding the request'));
     if (flush) this.scheduleFlush();
-    return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { kind, resolve: resolve as (v: unknown) => void, reject, queue, topic, cleanup });
-    });
+    return this.#pending.add<T>(id, kind, queue, topic, cleanup);
+  }
+
+  /**
+   * The promise of the reply to request `id` (from nextRequestId, encoded since), and the
+   * flush that sends it. `queue` and `topic` name the messages of a pop's reply.
+   */
+  expect<T>(id: number, kind: Kind, queue: string, topic: string, cleanup?: () => void): Promise<T> {
+    this.scheduleFlush();
+    return this.#pending.add<T>(id, kind, queue, topic, cleanup);
+  }
+
+  /** Rejection for a request the client could not encode (its writer could not grow). */
+  noMemory(): Promise<never> {
+    return Promise.reject(new TurboError('ERR_NO_MEMORY', 'client out of memory encoding the request'));
+  }
+
+  /** Rejection for a call on a closed connection. */
+  closedRejection(): Promise<never> {
+    return Promise.reject(this.#closedError());
   }
 
   nextRequestId(): number {
-    let id = this.#nextId;
-    // Skip ids still in use (a parked pop can outlive 4 billion requests in theory).
-    while (id === 0 || this.#pending.has(id) || this.#subs.has(id)) id = (id + 1) >>> 0;
-    this.#nextId = (id + 1) >>> 0;
-    return id;
+    if (this.recordsOpen) throw new TurboError('ERR_INVALID_ARGUMENT', 'a request was made while pushMany was reading its items (from a getter?)');
+    // Skips ids still in use (a parked pop can outlive 4 billion requests in theory).
+    return this.#pending.nextId(this.#subIdTaken);
   }
 
   /** Sends a request that gets no reply (CREDIT, CANCEL). */
@@ -226,7 +267,7 @@ export class Connection {
   scheduleFlush(): void {
     if (this.#flushQueued) return;
     this.#flushQueued = true;
-    queueMicrotask(() => this.flush());
+    queueMicrotask(this.#flushTask);
   }
 
   /** Writes everything encoded so far (and the tick's settles, as one frame) in one send. */
@@ -237,7 +278,8 @@ export class Connection {
     const e = this.#c.e;
     const len = e.writerLength(this.#writer);
     if (len === 0) return;
-    const bytes = this.#c.core.view.copy(e.writerData(this.#writer), len);
+    const start = e.writerData(this.#writer);
+    const bytes = sendCopy(this.#c.core.view.span(start + len), start, start + len);
     e.writerReset(this.#writer);
     this.#transport.send(bytes);
   }
@@ -279,12 +321,19 @@ export class Connection {
     if (at === 0) return this.#fail(new TurboError('ERR_NO_MEMORY', 'client out of memory decoding replies'));
     view.write(at, chunk);
     e.decoderCommit(this.#decoder, chunk.length);
-    for (;;) {
-      const n = e.decoderNext(this.#decoder);
-      if (n < 0) return this.#fail(new TurboError('ERR_PROTOCOL', 'malformed reply from the broker'));
-      const base = e.decoderDescriptors(this.#decoder);
-      for (let i = 0; i < n && !this.#closed; i++) this.#reply(base + i * DESC_SIZE);
-      if (n < DESC_CAPACITY) break;
+    this.#chunk = chunk;
+    this.#chunkAt = at;
+    this.#chunkUtf8 = undefined;
+    try {
+      for (;;) {
+        const n = e.decoderNext(this.#decoder);
+        if (n < 0) return this.#fail(new TurboError('ERR_PROTOCOL', 'malformed reply from the broker'));
+        const base = e.decoderDescriptors(this.#decoder);
+        for (let i = 0; i < n && !this.#closed; i++) this.#reply(base + i * DESC_SIZE);
+        if (n < DESC_CAPACITY) break;
+      }
+    } finally {
+      this.#chunk = this.#chunkUtf8 = undefined;
     }
   }
 
@@ -304,47 +353,46 @@ export class Connection {
       return;
     }
     if (op === Op.ERROR && id === 0) return this.#fail(errorFromWire(view.u32(d + D_A0), this.#text(d)));
-    const pending = this.#pending.get(id);
-    if (pending === undefined) {
+    const pending = this.#pending;
+    const slot = pending.find(id);
+    if (slot < 0) {
       const sub = op === Op.ERROR ? this.#subs.get(id) : undefined;
       if (sub !== undefined) sub.fail(errorFromWire(view.u32(d + D_A0), this.#text(d)));
       return;
     }
-    this.#pending.delete(id);
-    pending.cleanup?.();
     switch (op) {
       case Op.OK:
       case Op.PONG:
-        return pending.resolve(undefined);
+        return pending.resolve(slot, undefined);
       case Op.EMPTY:
-        return pending.resolve(pending.kind === 'popMany' ? [] : null);
+        return pending.resolve(slot, pending.kind(slot) === 'popMany' ? [] : null);
       case Op.MESSAGES: {
-        const messages = this.#records(d, pending.queue, pending.topic, opFlags >>> 16);
-        return pending.resolve(pending.kind === 'pop' ? messages[0] ?? null : messages);
+        const messages = this.#records(d, pending.queue(slot), pending.topic(slot), opFlags >>> 16);
+        return pending.resolve(slot, pending.kind(slot) === 'pop' ? messages[0] ?? null : messages);
       }
       case Op.LENGTH_OK:
-        return pending.resolve(view.u32(d + D_A0));
+        return pending.resolve(slot, view.u32(d + D_A0));
       case Op.STATS_OK:
-        return pending.resolve({ ready: view.u32(d + D_A0), delayed: view.u32(d + D_A1), inFlight: view.u32(d + D_A2) } satisfies TopicStats);
+        return pending.resolve(slot, { ready: view.u32(d + D_A0), delayed: view.u32(d + D_A1), inFlight: view.u32(d + D_A2) } satisfies TopicStats);
       case Op.SETTLED:
-        return pending.resolve(view.copy(view.u32(d + D_DP), view.u32(d + D_DL)));
+        return pending.resolve(slot, view.copy(view.u32(d + D_DP), view.u32(d + D_DL)));
       case Op.SETTINGS:
-        return pending.resolve(this.#settings(view.u32(d + D_DP)));
+        return pending.resolve(slot, this.#settings(view.u32(d + D_DP)));
       case Op.STATS_JSON:
         try {
-          return pending.resolve(JSON.parse(this.#text(d)));
+          return pending.resolve(slot, JSON.parse(this.#text(d)));
         } catch {
-          return pending.reject(new TurboError('ERR_PROTOCOL', 'malformed statistics from the broker'));
+          return pending.reject(slot, new TurboError('ERR_PROTOCOL', 'malformed statistics from the broker'));
         }
       case Op.HELLO_OK:
         this.#maxMessageBytes = view.u32(d + D_A0);
         this.#maxFrameBytes = view.u32(d + D_A1);
         this.#serverVersion = this.#text(d);
-        return pending.resolve(undefined);
+        return pending.resolve(slot, undefined);
       case Op.ERROR:
-        return pending.reject(errorFromWire(view.u32(d + D_A0), this.#text(d)));
+        return pending.reject(slot, errorFromWire(view.u32(d + D_A0), this.#text(d)));
       default:
-        return pending.reject(new TurboError('ERR_PROTOCOL', `unexpected reply opcode 0x${op.toString(16)}`));
+        return pending.reject(slot, new TurboError('ERR_PROTOCOL', `unexpected reply opcode 0x${op.toString(16)}`));
     }
   }
 
@@ -361,33 +409,43 @@ export class Connection {
     };
   }
 
-  /** The records of a MESSAGES/DELIVER frame as Messages (one copy of the records area per reply). */
+  /**
+   * The records of a MESSAGES/DELIVER frame as Messages, in one pass. The messages are views
+   * of the chunk being decoded when the records lie in it (the usual case), else of one copy
+   * of the records area; either way each message has its own, non-overlapping range (like
+   * Buffers from Node's pool), and its data view and text are made only when asked for. The
+   * records were validated by the decoder.
+   */
   #records(d: number, queue: string, topic: string, flags: number): Message[] {
     const view = this.#c.core.view;
     const count = view.u32(d + D_A0);
-    // Each message's data is its own, non-overlapping view of the one copy (like Buffers
-    // from Node's pool); the records were validated by the decoder.
-    const records = view.copy(view.u32(d + D_DP), view.u32(d + D_DL));
-    const words = new DataView(records.buffer, records.byteOffset, records.byteLength);
-    const utf8 = this.#utf8For(records);
-    const leased = (flags & FLAGS.LEASED) !== 0;
-    const header = leased ? LEASED_RECORD_HEADER_BYTES : RECORD_HEADER_BYTES;
-    const conn = leased ? this : undefined;
+    const dp = view.u32(d + D_DP), dl = view.u32(d + D_DL);
+    let bytes: Uint8Array, p: number, utf8: Utf8Ranges;
+    if (this.#chunk !== undefined && dp >= this.#chunkAt) {
+      bytes = this.#chunk;
+      p = dp - this.#chunkAt;
+      utf8 = this.#chunkUtf8 ??= this.#utf8For(bytes);
+    } else {
+      bytes = view.copy(dp, dl);
+      p = 0;
+      utf8 = this.#utf8For(bytes);
+    }
     const messages = new Array<Message>(count);
-    let p = 0;
-    for (let i = 0; i < count; i++) {
-      const len = words.getUint32(p, true);
-      const meta = words.getUint32(p + 4, true);
-      const start = p + header;
-      const payload = records.subarray(start, start + len);
-      let dataStart = 0;
-      let deadLetter;
-      if ((meta & META_DEAD_LETTER) !== 0) ({ info: deadLetter, dataStart } = deadLetterOf(payload, utf8, start));
-      messages[i] = new ClientMessage(
-        queue, topic, payload, dataStart, utf8, start, meta, words.getUint32(p + 8, true), words.getUint32(p + 12, true),
-        conn, leased ? words.getUint32(p + 16, true) : 0, leased ? words.getUint32(p + 20, true) : 0, deadLetter,
-      );
-      p = start + len;
+    if ((flags & FLAGS.LEASED) === 0) {
+      for (let i = 0; i < count; i++) {
+        const start = p + RECORD_HEADER_BYTES, end = start + u32le(bytes, p);
+        messages[i] = new ClientMessage(queue, topic, bytes, start, end, utf8, u32le(bytes, p + 4), u32le(bytes, p + 8), u32le(bytes, p + 12));
+        p = end;
+      }
+    } else {
+      for (let i = 0; i < count; i++) {
+        const start = p + LEASED_RECORD_HEADER_BYTES, end = start + u32le(bytes, p);
+        messages[i] = new LeasedMessage(
+          queue, topic, bytes, start, end, utf8, u32le(bytes, p + 4), u32le(bytes, p + 8), u32le(bytes, p + 12),
+          this, u32le(bytes, p + 16), u32le(bytes, p + 20),
+        );
+        p = end;
+      }
     }
     return messages;
   }
@@ -403,11 +461,7 @@ export class Connection {
     this.#closeError = err;
     const error = this.#closedError();
     this.settler.closed();
-    for (const pending of this.#pending.values()) {
-      pending.cleanup?.();
-      pending.reject(error);
-    }
-    this.#pending.clear();
+    this.#pending.rejectAll(error);
     for (const sub of [...this.#subs.values()]) sub.connectionClosed(error);
     this.#subs.clear();
     this.#c.e.decoderFree(this.#decoder);

@@ -1,14 +1,16 @@
 // Delivered messages and settling their leases (ack, nack, extend, reject).
 //
-// A message is built per delivered record with no copy of its data (a view of the reply's
-// one copy) and its text decoded only when `content` is read. A leased message (popped
+// A message is built per delivered record with no copy of its data and nothing else
+// allocated: it holds the reply's bytes (the received chunk itself, or one copy of the
+// records) and its range in them; the `data` view is made and the text decoded only when
+// `data` or `content` is read. A leased message (popped
 // with ack: true, or from an ack:true subscription) carries its lease handle; settling it
 // queues an entry on its connection's Settler, and every entry queued in one tick goes in
 // one SETTLE frame (users ack one by one; the wire sees a batch), answered by one status
 // per entry.
 
 import { TurboError, errorFromWire } from '../errors.ts';
-import { SettleKind, SETTLE_ENTRY_BYTES, DEAD_LETTER_REASONS, META_DELIVERIES_MASK } from '../protocol.ts';
+import { SettleKind, SETTLE_ENTRY_BYTES, DEAD_LETTER_REASONS, META_DELIVERIES_MASK, META_DEAD_LETTER } from '../protocol.ts';
 import type { Message } from './queue.ts';
 import type { Connection } from './connection.ts';
 
@@ -27,47 +29,59 @@ function u64String(lo: number, hi: number): string {
 export class ClientMessage implements Message {
   readonly queue: string;
   readonly topic: string;
-  readonly data: Uint8Array;
-  readonly deliveries: number;
   readonly deadLetter?: DeadLetterInfo;
-  readonly #idLo: number;
-  readonly #idHi: number;
   /** The stored record's meta word (deliveries and flags), for returning it as it came. */
   readonly meta: number;
-  /** The record's payload as the broker stores it (data, after a dead-letter prefix if any). */
-  readonly payload: Uint8Array;
-  #utf8: Utf8Ranges | undefined;
+  readonly #idLo: number;
+  readonly #idHi: number;
+  /** The reply's bytes; this message's payload is [#start, #end). */
+  readonly #bytes: Uint8Array;
   readonly #start: number;
+  readonly #end: number;
+  #data: Uint8Array | undefined;
+  #utf8: Utf8Ranges | undefined;
   #content: string | undefined;
-  /** Leased: the connection and the handle; undefined for a message popped without ack. */
-  readonly #conn: Connection | undefined;
-  readonly #leaseLo: number;
-  readonly #leaseHi: number;
-  #ended = false;
 
-  constructor(
-    queue: string, topic: string, payload: Uint8Array, dataStart: number, utf8: Utf8Ranges, start: number,
-    meta: number, idLo: number, idHi: number, conn: Connection | undefined, leaseLo: number, leaseHi: number, deadLetter: DeadLetterInfo | undefined,
-  ) {
+  constructor(queue: string, topic: string, bytes: Uint8Array, start: number, end: number, utf8: Utf8Ranges, meta: number, idLo: number, idHi: number) {
     this.queue = queue;
     this.topic = topic;
-    this.payload = payload;
-    this.data = dataStart === 0 ? payload : payload.subarray(dataStart);
+    this.#bytes = bytes;
+    this.#start = start;
+    this.#end = end;
     this.#utf8 = utf8;
-    this.#start = start + dataStart;
     this.meta = meta;
-    this.deliveries = meta & META_DELIVERIES_MASK;
     this.#idLo = idLo;
     this.#idHi = idHi;
-    this.#conn = conn;
-    this.#leaseLo = leaseLo;
-    this.#leaseHi = leaseHi;
-    if (deadLetter !== undefined) this.deadLetter = deadLetter;
+    if ((meta & META_DEAD_LETTER) !== 0) {
+      // The payload starts with [u8 reason][u8 topicLength][topic] (docs/protocol.md).
+      const topicLength = bytes[start + 1]!;
+      const reason = DEAD_LETTER_REASONS[bytes[start] as 1 | 2] ?? 'rejected';
+      this.deadLetter = { topic: utf8(start + 2, start + 2 + topicLength), reason };
+    }
+  }
+
+  get deliveries(): number {
+    return this.meta & META_DELIVERIES_MASK;
+  }
+
+  /** Where the data starts in the reply's bytes: after the dead-letter prefix, if any. */
+  #dataStart(): number {
+    return this.deadLetter === undefined ? this.#start : this.#start + 2 + this.#bytes[this.#start + 1]!;
+  }
+
+  /** The message bytes: a view, made on first use. */
+  get data(): Uint8Array {
+    return this.#data ??= this.#bytes.subarray(this.#dataStart(), this.#end);
+  }
+
+  /** The record's payload as the broker stores it (data, after a dead-letter prefix if any). */
+  get payload(): Uint8Array {
+    return this.#bytes.subarray(this.#start, this.#end);
   }
 
   get content(): string {
     if (this.#content === undefined) {
-      this.#content = this.#utf8!(this.#start, this.#start + this.data.length);
+      this.#content = this.#utf8!(this.#dataStart(), this.#end);
       this.#utf8 = undefined;
     }
     return this.#content;
@@ -81,9 +95,9 @@ export class ClientMessage implements Message {
   get idLo(): number { return this.#idLo; }
   get idHi(): number { return this.#idHi; }
 
+  /** Popped without ack: true, the message is done already. */
   ack(): Promise<void> {
-    if (this.#conn === undefined) return Promise.resolve();
-    return this.#settle(SettleKind.ACK, 0, true);
+    return Promise.resolve();
   }
 
   nack(options?: { delayMs?: number }): Promise<void> {
@@ -97,29 +111,50 @@ export class ClientMessage implements Message {
         delayMs = Math.ceil(options.delayMs);
       }
     }
-    return this.#leased('nack') ?? this.#settle(SettleKind.NACK, delayMs, true);
+    return this.settle('nack', SettleKind.NACK, delayMs, true);
   }
 
   extend(leaseMs?: number): Promise<void> {
     if (leaseMs !== undefined && (typeof leaseMs !== 'number' || !(leaseMs > 0) || leaseMs > 0xFFFFFFFE)) {
       return Promise.reject(invalid(`leaseMs must be a positive number of ms, got ${String(leaseMs)}`));
     }
-    return this.#leased('extend') ?? this.#settle(SettleKind.EXTEND, leaseMs === undefined ? 0 : Math.ceil(leaseMs), false);
+    return this.settle('extend', SettleKind.EXTEND, leaseMs === undefined ? 0 : Math.ceil(leaseMs), false);
   }
 
   reject(reason?: string): Promise<void> {
     if (reason !== undefined && typeof reason !== 'string') return Promise.reject(invalid('reason must be a string'));
-    return this.#leased('reject') ?? this.#settle(SettleKind.REJECT, 0, true);
+    return this.settle('reject', SettleKind.REJECT, 0, true);
   }
 
-  /** A rejection when this message has no lease (popped without ack: true), else undefined. */
-  #leased(what: string): Promise<void> | undefined {
-    if (this.#conn !== undefined) return undefined;
+  /** Settles the lease (LeasedMessage); a message popped without ack: true has none. */
+  protected settle(what: string, _kind: number, _arg: number, _ends: boolean): Promise<void> {
     return Promise.reject(invalid(`${what}() needs a message popped with ack: true`));
   }
+}
 
-  #settle(kind: number, arg: number, ends: boolean): Promise<void> {
-    const conn = this.#conn!;
+/** A leased message (popped with ack: true, or from an ack:true subscription): its connection and lease handle. */
+export class LeasedMessage extends ClientMessage {
+  readonly #conn: Connection;
+  readonly #leaseLo: number;
+  readonly #leaseHi: number;
+  #ended = false;
+
+  constructor(
+    queue: string, topic: string, bytes: Uint8Array, start: number, end: number, utf8: Utf8Ranges, meta: number, idLo: number, idHi: number,
+    conn: Connection, leaseLo: number, leaseHi: number,
+  ) {
+    super(queue, topic, bytes, start, end, utf8, meta, idLo, idHi);
+    this.#conn = conn;
+    this.#leaseLo = leaseLo;
+    this.#leaseHi = leaseHi;
+  }
+
+  override ack(): Promise<void> {
+    return this.settle('ack', SettleKind.ACK, 0, true);
+  }
+
+  protected override settle(_what: string, kind: number, arg: number, ends: boolean): Promise<void> {
+    const conn = this.#conn;
     // Settled already, or the connection (and with it every lease) is gone: the lease
     // ended, and the message may be with another consumer by now.
     if (this.#ended || conn.closed) return Promise.reject(new TurboError('ERR_LEASE_EXPIRED', 'the lease has ended (settled already, expired, or its connection closed)'));
@@ -132,70 +167,79 @@ function invalid(message: string): TurboError {
   return new TurboError('ERR_INVALID_ARGUMENT', message);
 }
 
-/** Reads the dead-letter prefix of a record's payload: [u8 reason][u8 topicLength][topic]. */
-export function deadLetterOf(payload: Uint8Array, utf8: Utf8Ranges, start: number): { info: DeadLetterInfo; dataStart: number } {
-  const topicLength = payload[1]!;
-  const reason = DEAD_LETTER_REASONS[payload[0] as 1 | 2] ?? 'rejected';
-  return { info: { topic: utf8(start + 2, start + 2 + topicLength), reason }, dataStart: 2 + topicLength };
+type Resolve = () => void;
+type Reject = (err: Error) => void;
+
+/** One tick's settles: entry i is words[4i..4i+3] (lease lo, hi, kind, arg) and its promise's resolve/reject. */
+interface SettleBatch { words: number[]; resolves: Resolve[]; rejects: Reject[] }
+
+function newBatch(): SettleBatch {
+  return { words: [], resolves: [], rejects: [] };
 }
 
-interface SettleEntry { lo: number; hi: number; kind: number; arg: number; resolve(): void; reject(err: Error): void }
+const LEASE_ENDED_TEXT = 'the lease has ended (expired, or its message was settled or returned)';
 
 /**
  * One connection's pending settles: collected during a tick, encoded as one SETTLE frame
- * when the connection flushes, each resolved or rejected by its status in SETTLED.
+ * when the connection flushes, each resolved or rejected by its status in SETTLED. A settle
+ * costs its promise and four numbers: no entry object, no closure.
  */
 export class Settler {
   readonly #conn: Connection;
-  #entries: SettleEntry[] = [];
+  #batch = newBatch();
+  #resolve: Resolve | undefined;
+  #reject: Reject | undefined;
+  readonly #executor = (resolve: Resolve, reject: Reject): void => {
+    this.#resolve = resolve;
+    this.#reject = reject;
+  };
 
   constructor(conn: Connection) {
     this.#conn = conn;
   }
 
   add(lo: number, hi: number, kind: number, arg: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#entries.push({ lo, hi, kind, arg, resolve, reject });
-      this.#conn.scheduleFlush();
-    });
+    const promise = new Promise<void>(this.#executor);
+    const b = this.#batch;
+    b.words.push(lo, hi, kind, arg);
+    b.resolves.push(this.#resolve!);
+    b.rejects.push(this.#reject!);
+    this.#resolve = this.#reject = undefined;
+    this.#conn.scheduleFlush();
+    return promise;
   }
 
   /** Encodes what was queued as one SETTLE request (called by the connection before it writes). */
   flush(): void {
-    const entries = this.#entries;
-    if (entries.length === 0) return;
-    this.#entries = [];
+    const batch = this.#batch;
+    const count = batch.resolves.length;
+    if (count === 0) return;
+    this.#batch = newBatch();
     const c = this.#conn;
     c.request<Uint8Array>('settle', '', '', (id) => {
-      const p = c.e.encodeSettle(c.writer, id, entries.length);
+      const p = c.e.encodeSettle(c.writer, id, count);
       if (p === 0) return 0;
+      // SETTLE_ENTRY_BYTES per entry: its four words in order.
       const v = c.view;
-      for (let i = 0; i < entries.length; i++) {
-        const at = p + i * SETTLE_ENTRY_BYTES;
-        const entry = entries[i]!;
-        v.setU32(at, entry.lo);
-        v.setU32(at + 4, entry.hi);
-        v.setU32(at + 8, entry.kind);
-        v.setU32(at + 12, entry.arg);
-      }
+      const words = batch.words;
+      for (let i = 0; i < count * (SETTLE_ENTRY_BYTES / 4); i++) v.setU32(p + i * 4, words[i]!);
       return 1;
     }, undefined, false).then((codes) => {
-      for (let i = 0; i < entries.length; i++) {
+      for (let i = 0; i < count; i++) {
         const code = codes[i] ?? 1;
-        if (code === 0) entries[i]!.resolve();
-        else entries[i]!.reject(errorFromWire(code, code === 13 ? 'the lease has ended (expired, or its message was settled or returned)' : ''));
+        if (code === 0) batch.resolves[i]!();
+        else batch.rejects[i]!(errorFromWire(code, code === 13 ? LEASE_ENDED_TEXT : ''));
       }
     }, (err: Error) => {
-      for (const entry of entries) entry.reject(err.message.startsWith('connection closed') || (err as TurboError).code === 'ERR_CONNECTION_CLOSED'
-        ? new TurboError('ERR_LEASE_EXPIRED', 'the lease has ended: its connection closed', { cause: err })
-        : err);
+      const closed = err.message.startsWith('connection closed') || (err as TurboError).code === 'ERR_CONNECTION_CLOSED';
+      for (const reject of batch.rejects) reject(closed ? new TurboError('ERR_LEASE_EXPIRED', 'the lease has ended: its connection closed', { cause: err }) : err);
     });
   }
 
   /** The connection closed: every queued settle fails, its lease ended with the connection. */
   closed(): void {
-    const entries = this.#entries;
-    this.#entries = [];
-    for (const entry of entries) entry.reject(new TurboError('ERR_LEASE_EXPIRED', 'the lease has ended: its connection closed'));
+    const batch = this.#batch;
+    this.#batch = newBatch();
+    for (const reject of batch.rejects) reject(new TurboError('ERR_LEASE_EXPIRED', 'the lease has ended: its connection closed'));
   }
 }

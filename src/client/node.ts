@@ -3,17 +3,23 @@
 // src/index.ts and the engine.
 
 import { WebSocket } from 'ws';
-import { setClientPlatform } from './client.ts';
+import { setClientPlatform, type ClientPlatform } from './client.ts';
 import { loadLocalCore } from '../core/load.ts';
 import { connectSocket } from '../transport/tcp.ts';
 import { connectWebSocket } from '../transport/websocket-client.ts';
 import { parseUrl, usesWebSocket } from '../url.ts';
 
-setClientPlatform({
+export const nodePlatform: ClientPlatform = {
   loadCore: loadLocalCore,
   utf8Ranges(bytes) {
-    const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const buffer = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     return (start, end) => buffer.toString('utf8', start, end);
+  },
+  utf8Writer(memory) {
+    // Buffer#write encodes straight into the core's memory: no intermediate array.
+    const buffer = Buffer.from(memory.buffer, memory.byteOffset, memory.byteLength);
+    // (At most to the memory's end: Buffer#write refuses a longer length even when the text fits.)
+    return (text, at) => buffer.write(text, at, Math.min(text.length * 3, buffer.length - at));
   },
   async connect(url, options) {
     const parsed = parseUrl(url);
@@ -27,4 +33,6 @@ setClientPlatform({
     };
     return connectWebSocket(url, options.connectTimeoutMs, Impl as unknown as typeof globalThis.WebSocket);
   },
-});
+};
+
+setClientPlatform(nodePlatform);

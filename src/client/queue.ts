@@ -1,9 +1,12 @@
 // The Queue API, the same for TurboClient (network) and TurboEngine.getQueue (embedded),
 // and its implementation over a Connection (src/client/connection.ts). Each call encodes
-// one request with the Wasm codec; names are encoded once per queue and cached per topic.
+// one request with the Wasm codec, with message data written in place (outgoing.ts); names
+// are encoded once per queue and cached per topic. Calls return their one promise directly:
+// no async wrapper, no closure on the push and pop paths.
 
 import type { Connection } from './connection.ts';
 import { ClientSubscription } from './subscription.ts';
+import { utf8Length } from './utf8.ts';
 import { TurboError } from '../errors.ts';
 import {
   TIMEOUT_INFINITE, MAX_NAME_BYTES, MAX_DEDUP_ID_BYTES, SettingsMask, SETTINGS_FIXED_BYTES, SUBSCRIBE_ACK, SUBSCRIBE_EXCLUSIVE,
@@ -131,11 +134,11 @@ export function nameBytes(kind: string, name: unknown): Uint8Array {
   return bytes;
 }
 
-function dataBytes(data: unknown): Uint8Array {
-  if (typeof data === 'string') return textEncoder.encode(data);
-  if (data instanceof Uint8Array) return data;
-  throw invalid('data must be a string or a Uint8Array');
+function tooLarge(len: number, max: number): TurboError {
+  return new TurboError('ERR_MESSAGE_TOO_LARGE', `message of ${len} bytes is over the broker's maxMessageBytes (${max})`);
 }
+
+const NO_BYTES = new Uint8Array(0);
 
 /** A whole number of ms for a u32 wire field (ceil); `what` names it in the error. 0 allowed. */
 function wireMs(what: string, ms: unknown, max = TIMEOUT_INFINITE - 1): number {
@@ -202,9 +205,9 @@ export class ClientQueue implements Queue {
     return bytes;
   }
 
-  #checkSize(bytes: Uint8Array): void {
+  #checkSize(len: number): void {
     const max = this.#conn.maxMessageBytes;
-    if (bytes.length > max) throw new TurboError('ERR_MESSAGE_TOO_LARGE', `message of ${bytes.length} bytes is over the broker's maxMessageBytes (${max})`);
+    if (len > max) throw tooLarge(len, max);
   }
 
   async configure(patch: Partial<QueueSettings> = {}): Promise<QueueSettings> {
@@ -250,12 +253,24 @@ export class ClientQueue implements Queue {
     });
   }
 
-  async push(topic: string, data: string | Uint8Array, options?: PushOptions): Promise<void> {
+  push(topic: string, data: string | Uint8Array, options?: PushOptions): Promise<void> {
     const c = this.#conn;
-    c.checkOpen();
+    if (c.closed) return c.closedRejection();
+    try {
+      return this.#push(c, topic, data, options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** PUSH (PUSH_EX with options): the core writes the frame, the data goes in after it, once. */
+  #push(c: Connection, topic: string, data: string | Uint8Array, options: PushOptions | undefined): Promise<void> {
     const t = this.#topic(topic);
-    const bytes = dataBytes(data);
-    this.#checkSize(bytes);
+    let len: number;
+    if (typeof data === 'string') len = utf8Length(data);
+    else if (data instanceof Uint8Array) len = data.length;
+    else throw invalid('data must be a string or a Uint8Array');
+    this.#checkSize(len);
     const delayMs = delayOf(options);
     let dedup: Uint8Array | undefined;
     if (options?.dedupId !== undefined) {
@@ -264,64 +279,109 @@ export class ClientQueue implements Queue {
       if (dedup.length === 0 || dedup.length > MAX_DEDUP_ID_BYTES) throw invalid(`dedupId must be 1 to ${MAX_DEDUP_ID_BYTES} bytes of UTF-8, got ${dedup.length}`);
     }
     c.writeNames(this.#nameBytes, t);
-    await c.request<void>('ok', this.name, topic, (id) => {
-      let at: number;
-      if (delayMs === 0 && dedup === undefined) {
-        at = c.e.encodePush(c.writer, id, c.scratchQueue, this.#nameBytes.length, c.scratchTopic, t.length, bytes.length);
-      } else {
-        const d = dedup ?? new Uint8Array(0);
-        c.view.write(c.scratchExtra, d);
-        at = c.e.encodePushEx(c.writer, id, c.scratchQueue, this.#nameBytes.length, c.scratchTopic, t.length, delayMs, c.scratchExtra, d.length, bytes.length);
-      }
-      if (at !== 0) c.view.write(at, bytes);
-      return at;
-    });
+    const e = c.e;
+    const id = c.nextRequestId();
+    let at: number;
+    if (delayMs === 0 && dedup === undefined) {
+      at = e.encodePush(c.writer, id, c.scratchQueue, this.#nameBytes.length, c.scratchTopic, t.length, len);
+    } else {
+      const d = dedup ?? NO_BYTES;
+      c.view.write(c.scratchExtra, d);
+      at = e.encodePushEx(c.writer, id, c.scratchQueue, this.#nameBytes.length, c.scratchTopic, t.length, delayMs, c.scratchExtra, d.length, len);
+    }
+    if (at === 0) return c.noMemory();
+    c.out.writeData(at, data, len);
+    return c.expect<void>(id, 'ok', '', '');
   }
 
-  async pushMany(topic: string, items: Iterable<string | Uint8Array>, options?: { delayMs?: number }): Promise<void> {
+  pushMany(topic: string, items: Iterable<string | Uint8Array>, options?: { delayMs?: number }): Promise<void> {
     const c = this.#conn;
-    c.checkOpen();
+    if (c.closed) return c.closedRejection();
+    try {
+      return this.#pushMany(c, topic, items, options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * PUSH_MANY: the core writes each frame's header, names and count, JavaScript the records
+   * (outgoing.ts), and the core seals the frame. Frames hold at most maxFrameBytes and go
+   * back to back (still one round trip, in order). Any bad item undoes everything written.
+   */
+  #pushMany(c: Connection, topic: string, items: Iterable<string | Uint8Array>, options: { delayMs?: number } | undefined): Promise<void> {
     const t = this.#topic(topic);
     if (items === null || typeof items !== 'object' && typeof items !== 'string' || typeof (items as Iterable<unknown>)[Symbol.iterator] !== 'function') throw invalid('items must be an iterable of strings or Uint8Arrays');
     const delayMs = delayOf(options);
-    const all: Uint8Array[] = [];
-    for (const item of items) {
-      const bytes = dataBytes(item);
-      this.#checkSize(bytes);
-      all.push(bytes);
-    }
-    if (all.length === 0) return;
-    // Frames of at most maxFrameBytes, sent back to back: still one round trip, in order.
+    // An array is read in place; any other iterable is read into one first, so that no user
+    // code (a generator) runs while a frame is open in the writer.
+    const list: readonly unknown[] = Array.isArray(items) ? items : Array.from(items);
+    const n = list.length;
+    if (n === 0) return Promise.resolve();
+    const e = c.e, w = c.writer, out = c.out;
+    const max = c.maxMessageBytes;
     const budget = c.maxFrameBytes - 12 - 2 * 256 - 8;
-    const frames: Promise<void>[] = [];
-    let i = 0;
-    while (i < all.length) {
-      let bytesInFrame = 0;
-      let end = i;
-      while (end < all.length && (end === i || bytesInFrame + 4 + all[end]!.length <= budget)) {
-        bytesInFrame += 4 + all[end]!.length;
-        end++;
-      }
-      const from = i, to = end;
-      c.writeNames(this.#nameBytes, t);
-      frames.push(c.request<void>('ok', this.name, topic, (id) => {
-        const e = c.e;
-        const mark = delayMs === 0
-          ? e.encodePushManyBegin(c.writer, id, c.scratchQueue, this.#nameBytes.length, c.scratchTopic, t.length)
-          : e.encodePushManyExBegin(c.writer, id, c.scratchQueue, this.#nameBytes.length, c.scratchTopic, t.length, delayMs);
-        if (mark < 0) return 0;
-        for (let k = from; k < to; k++) {
-          const bytes = all[k]!;
-          const at = e.encodeRecord(c.writer, bytes.length);
-          if (at === 0) { e.writerTruncate(c.writer, mark); return 0; }
-          c.view.write(at, bytes);
+    const room = Math.min(budget, 64 + n * 24);
+    let id = c.nextRequestId();
+    const first = this.#recordsBegin(c, id, t, delayMs);
+    let mark = first;
+    let ids: number[] | undefined;
+    let count = 0, frameBytes = 0;
+    c.recordsOpen = true;
+    try {
+      out.begin(room);
+      for (let k = 0; k < n; k++) {
+        const item = list[k];
+        let len: number;
+        if (typeof item === 'string') {
+          if (item.length > max) throw tooLarge(utf8Length(item), max);
+          len = out.putString(item);
+        } else if (item instanceof Uint8Array) {
+          if (item.length > max) throw tooLarge(item.length, max);
+          len = out.putBytes(item);
+        } else {
+          throw invalid('data must be a string or a Uint8Array');
         }
-        e.encodeRecordsEnd(c.writer, mark, to - from);
-        return 1;
-      }));
-      i = end;
+        if (len > max) throw tooLarge(len, max);
+        if (count > 0 && frameBytes + 4 + len > budget) {
+          // This frame is full: seal it without the record, which then starts the next one.
+          out.unput(len);
+          out.end();
+          e.encodeRecordsEnd(w, mark, count);
+          ids ??= [id];
+          c.recordsOpen = false;
+          id = c.nextRequestId();
+          c.recordsOpen = true;
+          ids.push(id);
+          mark = this.#recordsBegin(c, id, t, delayMs);
+          out.begin(room);
+          count = frameBytes = 0;
+          k--;
+          continue;
+        }
+        frameBytes += 4 + len;
+        count++;
+      }
+      out.end();
+      e.encodeRecordsEnd(w, mark, count);
+    } catch (err) {
+      e.writerTruncate(w, first);
+      throw err;
+    } finally {
+      c.recordsOpen = false;
     }
-    await Promise.all(frames);
+    if (ids === undefined) return c.expect<void>(id, 'ok', '', '');
+    return Promise.all(ids.map((frameId) => c.expect<void>(frameId, 'ok', '', ''))).then(() => undefined);
+  }
+
+  /** Starts a PUSH_MANY (PUSH_MANY_EX) frame for request `id`; returns its mark. */
+  #recordsBegin(c: Connection, id: number, t: Uint8Array, delayMs: number): number {
+    c.writeNames(this.#nameBytes, t); // again: a getter may have written other names meanwhile
+    const mark = delayMs === 0
+      ? c.e.encodePushManyBegin(c.writer, id, c.scratchQueue, this.#nameBytes.length, c.scratchTopic, t.length)
+      : c.e.encodePushManyExBegin(c.writer, id, c.scratchQueue, this.#nameBytes.length, c.scratchTopic, t.length, delayMs);
+    if (mark < 0) throw new TurboError('ERR_NO_MEMORY', 'client out of memory encoding the request');
+    return mark;
   }
 
   pop(topic: string, timeout?: PopTimeout): Promise<Message | null> {
@@ -333,49 +393,81 @@ export class ClientQueue implements Queue {
     return this.#pop<Message[]>('popMany', topic, max, timeout);
   }
 
-  async #pop<T>(kind: 'pop' | 'popMany', topic: string, max: number, timeout: PopTimeout | undefined): Promise<T> {
+  #pop<T>(kind: 'pop' | 'popMany', topic: string, max: number, timeout: PopTimeout | undefined): Promise<T> {
     const c = this.#conn;
-    c.checkOpen();
-    const t = this.#topic(topic);
-    const { wire, signal, ack, leaseMs } = parsePop(timeout);
+    if (c.closed) return c.closedRejection();
+    try {
+      const t = this.#topic(topic);
+      if (timeout === undefined || typeof timeout === 'number') return this.#popPlain<T>(c, kind, topic, t, max, wireTimeout(timeout));
+      return this.#popWith<T>(c, kind, topic, t, max, parsePop(timeout));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** POP / POP_MANY with just a timeout. */
+  #popPlain<T>(c: Connection, kind: 'pop' | 'popMany', topic: string, t: Uint8Array, max: number, wire: number): Promise<T> {
+    c.writeNames(this.#nameBytes, t);
+    const id = c.nextRequestId();
+    const q = c.scratchQueue, tp = c.scratchTopic, ql = this.#nameBytes.length;
+    const ok = kind === 'pop'
+      ? c.e.encodePop(c.writer, id, q, ql, tp, t.length, wire)
+      : c.e.encodePopMany(c.writer, id, q, ql, tp, t.length, max, wire);
+    if (ok === 0) return c.noMemory();
+    return c.expect<T>(id, kind, this.name, topic);
+  }
+
+  /** POP / POP_MANY / POP_LEASED with an options object (signal, ack, leaseMs). */
+  #popWith<T>(c: Connection, kind: 'pop' | 'popMany', topic: string, t: Uint8Array, max: number, options: ParsedPop): Promise<T> {
+    const { wire, signal, ack, leaseMs } = options;
     if (signal?.aborted) throw new TurboError('ERR_ABORTED', 'pop aborted', { cause: signal.reason });
     c.writeNames(this.#nameBytes, t);
-    let requestId = 0;
-    let onAbort: (() => void) | undefined;
-    const cleanup = signal === undefined ? undefined : () => signal.removeEventListener('abort', onAbort!);
-    const promise = c.request<T>(kind, this.name, topic, (id) => {
-      requestId = id;
-      const q = c.scratchQueue, tp = c.scratchTopic, ql = this.#nameBytes.length;
-      if (ack) return c.e.encodePopLeased(c.writer, id, q, ql, tp, t.length, max, wire, leaseMs);
-      return kind === 'pop'
-        ? c.e.encodePop(c.writer, id, q, ql, tp, t.length, wire)
-        : c.e.encodePopMany(c.writer, id, q, ql, tp, t.length, max, wire);
-    }, cleanup);
+    const id = c.nextRequestId();
+    const q = c.scratchQueue, tp = c.scratchTopic, ql = this.#nameBytes.length;
+    let ok: number;
+    if (ack) ok = c.e.encodePopLeased(c.writer, id, q, ql, tp, t.length, max, wire, leaseMs);
+    else if (kind === 'pop') ok = c.e.encodePop(c.writer, id, q, ql, tp, t.length, wire);
+    else ok = c.e.encodePopMany(c.writer, id, q, ql, tp, t.length, max, wire);
+    if (ok === 0) return c.noMemory();
+    let cleanup: (() => void) | undefined;
     if (signal !== undefined) {
       // The broker settles the pop: ERR_ABORTED if the waiter was still parked, or the
       // message if one was already on its way (so an abort never loses a message).
-      onAbort = () => c.send((id) => c.e.encodeCancel(c.writer, id, requestId));
+      const onAbort = () => c.send((cancelId) => c.e.encodeCancel(c.writer, cancelId, id));
       signal.addEventListener('abort', onAbort, { once: true });
+      cleanup = () => signal.removeEventListener('abort', onAbort);
     }
-    return promise;
+    return c.expect<T>(id, kind, this.name, topic, cleanup);
   }
 
-  async length(topic: string): Promise<number> {
+  length(topic: string): Promise<number> {
     const c = this.#conn;
-    c.checkOpen();
-    const t = this.#topic(topic);
+    if (c.closed) return c.closedRejection();
+    let t: Uint8Array;
+    try {
+      t = this.#topic(topic);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     c.writeNames(this.#nameBytes, t);
-    return c.request<number>('length', this.name, topic, (id) =>
-      c.e.encodeLength(c.writer, id, c.scratchQueue, this.#nameBytes.length, c.scratchTopic, t.length));
+    const id = c.nextRequestId();
+    if (c.e.encodeLength(c.writer, id, c.scratchQueue, this.#nameBytes.length, c.scratchTopic, t.length) === 0) return c.noMemory();
+    return c.expect<number>(id, 'length', this.name, topic);
   }
 
-  async stats(topic: string): Promise<TopicStats> {
+  stats(topic: string): Promise<TopicStats> {
     const c = this.#conn;
-    c.checkOpen();
-    const t = this.#topic(topic);
+    if (c.closed) return c.closedRejection();
+    let t: Uint8Array;
+    try {
+      t = this.#topic(topic);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     c.writeNames(this.#nameBytes, t);
-    return c.request<TopicStats>('stats', this.name, topic, (id) =>
-      c.e.encodeStats(c.writer, id, c.scratchQueue, this.#nameBytes.length, c.scratchTopic, t.length));
+    const id = c.nextRequestId();
+    if (c.e.encodeStats(c.writer, id, c.scratchQueue, this.#nameBytes.length, c.scratchTopic, t.length) === 0) return c.noMemory();
+    return c.expect<TopicStats>(id, 'stats', this.name, topic);
   }
 
   subscribe(topic: string, options: SubscribeOptions = {}): Subscription {

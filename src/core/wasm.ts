@@ -45,6 +45,16 @@ export class MemoryView {
     return this.#u8.subarray(ptr, ptr + len);
   }
 
+  /**
+   * The whole memory as one array that covers [0, end): for code that writes many small
+   * pieces (the client's records) without a view per piece. Valid until the next core call
+   * that may grow the memory; ask again after one.
+   */
+  span(end: number): Uint8Array {
+    if (end > this.#u8.length) this.#refresh(end);
+    return this.#u8;
+  }
+
   /** A copy of `len` bytes at `ptr`. */
   copy(ptr: number, len: number): Uint8Array {
     if (ptr + len > this.#u8.length) this.#refresh(ptr + len);
