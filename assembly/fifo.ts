@@ -31,7 +31,8 @@
 import { queueAlloc as alloc, queueFree as free, BLOCK_HEADER } from "./alloc";
 import { T_HEAD_SEG, T_TAIL_SEG, T_LENGTH, T_PUSHED } from "./table";
 import { writerEnsure, writerAdvance } from "./codec";
-import { RECORD_HEADER, PUSH_RECORD_HEADER, recordSize, putRecordHeader, markDelivered } from "./record";
+import { RECORD_HEADER, PUSH_RECORD_HEADER, R_ID, recordSize, putRecordHeader, markDelivered } from "./record";
+import { removeAdd } from "./journal";
 import { invariant, DEBUG } from "./debug";
 import { copyBytes } from "./bytes";
 
@@ -266,6 +267,25 @@ export function fifoPrependStored(topic: usize, records: usize, bytes: usize, co
 }
 
 /**
+ * Appends `count` >= 1 stored records (filling `bytes`) at the back, ids and meta as they
+ * are: messages recovered from the log (src/storage/recovery.ts hands them out in chunks,
+ * in id order). One new segment holding exactly these.
+ */
+export function fifoAppendStored(topic: usize, records: usize, bytes: usize, count: u32): bool {
+  invariant(count > 0 && bytes >= RECORD_HEADER);
+  let seg = alloc(S_DATA + bytes);
+  if (seg == 0) return false;
+  store<u32>(seg + S_NEXT, 0);
+  store<u32>(seg + S_CAPACITY, <u32>bytes);
+  store<u32>(seg + S_READ, 0);
+  store<u32>(seg + S_WRITE, <u32>bytes);
+  memory.copy(seg + S_DATA, records, bytes);
+  linkTail(topic, seg);
+  atomic.store<u32>(topic + T_LENGTH, load<u32>(topic + T_LENGTH) + count);
+  return true;
+}
+
+/**
  * Moves up to `max` of the oldest records into writer `w` (appended as stored records,
  * each with one more delivery) while the bytes written stay within `maxBytes` (the first
  * record is always taken whole, so one message of any legal size can be popped). Returns
@@ -341,8 +361,11 @@ export function fifoTakeOne(topic: usize): usize {
   return copy;
 }
 
-/** Drops the `n` oldest records (overflow 'drop-oldest'); returns how many were dropped. */
-export function fifoDropOldest(topic: usize, n: u32): u32 {
+/**
+ * Drops the `n` oldest records (overflow 'drop-oldest'); returns how many were dropped.
+ * `journal`: each dropped id goes into the REMOVE record being built (journal.ts).
+ */
+export function fifoDropOldest(topic: usize, n: u32, journal: bool): u32 {
   let done: u32 = 0;
   while (done < n) {
     let seg = <usize>load<u32>(topic + T_HEAD_SEG);
@@ -350,6 +373,7 @@ export function fifoDropOldest(topic: usize, n: u32): u32 {
     let read = <usize>load<u32>(seg + S_READ);
     let write = <usize>load<u32>(seg + S_WRITE);
     while (read < write && done < n) {
+      if (journal) removeAdd(load<u64>(seg + S_DATA + read, R_ID));
       read += recordSize(seg + S_DATA + read);
       done++;
     }

@@ -12,12 +12,15 @@ import {
 } from "./layout";
 import { heapInit } from "./alloc";
 import { threadId, setThreadId } from "./thread";
+import { raiseIdFloor } from "./table";
+import { queueRetain, queueRelease } from "./queues";
+import { queueIsDurable } from "./journal";
 import { tableInit, topicAcquire, topicRelease, topicFindLocked, topicUnlock, TOPIC_NO_MEMORY, T_LENGTH, T_USERS, T_QUEUE } from "./table";
 import { queuesInit, Q_DEDUP_WINDOW_MS } from "./queues";
 import { delaysInit } from "./delays";
 import { dedupInit, dedupBegin, dedupEnd, DEDUP_SEEN, DEDUP_NO_MEMORY } from "./dedup";
 import {
-  topicPush, topicPushWire, topicPushDelayed, topicReturnStored, topicPop, topicStatsInto,
+  topicPush, topicPushWire, topicPushDelayed, topicReturnStored, topicPop, topicStatsInto, topicRestoreReady, topicRestoreDelayed,
   waiterDeliverInto, waiterDeliverLeased,
 } from "./topic";
 import { leaseSettle, reapLeases } from "./leases";
@@ -293,6 +296,42 @@ export function opSettle(w: usize, reqId: u32, entries: usize, count: u32, conne
     if (p != 0) store<u8>(p + <usize>i, <u8>(-status));
   }
   return p != 0 ? 1 : 0;
+}
+
+// ── Durability (assembly/journal.ts, src/engine/durability.ts) ───────────────────────
+
+export { journalSet, journalLength, journalData, journalTakeLost } from "./journal";
+
+/** Every topic created from now on starts its ids at `floor` or above (recovery: above every id in the log). */
+export function setIdFloor(floor: f64): void {
+  raiseIdFloor(<u64>floor);
+}
+
+/** Whether queue `q` is durable on this broker (journaled); false when it has no record yet and no data directory. */
+export function opQueueDurable(q: usize, ql: usize): bool {
+  let rec = queueRetain(q, ql);
+  if (rec == 0) return false;
+  let durable = queueIsDurable(rec);
+  queueRelease(rec);
+  return durable;
+}
+
+/** Recovery: appends ready stored records to a topic (created), not journaled again. 0 or E_NO_MEMORY. */
+export function restoreReady(q: usize, ql: usize, t: usize, tl: usize, records: usize, bytes: usize, count: u32): i32 {
+  let topic = topicAcquire(q, ql, t, tl, true);
+  if (topic == TOPIC_NO_MEMORY) return E_NO_MEMORY;
+  let status = topicRestoreReady(topic, records, bytes, count);
+  topicRelease(topic);
+  return status;
+}
+
+/** Recovery: delayed stored records with their due times (f64 each at `dues`). 0 or E_NO_MEMORY. */
+export function restoreDelayed(q: usize, ql: usize, t: usize, tl: usize, records: usize, bytes: usize, count: u32, dues: usize): i32 {
+  let topic = topicAcquire(q, ql, t, tl, true);
+  if (topic == TOPIC_NO_MEMORY) return E_NO_MEMORY;
+  let status = topicRestoreDelayed(topic, records, bytes, count, dues);
+  topicRelease(topic);
+  return status;
 }
 
 export { threadMetrics, setThreadMetrics, topicsLargest, messageTotals } from "./stats";

@@ -21,7 +21,9 @@
 //  +72   i64  queueLimit       most bytes message storage may take, 0 = no limit
 //  +80   u32  delays           DelayHeap: delayed messages by due time (delays.ts)
 //  +84   u32  dedup            DedupTable: recent dedupIds (dedup.ts)
-//  +88   u32  reserved[2]
+//  +88   u64  idFloor          every topic created starts its ids here; a removed topic raises it
+//                              to its next id, so a name used again never repeats an id (the log
+//                              identifies messages by (queue, topic, id): docs/durability.md)
 //  +96   i64  freeHeads[CLASS_COUNT]   lock-free free lists: ptr | tag << 32 (alloc.ts)
 //  +MAILBOXES  ThreadSlot[MAX_THREADS]  one cache line per thread id:
 //
@@ -72,6 +74,8 @@
 @inline export const H_DELAYS: usize = HEADER + 80;
 // @ts-ignore: decorator
 @inline export const H_DEDUP: usize = HEADER + 84;
+// @ts-ignore: decorator
+@inline export const H_ID_FLOOR: usize = HEADER + 88;
 // @ts-ignore: decorator
 @inline export const H_FREE_HEADS: usize = HEADER + 96;
 

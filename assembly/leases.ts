@@ -49,10 +49,11 @@
 import { alloc, free, realloc, queueFree } from "./alloc";
 import { threadSlot, SLOT_LEASES } from "./layout";
 import { threadId } from "./thread";
-import { R_META, REASON_MAX_DELIVERIES, REASON_REJECTED, deliveriesOf } from "./record";
+import { R_META, R_ID, REASON_MAX_DELIVERIES, REASON_REJECTED, deliveriesOf } from "./record";
 import { T_QUEUE } from "./table";
 import { Q_MAX_DELIVERIES } from "./queues";
 import { topicRequeue, topicSettled, topicDelayLeased, topicDeadLetter } from "./topic";
+import { journaled, journalMeta, journalRemoveOne } from "./journal";
 import { countEvent, EVENT_ACKED, EVENT_REDELIVERED } from "./stats";
 import { E_LEASE_EXPIRED, E_INVALID_ARGUMENT } from "./status";
 import { invariant } from "./debug";
@@ -319,6 +320,8 @@ function leaseEnd(t: usize, slot: u32, reject: bool, delayMs: f64, now: f64): vo
   else if (deliveries >= maxDeliveries) topicDeadLetter(topic, record, REASON_MAX_DELIVERIES);
   else {
     countEvent(EVENT_REDELIVERED, 1);
+    // The new deliveries count (and due time) survive a restart; the message is ready again in the log's eyes.
+    if (journaled(topic)) journalMeta(topic, load<u64>(record, R_ID), load<u32>(record, R_META), delayMs > 0 ? now + delayMs : 0);
     if (delayMs > 0) topicDelayLeased(topic, record, now + delayMs);
     else topicRequeue(topic, record, now);
   }
@@ -351,6 +354,7 @@ export function leaseSettle(handle: u64, kind: u32, arg: f64, connection: u32, n
     let record = <usize>load<u32>(e + L_RECORD);
     let topic = <usize>load<u32>(e + L_TOPIC);
     leaseFree(t, slot);
+    if (journaled(topic)) journalRemoveOne(topic, load<u64>(record, R_ID));
     queueFree(record);
     topicSettled(topic);
     countEvent(EVENT_ACKED, 1);
@@ -471,7 +475,10 @@ export function reapLeases(dead: u32, now: f64): u32 {
     store<u32>(e + L_RECORD, 0);
     let deliveries = <f64>deliveriesOf(load<u32>(record, R_META));
     if (deliveries >= load<f64>(<usize>load<u32>(topic + T_QUEUE) + Q_MAX_DELIVERIES)) topicDeadLetter(topic, record, REASON_MAX_DELIVERIES);
-    else topicRequeue(topic, record, now);
+    else {
+      if (journaled(topic)) journalMeta(topic, load<u64>(record, R_ID), load<u32>(record, R_META), 0);
+      topicRequeue(topic, record, now);
+    }
     n++;
   }
   free(<usize>load<u32>(t + LT_ENTRIES));

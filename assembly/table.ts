@@ -55,7 +55,7 @@
 
 import { alloc, free } from "./alloc";
 import { lock, unlock } from "./sync";
-import { H_TABLE } from "./layout";
+import { H_TABLE, H_ID_FLOOR } from "./layout";
 import { queueRetain, queueRelease } from "./queues";
 import { equalBytes, hashBytes } from "./bytes";
 
@@ -229,6 +229,7 @@ function insertInSegment(seg: usize, hash: u32, q: usize, ql: usize, t: usize, t
     return 0;
   }
   memory.fill(topic, 0, T_NAMES);
+  store<u64>(topic + T_PUSHED, atomic.load<u64>(H_ID_FLOOR));
   store<u32>(topic + T_QUEUE, <u32>queue);
   store<u32>(topic + T_HASH, hash);
   store<u8>(topic + T_QUEUE_LEN, <u8>ql);
@@ -254,6 +255,17 @@ function insertInSegment(seg: usize, hash: u32, q: usize, ql: usize, t: usize, t
 }
 
 /**
+ * Raises the id floor to at least `id` (layout.ts H_ID_FLOOR). Removal and re-creation of
+ * one name happen under the same segment lock, so the new topic sees the raised floor.
+ */
+export function raiseIdFloor(id: u64): void {
+  while (true) {
+    let floor = atomic.load<u64>(H_ID_FLOOR);
+    if (floor >= id || atomic.cmpxchg<u64>(H_ID_FLOOR, floor, id) == floor) return;
+  }
+}
+
+/**
  * Removes `topic` from segment `seg` (segment lock held) if it is still there, unreferenced
  * and idle. Identity is checked by walking the chain: the caller may hold a stale pointer.
  */
@@ -275,6 +287,7 @@ function removeIfIdle(seg: usize, topic: usize): void {
           store<u32>(seg + SEG_MASK, 0);
         }
         atomic.sub<i32>(tableAddr() + 4, 1);
+        raiseIdFloor(load<u64>(topic + T_PUSHED));
         let queue = <usize>load<u32>(topic + T_QUEUE);
         free(topic);
         queueRelease(queue);

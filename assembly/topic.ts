@@ -24,7 +24,7 @@ import {
 import { Q_MAX_LENGTH, Q_LEASE_MS, Q_DROP_OLDEST, queueFlags, queueDeadLetterInto, queueNameOf, queueNameLength } from "./queues";
 import {
   fifoAppend, fifoAppendWire, fifoAppendRecord, fifoPrepend, fifoPrependStored, fifoPopInto, fifoTakeOne, fifoDropOldest,
-  fifoPeekSize, fifoCheck, nextId,
+  fifoPeekSize, fifoCheck, nextId, fifoAppendStored,
 } from "./fifo";
 import {
   hasWaiters, handToOldest, chainAppend, mailboxPush, mailboxPushChain, waiterPark, waiterTakeMessage, waiterMessage, waiterTopic,
@@ -37,10 +37,14 @@ import {
   RECORD_HEADER, R_LEN, R_META, R_ID, PUSH_RECORD_HEADER, LEASED_RECORD_HEADER, LR_LEASE, META_DEAD_LETTER,
   recordSize, putRecordHeader, delivered,
 } from "./record";
-import { writerEnsure, writerAdvance } from "./codec";
+import { writerEnsure, writerAdvance, writerLength, writerData } from "./codec";
 import { E_EXCLUSIVE, E_NO_MEMORY, E_QUEUE_FULL } from "./status";
 import { alloc, free } from "./alloc";
 import { invariant } from "./debug";
+import {
+  journaled, journalPushOne, journalPushWire, journalPushStored, journalPushBlocks, journalUndo, journalMeta,
+  journalRemoveOne, journalRemoveRecords, removeBegin, removeEnd,
+} from "./journal";
 
 // @ts-ignore: decorator
 @inline function lockTopic(topic: usize, exclusive: bool): void {
@@ -92,7 +96,10 @@ function waiterCount(topic: usize, limit: u32): u32 {
   if ((queueFlags(queue) & Q_DROP_OLDEST) != 0 && <f64>count <= maxLength) {
     let excess = waiting + <f64>count - maxLength;
     if (excess <= <f64>length) {
-      let dropped = fifoDropOldest(topic, <u32>excess);
+      let journal = journaled(topic);
+      if (journal) removeBegin(topic);
+      let dropped = fifoDropOldest(topic, <u32>excess, journal);
+      if (journal) removeEnd();
       countEvent(EVENT_DROPPED, dropped);
       return 0;
     }
@@ -116,8 +123,9 @@ function waiterCount(topic: usize, limit: u32): u32 {
 /** Pushes one message: to the oldest parked waiter if any, else into the FIFO. 0, E_QUEUE_FULL or E_NO_MEMORY. */
 export function topicPush(topic: usize, data: usize, len: usize, exclusive: bool): i32 {
   lockTopic(topic, exclusive);
+  let id = load<u64>(topic + T_PUSHED);
   if (hasWaiters(topic)) {
-    let block = newRecord(data, len, 0, load<u64>(topic + T_PUSHED));
+    let block = newRecord(data, len, 0, id);
     if (block == 0) {
       unlockTopic(topic, exclusive);
       return E_NO_MEMORY;
@@ -125,12 +133,16 @@ export function topicPush(topic: usize, data: usize, len: usize, exclusive: bool
     nextId(topic);
     let waiter = handToOldest(topic, block);
     unlockTopic(topic, exclusive);
+    // Journaled from the caller's copy: the handed block may be freed by the waiter's thread by now.
+    if (journaled(topic)) journalPushOne(topic, data, len, 0, id);
     mailboxPush(waiter);
     return 0;
   }
   let status = admit(topic, 1);
   if (status == 0 && !fifoAppend(topic, data, len, exclusive)) status = E_NO_MEMORY;
   unlockTopic(topic, exclusive);
+  // The caller's segment lock or reference keeps the topic (and its names) alive.
+  if (status == 0 && journaled(topic)) journalPushOne(topic, data, len, 0, id);
   return status;
 }
 
@@ -170,6 +182,7 @@ export function topicPushWire(topic: usize, records: usize, bytes: usize, count:
     handed = 0;
   }
   unlockTopic(topic, exclusive);
+  if (status == 0 && journaled(topic)) journalPushWire(topic, records, bytes, count, firstId);
   mailboxPushChain(handed);
   return status;
 }
@@ -222,7 +235,10 @@ export function topicPushDelayed(topic: usize, records: usize, bytes: usize, cou
       for (let i: u32 = 0; i < count; i++) topicRetain(topic); // one reference per delayed message
     }
     unlock(topic + T_LOCK);
+    // Journaled before the heap has them: once there, a sweep on another thread may free them.
+    let mark: i64 = status == 0 && journaled(topic) ? journalPushBlocks(topic, blocks, count, due) : -1;
     if (status == 0 && !delaysInsert(topic, blocks, count, due)) {
+      journalUndo(mark);
       lock(topic + T_LOCK);
       atomic.store<u32>(topic + T_DELAYED, load<u32>(topic + T_DELAYED) - count);
       unlock(topic + T_LOCK);
@@ -243,10 +259,24 @@ export function topicPushDelayed(topic: usize, records: usize, bytes: usize, cou
 export function topicReturnStored(topic: usize, records: usize, bytes: usize, count: u32, exclusive: bool): i32 {
   if (count == 0) return 0;
   lockTopic(topic, exclusive);
+  let durable = journaled(topic);
+  let firstId = load<u64>(topic + T_PUSHED);
+  if (durable) {
+    // Their removal is in the log already (they were popped), and a removal outlives any
+    // push of the same id at recovery (docs/durability.md): so they come back with new ids.
+    // (The records are the caller's buffer: the decoder's, this thread's.)
+    let p = records;
+    for (let i: u32 = 0; i < count; i++) {
+      store<u64>(p, nextId(topic), R_ID);
+      p += recordSize(p);
+    }
+  }
   if (!fifoPrependStored(topic, records, bytes, count)) {
+    if (durable) store<u64>(topic + T_PUSHED, firstId);
     unlockTopic(topic, exclusive);
     return E_NO_MEMORY;
   }
+  if (durable) journalPushStored(topic, records, bytes, 0);
   let handed = handFromFifo(topic);
   unlockTopic(topic, exclusive);
   mailboxPushChain(handed);
@@ -291,9 +321,13 @@ export function topicPop(
   }
   let n: i32 = 0;
   if (load<u32>(topic + T_LENGTH) != 0) {
-    n = owner == 0
-      ? <i32>fifoPopInto(topic, w, max, maxBytes, exclusive)
-      : leaseFromFifo(topic, w, max, maxBytes, owner, leaseLength(topic, leaseMs), now, 0);
+    if (owner == 0) {
+      let from = writerLength(w);
+      n = <i32>fifoPopInto(topic, w, max, maxBytes, exclusive);
+      if (n > 0 && journaled(topic)) journalRemoveRecords(topic, writerData(w) + <usize>from, <u32>n);
+    } else {
+      n = leaseFromFifo(topic, w, max, maxBytes, owner, leaseLength(topic, leaseMs), now, 0);
+    }
     if (n == 0) n = E_NO_MEMORY;
   } else if (waiterToken != 0 && waiterPark(topic, waiterToken) == 0) {
     n = E_NO_MEMORY;
@@ -358,6 +392,9 @@ export function waiterDeliverInto(waiter: usize, w: usize, moreMax: u32, maxByte
   memory.copy(dst, message, size);
   store<u32>(dst, delivered(load<u32>(dst, R_META)), R_META);
   writerAdvance(w, <u32>size);
+  // (The waiter's reference keeps its topic alive.) The removal is journaled here, at
+  // delivery, not at the hand-over: a handed message that is never delivered goes back.
+  if (journaled(waiterTopic(waiter))) journalRemoveOne(waiterTopic(waiter), load<u64>(message, R_ID));
   if (moreMax == 0 || size >= maxBytes) return 1;
   let more = topicPop(waiterTopic(waiter), w, moreMax, maxBytes - size, token, 0, false, 0, 0, 0);
   return more > 0 ? 1 + more : 1;
@@ -490,6 +527,7 @@ export function topicDue(topic: usize, block: usize): bool {
  */
 export function topicDeadLetter(topic: usize, block: usize, reason: u32): void {
   countEvent(EVENT_DEAD_LETTERED, 1);
+  if (journaled(topic)) journalRemoveOne(topic, load<u64>(block, R_ID));
   let queue = queueOf(topic);
   let name = alloc(256);
   let nameLen: usize = name == 0 ? 0 : queueDeadLetterInto(queue, name);
@@ -533,16 +571,60 @@ function appendDeadLetter(topic: usize, record: usize, len: usize): bool {
   putRecordHeader(record, len, META_DEAD_LETTER, load<u64>(topic + T_PUSHED));
   if (hasWaiters(topic)) {
     nextId(topic);
+    // Journaled under the lock: once handed, the waiter's thread may free the record.
+    if (journaled(topic)) journalPushStored(topic, record, RECORD_HEADER + len, 0);
     waiter = handToOldest(topic, record);
   } else if (admit(topic, 1) != 0 || !fifoAppendRecord(topic, record)) {
     stored = false;
   } else {
     nextId(topic);
+    if (journaled(topic)) journalPushStored(topic, record, RECORD_HEADER + len, 0);
   }
   unlock(topic + T_LOCK);
   if (waiter != 0) mailboxPush(waiter);
   else if (stored) queueFree(record);
   return stored;
+}
+
+// ── Recovery (src/engine/durability.ts), before any client is served ──────────────────
+
+/** Appends recovered ready records (stored layout, in id order) to the topic's back. 0 or E_NO_MEMORY. */
+export function topicRestoreReady(topic: usize, records: usize, bytes: usize, count: u32): i32 {
+  if (count == 0) return 0;
+  lock(topic + T_LOCK);
+  let ok = fifoAppendStored(topic, records, bytes, count);
+  unlock(topic + T_LOCK);
+  return ok ? 0 : E_NO_MEMORY;
+}
+
+/** Puts recovered delayed records back in the delay heap, record i due at f64 dues[i]. 0 or E_NO_MEMORY. */
+export function topicRestoreDelayed(topic: usize, records: usize, bytes: usize, count: u32, dues: usize): i32 {
+  let one = alloc(4);
+  if (one == 0) return E_NO_MEMORY;
+  let p = records;
+  let status: i32 = 0;
+  for (let i: u32 = 0; i < count && status == 0; i++) {
+    let size = recordSize(p);
+    let block = queueAlloc(size);
+    if (block == 0) { status = E_NO_MEMORY; break; }
+    memory.copy(block, p, size);
+    lock(topic + T_LOCK);
+    atomic.store<u32>(topic + T_DELAYED, load<u32>(topic + T_DELAYED) + 1);
+    unlock(topic + T_LOCK);
+    topicRetain(topic);
+    store<u32>(one, <u32>block);
+    if (!delaysInsert(topic, one, 1, load<f64>(dues + (<usize>i << 3)))) {
+      lock(topic + T_LOCK);
+      atomic.store<u32>(topic + T_DELAYED, load<u32>(topic + T_DELAYED) - 1);
+      unlock(topic + T_LOCK);
+      topicRelease(topic);
+      queueFree(block);
+      status = E_NO_MEMORY;
+    }
+    p += size;
+  }
+  free(one);
+  return status;
 }
 
 // ── Stats ──────────────────────────────────────────────────────────────────────────────

@@ -26,7 +26,13 @@ export const DEFAULTS = Object.freeze({
   handshakeTimeoutMs: 10_000,
   connectTimeoutMs: 10_000,
   logLevel: 'info',
+  /** Redis's appendfsync default, for the same reason: see README "Durability". */
+  fsync: 'everysec',
 });
+
+/** The fsync policies of a data directory (named like Redis's appendfsync; docs/durability.md). */
+export const FSYNC_POLICIES = ['always', 'everysec', 'no'] as const;
+export type FsyncPolicy = typeof FSYNC_POLICIES[number];
 
 /** One worker per core (the cores this process may use). */
 export function defaultThreads(): number {
@@ -117,6 +123,19 @@ export interface EngineOptions {
   /** Certificate and key for tls:// and wss:// listen urls. */
   tls?: TlsServerOptions;
   /**
+   * Data directory: every queue is durable (unless configured `durable: false`) - written to
+   * an append-only log here before it is acknowledged, and restored at the next start
+   * (docs/durability.md). One broker per directory. Default: none (in memory only).
+   */
+  dataDir?: string;
+  /**
+   * With a data directory, when the log is fsync'd: 'always' (before every acknowledgement,
+   * one fsync per group of operations), 'everysec' (at least once a second), 'no' (the OS
+   * decides). Under every policy an acknowledged operation has been written to the OS, so a
+   * killed broker loses nothing acknowledged. Default 'everysec'.
+   */
+  fsync?: FsyncPolicy;
+  /**
    * Monitoring endpoint, e.g. `http://127.0.0.1:8222` (port 0 picks a free one; see
    * engine.httpUrl): GET /healthz, /readyz, /metrics (Prometheus), /stats (JSON). Off by default.
    */
@@ -158,6 +177,8 @@ export interface ResolvedOptions {
   tls: TlsServerOptions | undefined;
   /** The monitoring endpoint, if any. */
   http: { host: string; port: number } | undefined;
+  dataDir: string | undefined;
+  fsync: FsyncPolicy;
 }
 
 /** `http://host:port` for the monitoring endpoint (no path, no https). */
@@ -278,7 +299,23 @@ export function resolveOptions(url: string | undefined, options: EngineOptions):
     users: options.users === undefined ? undefined : checkUsers(options.users),
     tls: tls === undefined ? undefined : { ...tls },
     http: options.http === undefined ? undefined : parseHttpUrl(options.http),
+    dataDir: checkDataDir(options.dataDir),
+    fsync: checkFsync(options.fsync),
   };
+}
+
+function checkDataDir(dir: unknown): string | undefined {
+  if (dir === undefined) return undefined;
+  if (typeof dir !== 'string' || dir === '' || dir.includes('\0')) throw invalid(`dataDir must be a directory path, got ${JSON.stringify(dir)}`);
+  return dir;
+}
+
+function checkFsync(policy: unknown): FsyncPolicy {
+  if (policy === undefined) return DEFAULTS.fsync as FsyncPolicy;
+  if (typeof policy !== 'string' || !(FSYNC_POLICIES as readonly string[]).includes(policy)) {
+    throw invalid(`fsync must be one of ${FSYNC_POLICIES.join(', ')}, got ${JSON.stringify(policy)}`);
+  }
+  return policy as FsyncPolicy;
 }
 
 /**
@@ -380,6 +417,10 @@ export function serveFlags(): readonly ServeFlag[] {
     help: 'WebSocket: allow browsers from this Origin; repeatable ("*" allows any; default: loopback pages only)' },
   { name: 'http', env: 'TURBOMQ_HTTP', key: 'http', type: 'string', placeholder: 'URL',
     help: 'monitoring endpoint, e.g. http://127.0.0.1:8222: GET /healthz, /readyz, /metrics (Prometheus), /stats (JSON) (default off)' },
+  { name: 'data-dir', short: 'd', env: 'TURBOMQ_DATA_DIR', key: 'dataDir', type: 'string', placeholder: 'DIR',
+    help: 'keep queues on disk here (durable: an append-only log, restored at start); one broker per directory (default: memory only)' },
+  { name: 'fsync', env: 'TURBOMQ_FSYNC', key: 'fsync', type: 'string', placeholder: 'POLICY', choices: FSYNC_POLICIES,
+    help: `with --data-dir: always (fsync before each acknowledgement, grouped), everysec, no (default ${DEFAULTS.fsync})` },
   { name: 'log-level', env: 'TURBOMQ_LOG_LEVEL', key: 'logLevel', type: 'string', placeholder: 'LEVEL', choices: LOG_LEVELS,
     help: `${LOG_LEVELS.join(', ')} (default ${DEFAULTS.logLevel})` },
   ];

@@ -406,6 +406,7 @@ export class Connection {
       maxLength: view.f64(p + 16),
       overflow: view.u8(p + 32) === 1 ? 'drop-oldest' : 'reject',
       dedupWindowMs: view.f64(p + 24),
+      durable: view.u8(p + 33) === 1,
     };
   }
 

@@ -78,6 +78,12 @@ export interface QueueSettings {
   maxLength: number;
   overflow: 'reject' | 'drop-oldest';
   dedupWindowMs: number;
+  /**
+   * Written to the broker's data directory and restored after a restart. Default: true on a
+   * broker with a data directory (--data-dir), false without one, where `true` is refused
+   * with ERR_INVALID_ARGUMENT.
+   */
+  durable: boolean;
 }
 
 export interface TopicStats {
@@ -180,7 +186,7 @@ function delayOf(options: { delayMs?: number } | undefined): number {
 /** Topic names encoded once per queue (bounded: a queue may see endless distinct topics). */
 const TOPIC_CACHE_SIZE = 1024;
 
-const SETTINGS_KEYS = new Set(['leaseMs', 'maxDeliveries', 'deadLetterTopic', 'maxLength', 'overflow', 'dedupWindowMs']);
+const SETTINGS_KEYS = new Set(['leaseMs', 'maxDeliveries', 'deadLetterTopic', 'maxLength', 'overflow', 'dedupWindowMs', 'durable']);
 
 export class ClientQueue implements Queue {
   readonly name: string;
@@ -215,7 +221,7 @@ export class ClientQueue implements Queue {
     c.checkOpen();
     if (typeof patch !== 'object' || patch === null) throw invalid('settings must be an object');
     let mask = 0;
-    let leaseMs = 0, maxDeliveries = 0, maxLength = 0, dedupWindowMs = 0, overflow = 0;
+    let leaseMs = 0, maxDeliveries = 0, maxLength = 0, dedupWindowMs = 0, overflow = 0, durable = 2;
     let dlq: Uint8Array = new Uint8Array(0);
     const positive = (k: string, v: unknown) => { if (typeof v !== 'number' || !(v > 0) || v === Infinity) throw invalid(`${k} must be a positive number of ms, got ${String(v)}`); return v; };
     const count = (k: string, v: unknown) => { if (v !== Infinity && !(Number.isInteger(v) && (v as number) >= 1)) throw invalid(`${k} must be a positive integer or Infinity, got ${String(v)}`); return v as number; };
@@ -232,6 +238,11 @@ export class ClientQueue implements Queue {
           overflow = value === 'drop-oldest' ? 1 : 0;
           mask |= SettingsMask.OVERFLOW;
           break;
+        case 'durable':
+          if (typeof value !== 'boolean') throw invalid(`durable must be true or false, got ${String(value)}`);
+          durable = value ? 1 : 0;
+          mask |= SettingsMask.DURABLE;
+          break;
         case 'deadLetterTopic':
           if (value !== null) dlq = nameBytes('deadLetterTopic', value);
           mask |= SettingsMask.DEAD_LETTER_TOPIC;
@@ -247,7 +258,7 @@ export class ClientQueue implements Queue {
       v.setF64(p + 8, maxDeliveries);
       v.setF64(p + 16, maxLength);
       v.setF64(p + 24, dedupWindowMs);
-      v.write(p + 32, Uint8Array.of(overflow, 2, dlq.length));
+      v.write(p + 32, Uint8Array.of(overflow, durable, dlq.length));
       v.write(p + 35, dlq);
       return 1;
     });

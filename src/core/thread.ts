@@ -17,6 +17,22 @@
 
 import type { Core, CoreExports } from './wasm.ts';
 
+/** What a thread needs of its log (src/storage/log.ts LogWriter). */
+export interface ThreadLog {
+  appendJournal(bytes: Uint8Array): void;
+  appendSettings(queue: Uint8Array, json: string): void;
+  commitSync(): boolean;
+  commit(): Promise<void>;
+  /** Nothing appended waits for a write or an fsync. */
+  readonly settled: boolean;
+  readonly fsync: string;
+  readonly writable: boolean;
+  readonly error: Error | undefined;
+}
+
+/** Initial size of a thread's journal writer (it grows with the changes of one turn). */
+const JOURNAL_INITIAL_BYTES = 64 * 1024;
+
 export interface WaiterHandler {
   /** The waiter `waiter` was handed a message. The handler must release or return it. */
   onHanded(waiter: number): void;
@@ -95,6 +111,11 @@ export class CoreThread {
   #dedupSweep: ReturnType<typeof setInterval> | undefined;
   /** Called when a waiter handler throws (the worker logs it). */
   onHandlerError: ((err: Error) => void) | undefined;
+  /** The log this thread's journal goes to (a broker with a data directory), and the journal writer. */
+  #log: ThreadLog | undefined;
+  #journal = 0;
+  /** Reports a background log failure (a timer's changes could not be written; retried by the log). */
+  onLogError: ((err: Error) => void) | undefined;
 
   constructor(core: Core) {
     this.core = core;
@@ -108,10 +129,70 @@ export class CoreThread {
     // Expired leases go back to their topics: messages may now be handed to waiters of
     // this thread (drain) and ack:true subscriptions have credit again.
     this.#leaseTimer = new DeadlineTimer((now) => e.leaseExpire(now), () => e.leaseNextDeadline(), () => {
+      this.persistLater(); // expiries are journaled (new deliveries, dead letters)
       this.leasesEnded();
       this.drain();
     });
     this.#delayTimer = new DeadlineTimer((now) => e.delaysDue(now), () => e.delaysNextDue(), () => this.drain());
+  }
+
+  /**
+   * From now on the core journals every change to a durable queue made on this thread
+   * (assembly/journal.ts), and persist() moves it to `log`.
+   */
+  attachLog(log: ThreadLog): void {
+    if (this.#log !== undefined) throw new Error('turbomq core: this thread already has a log');
+    const w = this.exports.writerNew(JOURNAL_INITIAL_BYTES);
+    if (w === 0) throw new Error('turbomq core: out of memory for the journal');
+    this.#journal = w;
+    this.#log = log;
+    this.exports.journalSet(w);
+  }
+
+  get log(): ThreadLog | undefined {
+    return this.#log;
+  }
+
+  /**
+   * Moves what the core journaled to the log and writes it (src/storage/log.ts
+   * commitSync). True: everything done on this thread so far may be acknowledged now
+   * (no log, or fsync 'everysec'/'no' and the write succeeded). False: wait for commit().
+   */
+  persist(): boolean {
+    const log = this.#log;
+    if (log === undefined) return true;
+    this.#moveJournal(log);
+    // Under 'always' the write and the fsync wait for the group commit (once per event-loop
+    // turn for every connection of this thread), so nothing is written here.
+    return log.fsync === 'always' ? log.settled : log.commitSync();
+  }
+
+  /** Resolves when everything journaled so far is safe under the fsync policy (rejects with ERR_STORAGE). */
+  commit(): Promise<void> {
+    const log = this.#log;
+    if (log === undefined) return Promise.resolve();
+    this.#moveJournal(log);
+    return log.commit();
+  }
+
+  /** Changes nobody waits for (timers, closing connections): written soon, failures reported. */
+  persistLater(): void {
+    const log = this.#log;
+    if (log === undefined) return;
+    this.#moveJournal(log);
+    log.commit().catch((err: Error) => this.onLogError?.(err));
+  }
+
+  #moveJournal(log: ThreadLog): void {
+    const e = this.exports;
+    const len = e.journalLength();
+    if (len > 0) {
+      log.appendJournal(this.core.view.bytes(e.journalData(), len));
+      e.writerReset(this.#journal);
+    }
+    const lost = e.journalTakeLost();
+    // Only when the Wasm memory is exhausted: the change was made but is not in the log.
+    if (lost > 0) this.onLogError?.(new Error(`turbomq core: out of memory for the journal; ${lost} change(s) to durable queues are not in the log`));
   }
 
   /** This thread holds a lease ending at `deadline` (ms since the epoch; 0 = none): expire it then. */
@@ -247,5 +328,12 @@ export class CoreThread {
     }
     this.exports.free(this.scratch);
     this.exports.detach(Date.now());
+    if (this.#log !== undefined) {
+      // detach() ended the leases still held here: journal them before the log closes.
+      this.persistLater();
+      this.exports.journalSet(0);
+      this.exports.writerFree(this.#journal);
+      this.#journal = 0;
+    }
   }
 }

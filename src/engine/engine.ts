@@ -29,6 +29,7 @@ import { TurboClient } from '../client/client.ts';
 import type { Queue } from '../client/queue.ts';
 import type { Transport } from '../client/transport.ts';
 import { TurboError } from '../errors.ts';
+import { DataDirectory } from './durability.ts';
 
 /** Embedded connections are the application's own: their parked pops are not capped. */
 const EMBEDDED_PARKED_POPS = new ParkedPopBudget(Number.MAX_SAFE_INTEGER);
@@ -64,6 +65,8 @@ export class TurboEngine {
   #http: MonitoringServer | undefined;
   #metrics: BrokerMetrics | undefined;
   #mainLoop = performance.eventLoopUtilization();
+  /** The data directory (option dataDir) while running. */
+  #data: DataDirectory | undefined;
   #shutdownRequested = false;
 
   constructor(url?: string, options: EngineOptions = {}) {
@@ -196,7 +199,16 @@ export class TurboEngine {
    * Durability hook: restores what the data directory holds before any worker listens
    * (readiness says 'recovery' meanwhile). Nothing to do without a data directory.
    */
-  async #recover(): Promise<void> {}
+  async #recover(): Promise<void> {
+    const dir = this.#options.dataDir;
+    if (dir === undefined) return;
+    this.#data = await DataDirectory.open(dir, this.#options.fsync, this.#thread!, this.#logger);
+  }
+
+  /** The data directory's figures for /stats (undefined without one). */
+  get dataDirectory(): { dir: string; fsync: string; recovered: { ready: number; delayed: number; ms: number } } | undefined {
+    return this.#data?.stats();
+  }
 
   /** A queue served in-process (same API and semantics as TurboClient.getQueue). */
   getQueue(name: string): Queue {
@@ -302,6 +314,19 @@ export class TurboEngine {
     if (pool !== undefined) {
       await pool.stop();
       this.#workerRestarts += pool.restarts;
+    }
+    const data = this.#data;
+    this.#data = undefined;
+    if (data !== undefined) {
+      // The directory is the broker's state: the next run() recovers from it, so the memory
+      // goes with this run (its main thread journals what its detach ends, then the log closes).
+      if (this.#thread !== undefined) {
+        disposeCounters(this.#thread);
+        this.#thread.stop();
+      }
+      this.#thread = undefined;
+      this.#memory = undefined;
+      await data.close();
     }
     const http = this.#http;
     this.#http = undefined;

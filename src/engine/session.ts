@@ -40,6 +40,7 @@ import { mayShutdown, type OperatorHandler } from './operator.ts';
 import { authorize, forbiddenText, permissionOf, type AuthUser } from './auth.ts';
 import { OutputGate } from './output.ts';
 import type { ParkedPopBudget } from './parked.ts';
+import { settingsJson } from './durability.ts';
 
 export interface SessionLimits {
   maxMessageBytes: number;
@@ -157,7 +158,7 @@ export class Session {
     // Expired leases free ack:true subscriptions' credit.
     this.#unhookExpiry = thread.onLeasesEnded(() => this.#pumpAckSubscriptions());
     this.#connectionId = thread.newToken();
-    this.#output = new OutputGate(limits.maxOutputBytes, limits.maxFrameBytes, () => e.writerLength(this.#writer) + (io.bufferedBytes?.() ?? 0));
+    this.#output = new OutputGate(limits.maxOutputBytes, limits.maxFrameBytes, () => e.writerLength(this.#writer) + (io.bufferedBytes?.() ?? 0) + this.#waitingBytes);
   }
 
   get closed(): boolean {
@@ -292,6 +293,7 @@ export class Session {
     if (user !== undefined && !user.admin && !this.#authorized(user, op, req, d)) return;
     switch (op) {
       case Op.PUSH: {
+        if (this.#storageRefuses(req, d)) return;
         const status = e.opPush(view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), view.u32(d + D_DP), view.u32(d + D_DL));
         if (status === 0) this.#counters.onPushed(1);
         if (status === 0) e.encodeOk(w, req);
@@ -299,6 +301,7 @@ export class Session {
         return;
       }
       case Op.PUSH_MANY: {
+        if (this.#storageRefuses(req, d)) return;
         const status = e.opPushRecords(view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), view.u32(d + D_DP), view.u32(d + D_DL), view.u32(d + D_A0));
         if (status === 0) this.#counters.onPushed(view.u32(d + D_A0));
         if (status === 0) e.encodeOk(w, req);
@@ -306,6 +309,7 @@ export class Session {
         return;
       }
       case Op.RETURN: {
+        if (this.#storageRefuses(req, d)) return;
         const status = e.opReturnRecords(view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), view.u32(d + D_DP), view.u32(d + D_DL), view.u32(d + D_A0));
         if (status === 0) this.#counters.onReturned(view.u32(d + D_A0));
         if (status === 0) e.encodeOk(w, req);
@@ -313,8 +317,10 @@ export class Session {
         return;
       }
       case Op.PUSH_EX:
+        if (this.#storageRefuses(req, d)) return;
         return this.#pushEx(req, d, 0, 0, 0, view.u32(d + D_DP), view.u32(d + D_DL), view.u32(d + D_A0), view.u32(d + D_A2), view.u32(d + D_A3));
       case Op.PUSH_MANY_EX:
+        if (this.#storageRefuses(req, d)) return;
         return this.#pushEx(req, d, view.u32(d + D_DP), view.u32(d + D_DL), view.u32(d + D_A0), 0, 0, view.u32(d + D_A1), 0, 0);
       case Op.POP_LEASED:
         return this.#pop(d, req, view.u32(d + D_A0), view.u32(d + D_A1), this.#leaseOwner(), view.u32(d + D_A2));
@@ -386,6 +392,20 @@ export class Session {
       default:
         return this.#error(req, ErrorCode.ERR_UNKNOWN_OPCODE, `opcode 0x${op.toString(16)} is not a request`);
     }
+  }
+
+  /**
+   * While the log cannot be written (a full disk: src/storage/log.ts), a push to a durable
+   * queue is refused before the core stores it: ERR_STORAGE, and the connection stays
+   * usable. Pops, acks and nacks go on; they are what lets the disk empty again.
+   */
+  #storageRefuses(req: number, d: number): boolean {
+    const log = this.#thread.log;
+    if (log === undefined || log.writable) return false;
+    const view = this.#thread.core.view;
+    if (!this.#e.opQueueDurable(view.u32(d + D_QP), view.u32(d + D_QL))) return false;
+    this.#error(req, ErrorCode.ERR_STORAGE, log.error?.message ?? 'the log cannot be written');
+    return true;
   }
 
   /** The permission check for a user who is not an admin (src/engine/auth.ts); a refusal answers ERR_FORBIDDEN. */
@@ -538,7 +558,7 @@ export class Session {
     else if (mask & SettingsMask.MAX_DELIVERIES && !countOrInfinity(maxDeliveries)) problem = `maxDeliveries must be a positive integer or Infinity, got ${maxDeliveries}`;
     else if (mask & SettingsMask.MAX_LENGTH && !countOrInfinity(maxLength)) problem = `maxLength must be a positive integer or Infinity, got ${maxLength}`;
     else if (mask & SettingsMask.DURABLE && view.u8(p + 33) > 1) problem = 'durable must be true or false';
-    else if (mask & SettingsMask.DURABLE && durable) problem = 'durable queues need a broker started with a data directory';
+    else if (mask & SettingsMask.DURABLE && durable && this.#thread.log === undefined) problem = 'durable queues need a broker started with a data directory (--data-dir)';
     else if (mask & SettingsMask.DEAD_LETTER_TOPIC && dlqLen > 0 && !validUtf8(view.bytes(p + 35, dlqLen))) problem = 'deadLetterTopic must be valid UTF-8';
     if (problem !== undefined) return this.#error(req, ErrorCode.ERR_INVALID_ARGUMENT, problem);
     // An empty patch only reads: it must not pin a settings record for every name asked about.
@@ -547,6 +567,10 @@ export class Session {
     }
     const out = this.#thread.scratch;
     const len = e.queueSettingsInto(view.u32(d + D_QP), view.u32(d + D_QL), out);
+    // Settings are kept across restarts for every queue, durable or not (the reply waits for the log).
+    if (mask !== 0 && this.#thread.log !== undefined) this.#thread.log.appendSettings(view.copy(view.u32(d + D_QP), view.u32(d + D_QL)), settingsJson(view, out));
+    // Never configured: the reply says what holds (durable exactly when there is a data directory).
+    if (view.u8(out + 33) === 2) view.write(out + 33, Uint8Array.of(this.#thread.log !== undefined ? 1 : 0));
     e.encodeSettings(this.#writer, req, out, len);
   }
 
@@ -771,10 +795,70 @@ export class Session {
     if (len === 0) return;
     const bytes = this.#thread.core.view.copy(e.writerData(this.#writer), len);
     e.writerReset(this.#writer);
+    // Durability: a reply goes out only once what it acknowledges is in the log as the
+    // fsync policy asks (docs/durability.md). Under 'everysec' and 'no' persist() has
+    // written it already; under 'always' (or after a failed write) the replies wait for
+    // the group commit, in order behind any that wait already.
+    if (this.#thread.log !== undefined && (this.#waitingOutput !== undefined || !this.#thread.persist())) {
+      this.#waitForLog(bytes);
+      return;
+    }
     this.#io.write(bytes);
     // A backstop for replies that are not messages (errors, statistics): checked after the
     // caller is done with the writer, which closing frees.
     if (this.#output.overLimit()) queueMicrotask(() => { if (!this.#closed && this.#output.overLimit()) this.#closeForOutput('replies were not read'); });
+  }
+
+  /** Replies that wait for the log, oldest first, each with the commit it waits for. */
+  #waitingOutput: { bytes: Uint8Array; done: Promise<void> }[] | undefined;
+  #waitingBytes = 0;
+
+  #waitForLog(bytes: Uint8Array): void {
+    const entry = { bytes, done: this.#thread.commit() };
+    this.#waitingBytes += bytes.length;
+    if (this.#waitingOutput !== undefined) {
+      this.#waitingOutput.push(entry);
+      return;
+    }
+    const queue = this.#waitingOutput = [entry];
+    void (async () => {
+      while (queue.length > 0) {
+        const head = queue[0]!;
+        try {
+          await head.done;
+        } catch (err) {
+          this.#waitingOutput = undefined;
+          this.#waitingBytes = 0;
+          return this.#storageFailed(err as Error);
+        }
+        queue.shift();
+        this.#waitingBytes -= head.bytes.length;
+        if (this.#closed) return;
+        this.#io.write(head.bytes);
+      }
+      this.#waitingOutput = undefined;
+      if (this.#dirty && !this.#closed) this.flush();
+    })();
+  }
+
+  /**
+   * What this connection was answered could not be made durable (the log's write or fsync
+   * failed). Those replies are never sent - nothing is acknowledged that is not on disk -
+   * and the connection is closed with ERR_STORAGE, so the client knows their outcome is
+   * unknown (at-least-once producers push again). The log keeps retrying the bytes.
+   */
+  #storageFailed(err: Error): void {
+    if (this.#closed) return;
+    const text = err.message || 'the log cannot be written';
+    this.#io.onFatal?.(ErrorCode.ERR_STORAGE, text);
+    const e = this.#e;
+    e.writerReset(this.#writer);
+    this.#error(0, ErrorCode.ERR_STORAGE, text);
+    const len = e.writerLength(this.#writer);
+    if (len > 0) this.#io.write(this.#thread.core.view.copy(e.writerData(this.#writer), len));
+    e.writerReset(this.#writer);
+    this.#io.end();
+    this.close();
   }
 
   /** The connection is gone: cancel parked pops, end subscriptions, free buffers. */
@@ -799,6 +883,8 @@ export class Session {
     }
     this.#unhookDrain();
     this.#unhookExpiry();
+    // Leases that went back and messages returned are journaled; nobody waits for them.
+    this.#thread.persistLater();
     e.decoderFree(this.#decoder);
     e.writerFree(this.#writer);
   }

@@ -12,6 +12,7 @@ import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { instantiateSharedCore } from '../core/wasm.ts';
 import { CoreThread } from '../core/thread.ts';
+import { openWorkerLog } from './durability.ts';
 import { Session } from './session.ts';
 import { ParkedPopBudget } from './parked.ts';
 import { countersOf, sampleLoopUtilization } from './metrics.ts';
@@ -95,6 +96,15 @@ function logConnection(fields: Record<string, unknown>, msg: string): void {
 }
 
 thread.onHandlerError = (err) => log('error', { err: errorFields(err) }, 'waiter delivery failed');
+thread.onLogError = (err) => log('error', { err: errorFields(err) }, 'turbomq log: changes could not be written yet (retrying)');
+// With a data directory this worker journals to its own log (thread index = slot + 1; the
+// main thread is 0) before it serves anyone.
+const workerLog = options.dataDir === undefined ? undefined : await openWorkerLog(options.dataDir, options.fsync, workerIndex + 1, thread, {
+  info: (obj: object | string, msg?: string) => log('info', typeof obj === 'string' ? {} : obj as Record<string, unknown>, msg ?? String(obj)),
+  warn: (obj: object | string, msg?: string) => log('warn', typeof obj === 'string' ? {} : obj as Record<string, unknown>, msg ?? String(obj)),
+  error: (obj: object | string, msg?: string) => log('error', typeof obj === 'string' ? {} : obj as Record<string, unknown>, msg ?? String(obj)),
+  debug: () => {},
+});
 thread.start();
 
 interface Connection {
@@ -254,12 +264,18 @@ const api = {
     // server.close() waits for every connection to end; give in-flight work a moment, then end them.
     const closed = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     await Promise.race([Promise.all(closed), delay(50)]);
+    for (const connection of [...connections]) connection.session.flush();
+    if (workerLog !== undefined) {
+      // Replies that wait for the log go out before the connections end.
+      await thread.commit().catch(() => {});
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     for (const connection of [...connections]) {
-      connection.session.flush();
       connection.end();
       connection.close();
     }
     thread.stop();
+    await workerLog?.close();
   },
 
   stats(): WorkerStats {

@@ -252,6 +252,36 @@ export class RecordEncoder {
     this.#end(at, at + RECORD_HEADER_BYTES);
   }
 
+  /**
+   * Appends records the core journaled (assembly/journal.ts): whole log records with their
+   * crc32 word left 0, back to back; each is checked for a sane length and type and gets
+   * its checksum here. Returns the number of records. Throws (appending nothing) when the
+   * bytes are not whole records, which would be a core bug: never write what recovery
+   * would cut off as damage.
+   */
+  journal(bytes: Uint8Array): number {
+    let n = 0;
+    for (let p = 0; p < bytes.length; n++) {
+      const len = p + 4 <= bytes.length ? readU32(bytes, p) : 0;
+      const type = bytes[p + 8];
+      if (len < RECORD_HEADER_BYTES || p + len > bytes.length || (type !== RECORD_PUSH && type !== RECORD_REMOVE && type !== RECORD_META)) {
+        throw new RangeError(`turbomq log: malformed journal record at offset ${p} of ${bytes.length}`);
+      }
+      p += len;
+    }
+    this.#reserve(bytes.length);
+    const start = this.#length;
+    const b = this.#buf;
+    b.set(bytes, start);
+    for (let p = start, end = start + bytes.length; p < end;) {
+      const len = readU32(b, p);
+      writeU32(b, p + 4, crc32Of(b, p + 8, p + len));
+      p += len;
+    }
+    this.#length = start + bytes.length;
+    return n;
+  }
+
   /** Appends raw bytes (a segment header). */
   raw(bytes: Uint8Array): void {
     this.#reserve(bytes.length);

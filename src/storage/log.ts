@@ -277,6 +277,18 @@ export class LogWriter {
     this.#stats.records++;
   }
 
+  /**
+   * Records the core journaled (assembly/journal.ts), crc32 not yet filled in: copied at
+   * once (the caller may pass a view into the Wasm memory and reset it right after).
+   */
+  appendJournal(bytes: Uint8Array): void {
+    this.#checkOpen();
+    if (bytes.length === 0) return;
+    const before = this.#staging.length;
+    this.#stats.records += this.#staging.journal(bytes);
+    this.#appended += this.#staging.length - before;
+  }
+
   /** A queue's full settings (JSON); after a restart the last one written wins. */
   appendSettings(queue: Uint8Array, json: string | Uint8Array): void {
     this.#checkOpen();
@@ -322,6 +334,11 @@ export class LogWriter {
     if (this.#isSafe(this.#appended)) return true;
     this.#writeStaged();
     return this.fsync !== 'always' && this.#written === this.#appended;
+  }
+
+  /** True when everything appended so far is already safe under the policy (nothing to wait for). */
+  get settled(): boolean {
+    return !this.#closed && this.#isSafe(this.#appended) && !(this.#failure !== undefined && this.#appended <= this.#poisonedEnd);
   }
 
   /** Flushes, fdatasyncs (under every policy) and closes; releases the thread index. */

@@ -8,7 +8,7 @@ import { TurboClient, TurboError, type Queue, type Message } from '../../src/ind
 import { startEngine, connect, delay, within } from '../helpers.ts';
 import { Op, HEADER_BYTES } from '../../src/protocol.ts';
 
-const DEFAULTS = { leaseMs: 30_000, maxDeliveries: Infinity, deadLetterTopic: null, maxLength: Infinity, overflow: 'reject', dedupWindowMs: 120_000 };
+const DEFAULTS = { leaseMs: 30_000, maxDeliveries: Infinity, deadLetterTopic: null, maxLength: Infinity, overflow: 'reject', dedupWindowMs: 120_000, durable: false };
 
 async function drain(q: Queue, topic: string): Promise<string[]> {
   const out: string[] = [];

@@ -1,0 +1,258 @@
+// The journal: every change the core makes to a durable queue's messages, written as log
+// records (src/storage/format.ts, docs/durability.md) into this thread's journal writer.
+//
+// Why the core writes them: many changes happen inside the core, not at a request's
+// boundary - a lease expires, a message is dead-lettered, maxLength drops the oldest, a
+// push is handed straight to a waiter on another thread - and only the core knows the ids
+// it assigned under the topic's lock. So each change appends its record here at the moment
+// it is made, and JS (src/core/thread.ts persist()) moves the bytes to the thread's
+// LogWriter before any reply that depends on them is sent. WebAssembly cannot fsync; it
+// only has to say what happened.
+//
+// The journal is per thread (a Wasm global: thread-local state, never shared), so writing
+// it needs no lock and can be done under a topic lock; records of one topic written by
+// several threads are ordered by id at recovery, not by position (docs/durability.md).
+//
+// Records are the log's, byte for byte, except the crc32 word, which is left 0 and filled
+// in by LogWriter.appendJournal() with zlib.crc32 (JS has it; the core does not need one):
+//
+//  [u32 length][u32 crc = 0][u8 type][u8 flags][u8 qlen][u8 tlen][queue][topic][body]
+//
+//  PUSH   (1) flags bit 0: dueAt      body: [f64 dueAt] stored records [len][meta][id][data]...
+//  REMOVE (2)                         body: (u64 firstId, u32 count)...
+//  META   (3) flags bit 0: dueAt      body: u64 id, u32 meta, [f64 dueAt]
+//
+// Out of memory for the journal: the change is made all the same (refusing it now could
+// lose more, e.g. an expiry) and `journalLost` counts it; JS reports the log as failed
+// (ERR_STORAGE) rather than acknowledge anything as durable.
+
+import { writerEnsure, writerAdvance, writerLength, writerTruncate, writerData } from "./codec";
+import { T_QUEUE, T_QUEUE_LEN, T_TOPIC_LEN, T_NAMES } from "./table";
+import { queueFlags, Q_DURABLE_SET, Q_DURABLE } from "./queues";
+import { RECORD_HEADER, PUSH_RECORD_HEADER, R_ID, recordSize } from "./record";
+
+// @ts-ignore: decorator
+@inline const J_PUSH: u8 = 1;
+// @ts-ignore: decorator
+@inline const J_REMOVE: u8 = 2;
+// @ts-ignore: decorator
+@inline const J_META: u8 = 3;
+// @ts-ignore: decorator
+@inline const J_FLAG_DUE: u8 = 1;
+// @ts-ignore: decorator
+@inline const J_HEADER: usize = 12;
+// @ts-ignore: decorator
+@inline const RANGE_BYTES: usize = 12;
+
+/** This thread's journal writer (codec.ts writer), 0 when the broker has no data directory. */
+let journal: usize = 0;
+/** Changes that could not be journaled for lack of memory. */
+let journalLost: u32 = 0;
+
+// The REMOVE record being built (removeBegin .. removeEnd), thread-local.
+let removeMark: u32 = 0;
+let removeOpen: bool = false;
+let removeFirst: u64 = 0;
+let removeCount: u32 = 0;
+
+/** Turns journaling on for this thread (writer `w`), or off (0). */
+export function journalSet(w: usize): void {
+  journal = w;
+}
+
+/** The journal writer's bytes (for JS to move to the log, then writerReset). */
+export function journalLength(): u32 {
+  return journal == 0 ? 0 : writerLength(journal);
+}
+
+export function journalData(): usize {
+  return journal == 0 ? 0 : writerData(journal);
+}
+
+/** Changes lost for lack of memory since the last call (then 0). */
+export function journalTakeLost(): u32 {
+  let n = journalLost;
+  journalLost = 0;
+  return n;
+}
+
+/**
+ * Whether changes to `topic`'s messages are journaled: this broker has a data directory
+ * and the topic's queue is durable (the default with one, unless configured durable: false).
+ */
+// @ts-ignore: decorator
+@inline export function journaled(topic: usize): bool {
+  if (journal == 0) return false;
+  let flags = queueFlags(<usize>load<u32>(topic + T_QUEUE));
+  return (flags & Q_DURABLE_SET) == 0 || (flags & Q_DURABLE) != 0;
+}
+
+/** Whether queue record `queue` is durable on this broker (see journaled). */
+export function queueIsDurable(queue: usize): bool {
+  if (journal == 0) return false;
+  let flags = queueFlags(queue);
+  return (flags & Q_DURABLE_SET) == 0 || (flags & Q_DURABLE) != 0;
+}
+
+/** Writes a record header for `topic` with `body` bytes after it; returns the body's address, 0 if out of memory. */
+function begin(topic: usize, type: u8, flags: u8, body: usize): usize {
+  let ql = <usize>load<u8>(topic + T_QUEUE_LEN);
+  let tl = <usize>load<u8>(topic + T_TOPIC_LEN);
+  let length = J_HEADER + ql + tl + body;
+  let p = writerEnsure(journal, <u32>length);
+  if (p == 0) {
+    journalLost++;
+    return 0;
+  }
+  store<u32>(p, <u32>length);
+  store<u32>(p, 0, 4);
+  store<u8>(p, type, 8);
+  store<u8>(p, flags, 9);
+  store<u8>(p, <u8>ql, 10);
+  store<u8>(p, <u8>tl, 11);
+  memory.copy(p + J_HEADER, topic + T_NAMES, ql + tl);
+  writerAdvance(journal, <u32>length);
+  return p + J_HEADER + ql + tl;
+}
+
+/** PUSH of one message (data, len) with id `id`, ready now. */
+export function journalPushOne(topic: usize, data: usize, len: usize, meta: u32, id: u64): void {
+  let p = begin(topic, J_PUSH, 0, RECORD_HEADER + len);
+  if (p == 0) return;
+  store<u32>(p, <u32>len);
+  store<u32>(p, meta, 4);
+  store<u64>(p, id, R_ID);
+  memory.copy(p + RECORD_HEADER, data, len);
+}
+
+/** PUSH of `count` wire records ([u32 len][data], filling `bytes`) with ids firstId.. in order. */
+export function journalPushWire(topic: usize, records: usize, bytes: usize, count: u32, firstId: u64): void {
+  let body = bytes + <usize>count * (RECORD_HEADER - PUSH_RECORD_HEADER);
+  let p = begin(topic, J_PUSH, 0, body);
+  if (p == 0) return;
+  let src = records;
+  let end = records + bytes;
+  let id = firstId;
+  while (src < end) {
+    let len = <usize>load<u32>(src);
+    store<u32>(p, <u32>len);
+    store<u32>(p, 0, 4);
+    store<u64>(p, id++, R_ID);
+    memory.copy(p + RECORD_HEADER, src + PUSH_RECORD_HEADER, len);
+    p += RECORD_HEADER + len;
+    src += PUSH_RECORD_HEADER + len;
+  }
+}
+
+/** PUSH of stored records (filling `bytes`) as they are, due at `due` when `due` > 0. */
+export function journalPushStored(topic: usize, records: usize, bytes: usize, due: f64): void {
+  let p = begin(topic, J_PUSH, due > 0 ? J_FLAG_DUE : 0, bytes + (due > 0 ? 8 : 0));
+  if (p == 0) return;
+  if (due > 0) {
+    store<f64>(p, due);
+    p += 8;
+  }
+  memory.copy(p, records, bytes);
+}
+
+/**
+ * PUSH of `count` stored-record blocks (an array of u32 pointers at `blocks`), all due at
+ * `due`. Returns the journal's length before it (for journalUndo), or -1 when not written.
+ */
+export function journalPushBlocks(topic: usize, blocks: usize, count: u32, due: f64): i64 {
+  let body: usize = 8;
+  for (let i: u32 = 0; i < count; i++) body += recordSize(<usize>load<u32>(blocks + (<usize>i << 2)));
+  let mark = <i64>writerLength(journal);
+  let p = begin(topic, J_PUSH, J_FLAG_DUE, body);
+  if (p == 0) return -1;
+  store<f64>(p, due);
+  p += 8;
+  for (let i: u32 = 0; i < count; i++) {
+    let block = <usize>load<u32>(blocks + (<usize>i << 2));
+    let size = recordSize(block);
+    memory.copy(p, block, size);
+    p += size;
+  }
+  return mark;
+}
+
+/** Takes back what was journaled since `mark` (the change it described did not happen). */
+export function journalUndo(mark: i64): void {
+  if (mark >= 0) writerTruncate(journal, <u32>mark);
+}
+
+/** META: message `id`'s lease ended without ack; it is ready again (due <= 0) or due at `due`. */
+export function journalMeta(topic: usize, id: u64, meta: u32, due: f64): void {
+  let p = begin(topic, J_META, due > 0 ? J_FLAG_DUE : 0, due > 0 ? 20 : 12);
+  if (p == 0) return;
+  store<u64>(p, id);
+  store<u32>(p, meta, 8);
+  if (due > 0) store<f64>(p, due, 12);
+}
+
+// ── REMOVE, built id by id (consecutive ids become one range) ────────────────────────
+
+/** Starts a REMOVE record for `topic`; add ids with removeAdd, finish with removeEnd. */
+export function removeBegin(topic: usize): void {
+  removeMark = writerLength(journal);
+  removeOpen = begin(topic, J_REMOVE, 0, 0) != 0;
+  removeCount = 0;
+}
+
+export function removeAdd(id: u64): void {
+  if (!removeOpen) return;
+  if (removeCount > 0 && id == removeFirst + <u64>removeCount && removeCount < 0xFFFFFFFF) {
+    removeCount++;
+    return;
+  }
+  flushRange();
+  removeFirst = id;
+  removeCount = 1;
+}
+
+function flushRange(): void {
+  if (removeCount == 0) return;
+  let p = writerEnsure(journal, <u32>RANGE_BYTES);
+  if (p == 0) {
+    // Out of memory mid-record: drop the whole record (never write a partial removal).
+    writerTruncate(journal, removeMark);
+    removeOpen = false;
+    journalLost++;
+    return;
+  }
+  store<u64>(p, removeFirst);
+  store<u32>(p, removeCount, 8);
+  writerAdvance(journal, <u32>RANGE_BYTES);
+  // The record's length grows with each range.
+  let rec = writerData(journal) + <usize>removeMark;
+  store<u32>(rec, load<u32>(rec) + <u32>RANGE_BYTES);
+  removeCount = 0;
+}
+
+export function removeEnd(): void {
+  if (!removeOpen) return;
+  flushRange();
+  if (!removeOpen) return;
+  removeOpen = false;
+  // A REMOVE with no range says nothing: take it back.
+  let rec = writerData(journal) + <usize>removeMark;
+  if (<usize>load<u32>(rec) == J_HEADER + <usize>load<u8>(rec, 10) + <usize>load<u8>(rec, 11)) writerTruncate(journal, removeMark);
+}
+
+/** REMOVE of one id. */
+export function journalRemoveOne(topic: usize, id: u64): void {
+  removeBegin(topic);
+  removeAdd(id);
+  removeEnd();
+}
+
+/** REMOVE of the `count` stored records at `records` (as a pop wrote them into a reply). */
+export function journalRemoveRecords(topic: usize, records: usize, count: u32): void {
+  removeBegin(topic);
+  let p = records;
+  for (let i: u32 = 0; i < count; i++) {
+    removeAdd(load<u64>(p, R_ID));
+    p += recordSize(p);
+  }
+  removeEnd();
+}
