@@ -1,0 +1,243 @@
+// Durable queues through real brokers (2 workers) on a real data directory: what a restart
+// keeps and what it does not, one broker per directory, durable: false, a full disk, and
+// disk use that follows live data. The kill -9 loops are in durability-crash.test.ts.
+
+import t from 'tap';
+import type { Test } from 'tap';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { TurboEngine, TurboClient, TurboError, type Queue } from '../../src/index.ts';
+import { delay, within } from '../helpers.ts';
+
+const cli = fileURLToPath(new URL('../../build/js/cli/main.js', import.meta.url));
+
+function tempDir(t: Test): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'turbomq-durable-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A broker on `dir`; stop() it to restart on the same directory. */
+async function broker(t: Test, dir: string, options: Record<string, unknown> = {}): Promise<{ engine: TurboEngine; client: TurboClient; q: (name: string) => Queue; stop(): Promise<void> }> {
+  const engine = new TurboEngine('tcp://127.0.0.1:0', { threads: 2, dataDir: dir, ...options });
+  await engine.run();
+  const client = await TurboClient.connect(engine.url);
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await client.close();
+    await engine.destroy();
+  };
+  t.teardown(stop);
+  return { engine, client, q: (name) => client.getQueue(name), stop };
+}
+
+async function drain(q: Queue, topic: string): Promise<{ content: string; id: string; deliveries: number }[]> {
+  const out: { content: string; id: string; deliveries: number }[] = [];
+  for (;;) {
+    const batch = await q.popMany(topic, 1000, 0);
+    if (batch.length === 0) return out;
+    out.push(...batch.map((m) => ({ content: m.content, id: m.id, deliveries: m.deliveries })));
+  }
+}
+
+function dirBytes(dir: string): number {
+  let n = 0;
+  for (const f of fs.readdirSync(dir)) n += fs.statSync(path.join(dir, f)).size;
+  return n;
+}
+
+for (const fsync of ['always', 'everysec', 'no'] as const) {
+  t.test(`fsync ${fsync}: a restart keeps what was stored and not consumed, in order, with ids, deliveries, due times and settings`, async (t) => {
+    const dir = tempDir(t);
+    let b = await broker(t, dir, { fsync });
+    const jobs = b.q('jobs');
+    await jobs.configure({ maxDeliveries: 2, deadLetterTopic: 'dead', leaseMs: 60_000 });
+    for (let i = 0; i < 10; i++) await jobs.push('t', `m${i}`);
+    await jobs.pushMany('t', ['a', 'b', 'c']);
+    await jobs.push('later', 'due', { delayMs: 1500 });
+    const pushedAt = Date.now();
+    const popped = await jobs.pop('t');                                   // m0: consumed
+    const leased = await jobs.pop('t', { ack: true });                    // m1: leased, never acked
+    const acked = await jobs.pop('t', { ack: true });                     // m2: acked
+    await acked!.ack();
+    const nacked = await jobs.pop('t', { ack: true });                    // m3: nacked once
+    await nacked!.nack();
+    const dead = await jobs.pop('t', { ack: true });                      // m3 again: second delivery reaches maxDeliveries
+    await dead!.nack();
+    t.same([popped!.content, leased!.content, acked!.content, nacked!.content, dead!.content], ['m0', 'm1', 'm2', 'm3', 'm3']);
+    const ids = new Map<string, string>();
+    // Messages in other states.
+    const volatile = b.q('volatile');
+    await volatile.configure({ durable: false, leaseMs: 1234 });
+    await volatile.push('t', 'gone after a restart');
+    const bounded = b.q('bounded');
+    await bounded.configure({ maxLength: 3, overflow: 'drop-oldest' });
+    for (let i = 0; i < 5; i++) await bounded.push('t', `b${i}`);
+    // A topic emptied (and removed) and used again: its new ids are above the old ones.
+    const again = b.q('again');
+    await again.push('t', 'first');
+    const first = await again.pop('t');
+    await again.push('t', 'second');
+    // A plain subscription's prefetched messages go back when it closes (with new ids).
+    const subs = b.q('subs');
+    await subs.pushMany('t', ['s0', 's1', 's2']);
+    const sub = subs.subscribe('t', { prefetch: 10 });
+    const it = sub[Symbol.asyncIterator]();
+    t.equal((await it.next()).value!.content, 's0');
+    await sub.close();
+    await b.stop();
+
+    b = await broker(t, dir, { fsync });
+    const left = await drain(b.q('jobs'), 't');
+    t.same(left.map((m) => m.content), ['m1', 'm4', 'm5', 'm6', 'm7', 'm8', 'm9', 'a', 'b', 'c'], 'consumed and acked messages are gone, the rest in order (the unacked lease is ready again)');
+    t.equal(left[0]!.id, leased!.id, 'same ids');
+    for (const m of left) ids.set(m.content, m.id);
+    t.same(left.map((m) => m.deliveries), [2, 1, 1, 1, 1, 1, 1, 1, 1, 1], 'deliveries: the leased one counted its delivery before the restart');
+    const deadLetters = await drain(b.q('jobs'), 'dead');
+    t.equal(deadLetters.length, 1, 'the dead letter survived');
+    t.equal(deadLetters[0]!.content.endsWith('m3'), true);
+    t.same(await b.q('jobs').configure(), { leaseMs: 60_000, maxDeliveries: 2, deadLetterTopic: 'dead', maxLength: Infinity, overflow: 'reject', dedupWindowMs: 120_000, durable: true }, 'settings kept');
+    const later = await b.q('jobs').stats('later');
+    if (Date.now() - pushedAt < 1400) t.same(later, { ready: 0, delayed: 1, inFlight: 0 }, 'the delayed message is still delayed');
+    const due = await within(b.q('jobs').pop('later', 5000), 6000, 'the delayed message');
+    t.equal(due!.content, 'due');
+    t.ok(Date.now() - pushedAt >= 1490, 'and became ready at its due time, not before');
+    t.equal(await b.q('volatile').length('t'), 0, 'a durable: false queue starts empty');
+    t.match(await b.q('volatile').configure(), { durable: false, leaseMs: 1234 }, 'its settings are kept');
+    t.same((await drain(b.q('bounded'), 't')).map((m) => m.content), ['b2', 'b3', 'b4'], 'drop-oldest drops are kept');
+    const againLeft = await drain(b.q('again'), 't');
+    t.same(againLeft.map((m) => m.content), ['second']);
+    t.ok(BigInt(againLeft[0]!.id) > BigInt(first!.id), 'a topic used again never repeats an id');
+    t.same((await drain(b.q('subs'), 't')).map((m) => m.content), ['s1', 's2'], 'returned messages are back, in order');
+    await b.q('jobs').push('t', 'after');
+    const after = await b.q('jobs').pop('t');
+    t.ok(BigInt(after!.id) > BigInt(ids.get('c')!), 'new ids continue above the recovered ones');
+  });
+}
+
+t.test('durable: true needs a data directory; durable: false is never written', async (t) => {
+  const engine = new TurboEngine('tcp://127.0.0.1:0', { threads: 1 });
+  await engine.run();
+  t.teardown(() => engine.destroy());
+  const client = await TurboClient.connect(engine.url);
+  t.teardown(() => client.close());
+  await t.rejects(client.getQueue('q').configure({ durable: true }), { code: 'ERR_INVALID_ARGUMENT', message: /data directory/ });
+  t.match(await client.getQueue('q').configure({ durable: false }), { durable: false });
+  t.match(await client.getQueue('other').configure(), { durable: false }, 'without a data directory nothing is durable');
+  await t.rejects(client.getQueue('q').configure({ durable: 'yes' as unknown as boolean }), { code: 'ERR_INVALID_ARGUMENT' });
+
+  const dir = tempDir(t);
+  const b = await broker(t, dir);
+  t.match(await b.q('x').configure(), { durable: true }, 'with one, queues are durable by default');
+  await b.q('volatile').configure({ durable: false });
+  await b.q('volatile').pushMany('t', Array.from({ length: 100 }, (_, i) => `secret-${i}`));
+  await b.stop();
+  for (const f of fs.readdirSync(dir)) t.notOk(fs.readFileSync(path.join(dir, f)).includes('secret-'), `${f} holds no message of the durable: false queue`);
+});
+
+t.test('one broker per data directory: the second fails at start with a one-line error, exit code 1', async (t) => {
+  const dir = tempDir(t);
+  const b = await broker(t, dir);
+  const second = new TurboEngine('tcp://127.0.0.1:0', { threads: 1, dataDir: dir });
+  await t.rejects(second.run(), { code: 'ERR_STORAGE', message: new RegExp(`data directory ${dir.replace(/[/\\]/g, '.')} is in use by another turbomq broker \\(pid ${process.pid}\\)`) });
+  await second.destroy();
+  const cliRun = spawnSync(process.execPath, [cli, 'serve', '--data-dir', dir, '--threads', '1', '--listen', 'tcp://127.0.0.1:0', '--log-level', 'silent'], { encoding: 'utf8', timeout: 30_000 });
+  t.equal(cliRun.status, 1, 'turbomq serve exits 1');
+  const lines = cliRun.stderr.trim().split('\n');
+  t.equal(lines.length, 1, `one line: ${cliRun.stderr}`);
+  t.match(lines[0], new RegExp(`in use by another turbomq broker \\(pid ${process.pid}\\)`));
+  t.equal(await b.q('q').length('t'), 0, 'the first broker is unaffected');
+  const env = spawnSync(process.execPath, [cli, 'serve', '--threads', '1', '--listen', 'tcp://127.0.0.1:0', '--log-level', 'silent'], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, TURBOMQ_DATA_DIR: dir } });
+  t.equal(env.status, 1, 'TURBOMQ_DATA_DIR sets it too');
+  const bad = spawnSync(process.execPath, [cli, 'serve', '--fsync', 'sometimes'], { encoding: 'utf8', timeout: 30_000 });
+  t.equal(bad.status, 2, 'an unknown fsync policy is a usage error');
+  t.match(bad.stderr, /--fsync must be one of always, everysec, no/);
+});
+
+t.test('a full disk: pushes fail with ERR_STORAGE and the connection stays usable; the broker recovers when space returns', async (t) => {
+  const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'turbomq-full-'));
+  t.teardown(() => fs.rmSync(mnt, { recursive: true, force: true }));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt], { stdio: 'ignore' });
+  } catch {
+    t.skip('cannot mount a tmpfs here (not root?); test/storage/log.test.ts simulates a full disk for the log');
+    return;
+  }
+  t.teardown(() => { try { execFileSync('umount', ['-l', mnt], { stdio: 'ignore' }); } catch { /* gone */ } });
+  const dir = path.join(mnt, 'data');
+  const filler = path.join(mnt, 'filler');
+  fs.writeFileSync(filler, Buffer.alloc(512 * 1024));
+  let b = await broker(t, dir, { fsync: 'always' });
+  const q = b.q('q');
+  const data = 'x'.repeat(4000);
+  const stored: number[] = [];
+  let failure: TurboError | undefined;
+  for (let i = 0; i < 2000 && failure === undefined; i++) {
+    try {
+      await q.push('t', `${i}:${data}`);
+      stored.push(i);
+    } catch (err) {
+      failure = err as TurboError;
+    }
+  }
+  t.ok(failure !== undefined, 'the disk filled up');
+  t.equal(failure!.code, 'ERR_STORAGE', `a clear error code: ${failure!.message}`);
+  t.ok(stored.length > 50, `${stored.length} pushes were stored first`);
+  // The connection that failed might have been closed (a reply that could not be made durable);
+  // new requests get ERR_STORAGE up front while the log cannot write, and pops go on.
+  const client = await TurboClient.connect(b.engine.url);
+  t.teardown(() => client.close());
+  await t.rejects(client.getQueue('q').push('t', 'refused'), { code: 'ERR_STORAGE' }, 'refused before it is stored');
+  t.equal(await client.ping().then(() => 'pong'), 'pong', 'the connection stays usable');
+  await client.getQueue('other').configure({ durable: false });
+  await client.getQueue('other').push('t', 'a durable: false queue still takes pushes');
+  fs.rmSync(filler);
+  let retried = false;
+  for (let i = 0; i < 100 && !retried; i++) {
+    try {
+      await client.getQueue('q').push('t', 'after');
+      retried = true;
+    } catch {
+      await delay(100);
+    }
+  }
+  t.ok(retried, 'pushes succeed again once there is space');
+  await client.close();
+  await b.stop();
+  b = await broker(t, dir, { fsync: 'always' });
+  const left = (await drain(b.q('q'), 't')).map((m) => m.content);
+  const seen = new Set(left);
+  t.equal(seen.size, left.length, 'nothing twice');
+  t.same(stored.filter((i) => !seen.has(`${i}:${data}`)), [], 'every acknowledged push is there after a restart');
+  t.ok(seen.has('after'));
+});
+
+t.test('disk use follows live data: a drained queue gives its space back within seconds', async (t) => {
+  const dir = tempDir(t);
+  const b = await broker(t, dir, { fsync: 'no' });
+  const q = b.q('bulk');
+  const item = 'y'.repeat(1024);
+  const batch = Array.from({ length: 64 }, () => item);
+  for (let i = 0; i < 320; i++) await q.pushMany('t', batch); // 20 MiB
+  const full = dirBytes(dir);
+  t.ok(full >= 20 * 1024 * 1024, `${(full / 1048576).toFixed(1)} MiB on disk`);
+  let popped = 0;
+  for (;;) {
+    const got = await q.popMany('t', 1000, 0);
+    if (got.length === 0) break;
+    popped += got.length;
+  }
+  t.equal(popped, 320 * 64);
+  const drainedAt = Date.now();
+  let now = full;
+  while (Date.now() - drainedAt < 10_000 && now >= full / 2) {
+    await delay(200);
+    now = dirBytes(dir);
+  }
+  t.ok(now < full / 2, `${(now / 1048576).toFixed(1)} MiB left ${Date.now() - drainedAt} ms after the queue was drained (under half)`);
+});
