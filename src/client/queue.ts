@@ -129,6 +129,8 @@ export function invalid(message: string): TurboError {
 /** UTF-8 bytes of a queue or topic name, checked against the 1..255 byte limit. */
 export function nameBytes(kind: string, name: unknown): Uint8Array {
   if (typeof name !== 'string') throw invalid(`${kind} name must be a string`);
+  // TextEncoder would send a lone surrogate as U+FFFD: another name than the one asked for.
+  if (!name.isWellFormed()) throw invalid(`${kind} name must be well-formed Unicode: it has a lone surrogate`);
   const bytes = textEncoder.encode(name);
   if (bytes.length === 0 || bytes.length > MAX_NAME_BYTES) throw invalid(`${kind} name must be 1 to ${MAX_NAME_BYTES} bytes of UTF-8, got ${bytes.length}`);
   return bytes;
