@@ -121,7 +121,7 @@ const limits = {
   maxSubscriptions: options.maxSubscriptions,
   maxParkedPops: options.maxParkedPops,
   maxOutputBytes: options.maxOutputBytes,
-  parkedPops: new ParkedPopBudget(options.maxParkedPopsPerThread),
+  parkedPops: new ParkedPopBudget(options.maxParkedPopsPerThread, counters),
 };
 
 function operatorFor(remoteAddress: string): OperatorHandler {
