@@ -8,6 +8,10 @@ import net from 'node:net';
 import { TurboEngine, TurboClient, type EngineOptions, type ClientOptions, type StatusEvent } from '../../src/index.ts';
 import { within } from '../helpers.ts';
 import { backoffDelayMs } from '../../src/client/backoff.ts';
+import { testCertificate } from '../support/tls.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** A broker that can be stopped and started again on the port it got first. */
 class RestartableBroker {
@@ -239,6 +243,28 @@ t.test('ws:// urls reconnect the same way', async (t) => {
   await broker.restart();
   await within(push, 10_000, 'the push after the restart');
   t.equal((await client.getQueue('rc').pop('t', 0))?.content, 'over ws');
+});
+
+t.test('unix:// and tls:// urls reconnect the same way (tls: the same { tls } options again)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'turbomq-rc-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const urls: [string, EngineOptions, ClientOptions][] = [[`unix://${join(dir, 'b.sock')}`, {}, {}]];
+  const certificate = testCertificate();
+  if ('skip' in certificate) t.comment(`tls:// not tried: ${certificate.skip}`);
+  else urls.push(['tls://127.0.0.1:0', { tls: { cert: certificate.cert, key: certificate.key } }, { tls: { ca: certificate.cert } }]);
+  for (const [url, engineOptions, clientOptions] of urls) {
+    const broker = await RestartableBroker.start(t, engineOptions, url);
+    const client = await reconnecting(t, broker.url, clientOptions);
+    const disconnected = next(client, 'disconnect');
+    await broker.stop();
+    await disconnected;
+    const push = client.getQueue('rc').push('t', url);
+    await broker.restart();
+    await within(push, 10_000, `the push over ${url}`);
+    t.equal((await client.getQueue('rc').pop('t', 0))?.content, url, `${broker.url.split(':')[0]}: reconnected and pushed`);
+    await client.close();
+    await broker.stop();
+  }
 });
 
 t.test('reconnect options are checked', async (t) => {
