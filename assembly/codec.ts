@@ -21,7 +21,7 @@
 
 import { alloc, free, realloc, allocSize } from "./alloc";
 import { RECORD_HEADER, PUSH_RECORD_HEADER, LEASED_RECORD_HEADER, META_DEAD_LETTER, FLAG_LEASED } from "./record";
-import { isWellFormedUtf8 } from "./utf8";
+import { isAscii, isWellFormedUtf8 } from "./utf8";
 
 // ── Wire constants (docs/protocol.md) ────────────────────────────────────────────────
 
@@ -602,8 +602,10 @@ function decodeFrame(p: usize, body: usize, d: usize, maxMessage: u32): void {
       let ql = <u32>(qEnd - qp);
       let tp = qEnd + 1;
       let tl = <u32>(tEnd - tp);
-      // Names are UTF-8 (docs/protocol.md): bad bytes are refused here, the connection stays usable.
-      if (!isWellFormedUtf8(qp, ql) || !isWellFormedUtf8(tp, tl)) { code = ERR_INVALID_ARGUMENT; break; }
+      // Names are UTF-8 (docs/protocol.md): bad bytes are refused here, the connection stays
+      // usable. Both names and the length byte between them are one run: when all of it is
+      // ASCII (almost always; a length byte is < 0x80 for names under 128 bytes) both are fine.
+      if (!isAscii(qp, <usize>(tEnd - qp)) && (!isWellFormedUtf8(qp, ql) || !isWellFormedUtf8(tp, tl))) { code = ERR_INVALID_ARGUMENT; break; }
       let rest = bodyEnd - tEnd;
       let a0: u32 = 0;
       let a1: u32 = 0;

@@ -20,6 +20,29 @@
 //   F1..F3       80..BF        80..BF  80..BF
 //   F4           80..8F        80..BF  80..BF    (not above 10FFFF)
 
+/**
+ * True when the `len` bytes at `p` are all ASCII (so well-formed): the decoder's fast path,
+ * inlined. Bits are OR-ed together and tested once, so the loop has no early exit to predict.
+ */
+// @ts-ignore: decorator
+@inline export function isAscii(p: usize, len: usize): bool {
+  let acc: u64 = 0;
+  let i: usize = 0;
+  while (i + 8 <= len) {
+    acc |= load<u64>(p + i);
+    i += 8;
+  }
+  if (i + 4 <= len) {
+    acc |= <u64>load<u32>(p + i);
+    i += 4;
+  }
+  while (i < len) {
+    acc |= <u64>load<u8>(p + i);
+    i++;
+  }
+  return (acc & 0x8080808080808080) == 0;
+}
+
 /** True when the `len` bytes at `p` are well-formed UTF-8 (an empty run is). */
 export function isWellFormedUtf8(p: usize, len: usize): bool {
   let i: usize = 0;

@@ -174,7 +174,7 @@ t.test('what was in flight when the connection dropped rejects: a plain pop, and
   await t.rejects(within(plain, 5000), { code: 'ERR_CONNECTION_CLOSED' }, 'a plain pop may have lost its message with the reply: it rejects');
   const started = performance.now();
   t.equal(await within(short, 5000), null, 'a leased pop whose timeout ends while the broker is down resolves null');
-  t.ok(performance.now() - started < 1000);
+  t.ok(performance.now() - started < 3000, 'at its own timeout, not at reconnectTimeoutMs');
 });
 
 t.test('reconnectTimeoutMs: calls waiting longer reject with ERR_CONNECTION_CLOSED; the client still reconnects', async (t) => {
@@ -187,7 +187,7 @@ t.test('reconnectTimeoutMs: calls waiting longer reject with ERR_CONNECTION_CLOS
   await t.rejects(within(client.getQueue('rc').push('t', 'x'), 5000), { code: 'ERR_CONNECTION_CLOSED', message: /reconnectTimeoutMs/ });
   await t.rejects(within(client.getQueue('rc').pop('t', { ack: true }), 5000), { code: 'ERR_CONNECTION_CLOSED' });
   const elapsed = performance.now() - started;
-  t.ok(elapsed >= 190 && elapsed < 2000, `rejected after ${elapsed.toFixed(0)} ms`);
+  t.ok(elapsed >= 190 && elapsed < 4000, `rejected after ${elapsed.toFixed(0)} ms`);
   const reconnected = next(client, 'reconnect');
   await broker.restart();
   await reconnected;
