@@ -725,8 +725,11 @@ export class Connection {
     if (transport === undefined) return;
     // With reconnect, a broken or refused transport is replaced like a lost one.
     if (this.#reconnector !== undefined && this.#state !== CLOSED) {
+      // First (it detaches the transport), so that a close that reports back at once cannot
+      // replace `err` with a plain close.
+      this.#transportClosed(transport, err);
       transport.close();
-      return this.#transportClosed(transport, err);
+      return;
     }
     this.#shutdown(err);
     transport.close();

@@ -162,6 +162,40 @@ t.test('a parked leased pop resumes on the new connection; an ack of a pre-crash
   t.same(await q.stats('parked'), { ready: 0, delayed: 0, inFlight: 0 }, 'acked on the new connection');
 });
 
+t.test('an ack:true subscription resumes with leases of the new connection; one made while reconnecting subscribes once back; a held pop can be aborted', async (t) => {
+  const broker = await RestartableBroker.start(t);
+  const client = await reconnecting(t, broker.url);
+  const q = client.getQueue('rc');
+  const leasedSub = q.subscribe('acked', { ack: true, prefetch: 2 });
+  const it = leasedSub[Symbol.asyncIterator]();
+  await q.push('acked', 'old');
+  const old = (await within(it.next(), 5000)).value!;
+  t.equal(old.content, 'old');
+  const aborter = new AbortController();
+  const aborted = q.pop('never', { ack: true, signal: aborter.signal });
+  const disconnected = next(client, 'disconnect');
+  await broker.stop();
+  await disconnected;
+  aborter.abort();
+  await t.rejects(within(aborted, 1000), { code: 'ERR_ABORTED' }, 'a held pop aborts at once, without the broker');
+  const lateSub = q.subscribe('late');
+  const lateIt = lateSub[Symbol.asyncIterator]();
+  const reconnected = next(client, 'reconnect');
+  await broker.restart();
+  await reconnected;
+  await t.rejects(old.ack(), { code: 'ERR_LEASE_EXPIRED' });
+  await within(lateSub.ready, 5000, 'the late subscription subscribed');
+  const producer = await TurboClient.connect(broker.url);
+  t.teardown(() => producer.close());
+  await producer.getQueue('rc').push('acked', 'new');
+  await producer.getQueue('rc').push('late', 'hello late');
+  const fresh = (await within(it.next(), 5000)).value!;
+  t.equal(fresh.content, 'new');
+  await fresh.ack();
+  t.same(await producer.getQueue('rc').stats('acked'), { ready: 0, delayed: 0, inFlight: 0 }, 'acked on the new connection');
+  t.equal((await within(lateIt.next(), 5000)).value?.content, 'hello late');
+});
+
 t.test('what was in flight when the connection dropped rejects: a plain pop, and the timeout of a resumed pop still counts', async (t) => {
   const broker = await RestartableBroker.start(t);
   const client = await reconnecting(t, broker.url);
