@@ -21,6 +21,7 @@
 
 import { alloc, free, realloc, allocSize } from "./alloc";
 import { RECORD_HEADER, PUSH_RECORD_HEADER, LEASED_RECORD_HEADER, META_DEAD_LETTER, FLAG_LEASED } from "./record";
+import { isAscii, isWellFormedUtf8 } from "./utf8";
 
 // ── Wire constants (docs/protocol.md) ────────────────────────────────────────────────
 
@@ -560,6 +561,7 @@ function decodeFrame(p: usize, body: usize, d: usize, maxMessage: u32): void {
       let qEnd = nameEnd(b, bodyEnd);
       code = nameError(qEnd);
       if (code != 0) break;
+      if (!isWellFormedUtf8(b + 1, qEnd - b - 1)) { code = ERR_INVALID_ARGUMENT; break; }
       if (bodyEnd - qEnd < 4) { code = ERR_PROTOCOL; break; }
       code = checkSettings(qEnd + 4, bodyEnd);
       if (code != 0) break;
@@ -600,6 +602,10 @@ function decodeFrame(p: usize, body: usize, d: usize, maxMessage: u32): void {
       let ql = <u32>(qEnd - qp);
       let tp = qEnd + 1;
       let tl = <u32>(tEnd - tp);
+      // Names are UTF-8 (docs/protocol.md): bad bytes are refused here, the connection stays
+      // usable. Both names and the length byte between them are one run: when all of it is
+      // ASCII (almost always; a length byte is < 0x80 for names under 128 bytes) both are fine.
+      if (!isAscii(qp, <usize>(tEnd - qp)) && (!isWellFormedUtf8(qp, ql) || !isWellFormedUtf8(tp, tl))) { code = ERR_INVALID_ARGUMENT; break; }
       let rest = bodyEnd - tEnd;
       let a0: u32 = 0;
       let a1: u32 = 0;
@@ -692,6 +698,7 @@ function checkSettings(p: usize, end: usize): i32 {
   if (end - p < <usize>SETTINGS_FIXED_BYTES) return ERR_PROTOCOL;
   if (<usize>SETTINGS_FIXED_BYTES + <usize>load<u8>(p, 34) != end - p) return ERR_PROTOCOL;
   if (<u32>load<u8>(p, 32) > 1 || <u32>load<u8>(p, 33) > 2) return ERR_INVALID_ARGUMENT;
+  if (!isWellFormedUtf8(p + 35, <usize>load<u8>(p, 34))) return ERR_INVALID_ARGUMENT; // the dead-letter topic
   return 0;
 }
 

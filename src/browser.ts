@@ -39,7 +39,7 @@ setClientPlatform({
   },
 });
 
-export { TurboClient, type ClientOptions } from './client/client.ts';
+export { TurboClient, type ClientOptions, type StatusEvent } from './client/client.ts';
 export type { TlsClientOptions } from './options.ts';
 export type { Queue, Message, PopTimeout, PopOptions, PushOptions, QueueSettings, TopicStats, SubscribeOptions, Subscription } from './client/queue.ts';
 export { TurboError, type ErrorCode, isTurboError } from './errors.ts';

@@ -25,6 +25,10 @@ export const DEFAULTS = Object.freeze({
   maxMemoryMiB: 4096,
   handshakeTimeoutMs: 10_000,
   connectTimeoutMs: 10_000,
+  reconnect: false,
+  reconnectTimeoutMs: 30_000,
+  reconnectDelayMs: 100,
+  reconnectMaxDelayMs: 2_000,
   logLevel: 'info',
   /** Redis's appendfsync default, for the same reason: see README "Durability". */
   fsync: 'everysec',
@@ -338,6 +342,18 @@ export interface ClientOptions {
   user?: string;
   /** Node only: TLS options for tls:// and wss:// urls, passed to tls.connect (e.g. `{ ca }`). */
   tls?: TlsClientOptions;
+  /**
+   * After a lost connection, connect again (with backoff) and resume subscriptions and
+   * leased pops; calls made meanwhile wait. Default false: without it a lost connection
+   * ends the client (README, "Reconnecting", says why).
+   */
+  reconnect?: boolean;
+  /** With reconnect: how long a call waits for the connection to come back before it rejects with ERR_CONNECTION_CLOSED. Default 30,000. */
+  reconnectTimeoutMs?: number;
+  /** With reconnect: the first retry's delay; each failed attempt doubles it (with jitter). Default 100. */
+  reconnectDelayMs?: number;
+  /** With reconnect: the longest delay between attempts. Default 2,000. */
+  reconnectMaxDelayMs?: number;
 }
 
 export interface ResolvedClientOptions {
@@ -345,6 +361,10 @@ export interface ResolvedClientOptions {
   token: string | undefined;
   user: string | undefined;
   tls: TlsClientOptions | undefined;
+  reconnect: boolean;
+  reconnectTimeoutMs: number;
+  reconnectDelayMs: number;
+  reconnectMaxDelayMs: number;
 }
 
 export function resolveClientOptions(options: ClientOptions): ResolvedClientOptions {
@@ -352,11 +372,19 @@ export function resolveClientOptions(options: ClientOptions): ResolvedClientOpti
   const user = options.user;
   if (user !== undefined && (typeof user !== 'string' || user.length === 0 || utf8Bytes(user) > MAX_AUTH_USER_BYTES)) throw invalid(`user must be 1 to ${MAX_AUTH_USER_BYTES} bytes`);
   if (options.tls !== undefined && (typeof options.tls !== 'object' || options.tls === null)) throw invalid('tls must be an object of tls.connect options');
+  if (options.reconnect !== undefined && typeof options.reconnect !== 'boolean') throw invalid('reconnect must be a boolean');
+  const reconnectDelayMs = positiveInt('reconnectDelayMs', options.reconnectDelayMs, DEFAULTS.reconnectDelayMs, 0x7fffffff);
+  const reconnectMaxDelayMs = positiveInt('reconnectMaxDelayMs', options.reconnectMaxDelayMs, Math.max(reconnectDelayMs, DEFAULTS.reconnectMaxDelayMs), 0x7fffffff);
+  if (reconnectMaxDelayMs < reconnectDelayMs) throw invalid(`reconnectMaxDelayMs (${reconnectMaxDelayMs}) must be at least reconnectDelayMs (${reconnectDelayMs})`);
   return {
     connectTimeoutMs: positiveInt('connectTimeoutMs', options.connectTimeoutMs, DEFAULTS.connectTimeoutMs, 0x7fffffff),
     token: options.token === undefined ? undefined : checkToken('token', options.token),
     user,
     tls: options.tls,
+    reconnect: options.reconnect ?? DEFAULTS.reconnect,
+    reconnectTimeoutMs: positiveInt('reconnectTimeoutMs', options.reconnectTimeoutMs, DEFAULTS.reconnectTimeoutMs, 0x7fffffff),
+    reconnectDelayMs,
+    reconnectMaxDelayMs,
   };
 }
 

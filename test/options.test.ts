@@ -31,7 +31,7 @@ t.test('checkUsers keeps known fields and refuses unknown ones', async (t) => {
 });
 
 t.test('client options: defaults and checks', async (t) => {
-  t.same(resolveClientOptions({}), { connectTimeoutMs: 10_000, token: undefined, user: undefined, tls: undefined });
+  t.same(resolveClientOptions({}), { connectTimeoutMs: 10_000, token: undefined, user: undefined, tls: undefined, reconnect: false, reconnectTimeoutMs: 30_000, reconnectDelayMs: 100, reconnectMaxDelayMs: 2_000 });
   t.throws(() => resolveClientOptions({ token: '' }), { code: 'ERR_INVALID_ARGUMENT' });
   t.throws(() => resolveClientOptions({ user: '' }), { code: 'ERR_INVALID_ARGUMENT' });
   t.throws(() => resolveClientOptions({ connectTimeoutMs: 0 }), { code: 'ERR_INVALID_ARGUMENT' });

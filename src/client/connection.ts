@@ -10,6 +10,16 @@
 // call per chunk, and the messages of a reply are views of the chunk itself (no copy) when the
 // reply lies in it. After the connection closes, every pending and future call rejects with
 // ERR_CONNECTION_CLOSED (settles with ERR_LEASE_EXPIRED: their leases ended with it).
+//
+// Reconnecting (TurboClient.connect(url, { reconnect: true }), driven by reconnect.ts): one
+// Connection outlives its transports. Each transport is a *generation*; when one is lost the
+// connection is `reconnecting`: what was in flight is settled as above (the broker may or may
+// not have executed it), except leased pops, which are held and re-sent - a reply lost with
+// the old transport carried a lease that ended with it, so its message is back in its topic.
+// New calls wait in `#waiting` (each at most reconnectTimeoutMs) and run, in order, once the
+// next transport has finished its handshake; subscriptions subscribe again. Leased messages
+// remember their generation, so settling one from an older generation rejects with
+// ERR_LEASE_EXPIRED without asking the broker.
 
 import type { Core, CoreExports } from '../core/wasm.ts';
 import type { Transport } from './transport.ts';
@@ -25,6 +35,8 @@ import type { Message, QueueSettings, TopicStats } from './queue.ts';
 import { PendingTable, type Kind } from './pending.ts';
 import { Outgoing, sendCopy } from './outgoing.ts';
 import type { Utf8Writer } from './utf8.ts';
+import { StatusEvents } from './status.ts';
+import { TIMEOUT_INFINITE } from '../protocol.ts';
 
 export type { Kind } from './pending.ts';
 
@@ -84,6 +96,45 @@ export function clientCore(): Promise<ClientCore> {
   return corePromise;
 }
 
+/** Connection states: a call made in any but OPEN (and CLOSED) waits for OPEN. */
+const HANDSHAKING = 0, OPEN = 1, RECONNECTING = 2, CLOSED = 3;
+type State = typeof HANDSHAKING | typeof OPEN | typeof RECONNECTING | typeof CLOSED;
+
+/** What drives reconnecting (reconnect.ts): told when a transport was lost, and when to stop. */
+export interface ReconnectDriver {
+  readonly reconnectTimeoutMs: number;
+  start(): void;
+  stop(): void;
+}
+
+/**
+ * A leased pop, kept while it waits so that it can be sent again on the next transport with
+ * its remaining timeout. `id` is its current request id (a CANCEL uses it).
+ */
+export interface ResumablePop {
+  id: number;
+  readonly kind: 'pop' | 'popMany';
+  readonly queue: string;
+  readonly topic: string;
+  readonly queueBytes: Uint8Array;
+  readonly topicBytes: Uint8Array;
+  readonly max: number;
+  readonly leaseMs: number;
+  /** performance.now() when its timeout ends; Infinity waits forever. */
+  readonly deadline: number;
+  held?: { resolve: (value: unknown) => void; reject: (err: Error) => void; cleanup: (() => void) | undefined; timer: ReturnType<typeof setTimeout> } | undefined;
+}
+
+/** A call made while the connection was not open: run once it is, or rejected at `timer`. */
+interface WaitingCall {
+  run: () => Promise<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+const noop = (): void => {};
+
 const SCRATCH_BYTES = 1024;
 const SCRATCH_QUEUE = 0;
 const SCRATCH_TOPIC = 256;
@@ -100,13 +151,26 @@ function u32le(b: Uint8Array, p: number): number {
 export class Connection {
   readonly url: string;
   readonly settler: Settler;
-  readonly #transport: Transport;
+  #transport: Transport | undefined;
   readonly #c: ClientCore;
-  readonly #decoder: number;
+  #decoder: number;
   readonly #writer: number;
   readonly out: Outgoing;
   readonly #pending = new PendingTable();
+  /** Subscriptions by their current id (DELIVER frames carry it). */
   readonly #subs = new Map<number, ClientSubscription>();
+  /** Every open subscription, including one waiting for the connection to subscribe. */
+  readonly #allSubs = new Set<ClientSubscription>();
+  #state: State = HANDSHAKING;
+  /** Bumped when a transport is lost: leases of older generations have ended. */
+  #generation = 0;
+  #reconnector: ReconnectDriver | undefined;
+  readonly #waiting = new Set<WaitingCall>();
+  /** Leased pops on the wire, by request id (only with reconnect). */
+  readonly #resumable = new Map<number, ResumablePop>();
+  /** Leased pops held while reconnecting, in the order they were made. */
+  readonly #held = new Set<ResumablePop>();
+  readonly status = new StatusEvents();
   readonly #subIdTaken = (id: number): boolean => this.#subs.has(id);
   /** The chunk being decoded and where the decoder holds its first byte: replies inside it are read from it. */
   #chunk: Uint8Array | undefined;
@@ -116,7 +180,6 @@ export class Connection {
   recordsOpen = false;
   #flushQueued = false;
   readonly #flushTask = (): void => this.flush();
-  #closed = false;
   #closeError: Error | undefined;
   #maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
   #maxFrameBytes = defaultMaxFrameBytes(DEFAULT_MAX_MESSAGE_BYTES);
@@ -137,8 +200,195 @@ export class Connection {
     if (this.#decoder === 0 || this.#writer === 0) throw new Error('turbomq: out of memory');
     this.out = new Outgoing(c.e, c.core.view, this.#writer, platform?.utf8Writer);
     this.#closedPromise = new Promise((resolve) => { this.#resolveClosed = resolve; });
-    transport.onData = (chunk) => this.#onData(chunk);
-    transport.onClose = (err) => this.#shutdown(err);
+    this.#listen(transport);
+  }
+
+  #listen(transport: Transport): void {
+    transport.onData = (chunk) => { if (transport === this.#transport) this.#onData(chunk); };
+    transport.onClose = (err) => this.#transportClosed(transport, err);
+  }
+
+  // ── reconnecting ─────────────────────────────────────────────────────────────────
+
+  /** The handshake succeeded: calls may go out. */
+  opened(): void {
+    if (this.#state === HANDSHAKING) this.#state = OPEN;
+  }
+
+  /** From now on a lost transport is replaced by `driver` instead of closing the connection. */
+  enableReconnect(driver: ReconnectDriver): void {
+    this.#reconnector = driver;
+  }
+
+  get reconnects(): boolean {
+    return this.#reconnector !== undefined;
+  }
+
+  /** Open: calls are sent now (else they wait, or reject once closed). */
+  get isOpen(): boolean {
+    return this.#state === OPEN;
+  }
+
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /**
+   * Runs `call` once the connection is open again (in the order calls were made), or rejects
+   * with ERR_CONNECTION_CLOSED after reconnectTimeoutMs or when the client closes.
+   */
+  whenOpen<T>(call: () => Promise<T>): Promise<T> {
+    if (this.#state === CLOSED || this.#reconnector === undefined) return this.closedRejection();
+    const ms = this.#reconnector.reconnectTimeoutMs;
+    return new Promise<T>((resolve, reject) => {
+      const w: WaitingCall = {
+        run: call, resolve: resolve as (value: unknown) => void, reject,
+        timer: setTimeout(() => {
+          this.#waiting.delete(w);
+          reject(new TurboError('ERR_CONNECTION_CLOSED', `not reconnected to ${this.url} within reconnectTimeoutMs (${ms} ms)`, { cause: this.#closeError }));
+        }, ms),
+      };
+      this.#waiting.add(w);
+    });
+  }
+
+  /** A new transport (a reconnect attempt): it carries the handshake until resume(). */
+  attach(transport: Transport): void {
+    if (this.#state !== RECONNECTING) {
+      transport.close();
+      return;
+    }
+    this.#decoder = this.#c.e.decoderNew(512 * 1024 * 1024, 512 * 1024 * 1024);
+    if (this.#decoder === 0) throw new Error('turbomq: out of memory');
+    this.#transport = transport;
+    this.#state = HANDSHAKING;
+    this.#listen(transport);
+  }
+
+  /** The attempt's handshake failed: drop its transport and wait for the next attempt. */
+  abandonAttempt(): void {
+    if (this.#state !== HANDSHAKING || this.#transport === undefined) return;
+    const transport = this.#transport;
+    this.#dropTransport();
+    this.#pending.rejectAll(this.#closedError());
+    transport.close();
+  }
+
+  /** The attempt's handshake succeeded: subscribe again, re-send held pops, run waiting calls. */
+  resume(attempts: number): void {
+    if (this.#state !== HANDSHAKING) return;
+    this.#state = OPEN;
+    this.#closeError = undefined;
+    for (const sub of [...this.#allSubs]) sub.resubscribe();
+    const held = [...this.#held];
+    this.#held.clear();
+    for (const pop of held) this.#resend(pop);
+    const waiting = [...this.#waiting];
+    this.#waiting.clear();
+    for (const w of waiting) {
+      clearTimeout(w.timer);
+      try {
+        w.run().then(w.resolve, w.reject);
+      } catch (err) {
+        w.reject(err as Error);
+      }
+    }
+    this.status.emit({ type: 'reconnect', attempts });
+  }
+
+  /** Tracks a leased pop just encoded as request `pop.id` (with reconnect only). */
+  trackPop(pop: ResumablePop): void {
+    this.#resumable.set(pop.id, pop);
+  }
+
+  /** An abort of a tracked pop: CANCEL on the wire, or, held, it ends here with ERR_ABORTED. */
+  cancelPop(pop: ResumablePop, reason: unknown): void {
+    const held = pop.held;
+    if (held === undefined) return this.send((id) => this.e.encodeCancel(this.writer, id, pop.id));
+    this.#held.delete(pop);
+    pop.held = undefined;
+    clearTimeout(held.timer);
+    held.cleanup?.();
+    held.reject(new TurboError('ERR_ABORTED', 'pop aborted', { cause: reason }));
+  }
+
+  #resend(pop: ResumablePop): void {
+    const held = pop.held!;
+    pop.held = undefined;
+    clearTimeout(held.timer);
+    const left = pop.deadline === Infinity ? TIMEOUT_INFINITE : Math.min(TIMEOUT_INFINITE - 1, Math.max(0, Math.ceil(pop.deadline - performance.now())));
+    this.writeNames(pop.queueBytes, pop.topicBytes);
+    const id = this.nextRequestId();
+    const e = this.#c.e;
+    if (e.encodePopLeased(this.#writer, id, this.scratchQueue, pop.queueBytes.length, this.scratchTopic, pop.topicBytes.length, pop.max, left, pop.leaseMs) === 0) {
+      held.cleanup?.();
+      return held.reject(new TurboError('ERR_NO_MEMORY', 'client out of memory encoding the request'));
+    }
+    pop.id = id;
+    this.#resumable.set(id, pop);
+    this.#pending.addWith(id, pop.kind, pop.queue, pop.topic, held.cleanup, held.resolve, held.reject);
+    this.scheduleFlush();
+  }
+
+  /** Holds the leased pops still waiting on the lost transport, each until its timeout or reconnectTimeoutMs. */
+  #holdPops(): void {
+    const now = performance.now();
+    const ms = this.#reconnector!.reconnectTimeoutMs;
+    for (const [id, pop] of this.#resumable) {
+      const slot = this.#pending.find(id);
+      if (slot < 0) continue;
+      const empty = pop.kind === 'popMany' ? [] : null;
+      const timedOut = pop.deadline <= now + ms;
+      const { resolve, reject, cleanup } = this.#pending.detach(slot);
+      const timer = setTimeout(() => {
+        this.#held.delete(pop);
+        pop.held = undefined;
+        cleanup?.();
+        if (timedOut) resolve(empty);
+        else reject(new TurboError('ERR_CONNECTION_CLOSED', `not reconnected to ${this.url} within reconnectTimeoutMs (${ms} ms)`, { cause: this.#closeError }));
+      }, Math.max(0, Math.min(pop.deadline - now, ms)));
+      pop.held = { resolve, reject, cleanup, timer };
+      this.#held.add(pop);
+    }
+    this.#resumable.clear();
+  }
+
+  /** Forgets the current transport and its decoder; the writer is kept (emptied). */
+  #dropTransport(): void {
+    const transport = this.#transport;
+    if (transport !== undefined) transport.onData = transport.onClose = noop;
+    this.#transport = undefined;
+    if (this.#decoder !== 0) this.#c.e.decoderFree(this.#decoder);
+    this.#decoder = 0;
+    this.#c.e.writerReset(this.#writer);
+    this.#state = RECONNECTING;
+  }
+
+  #transportClosed(transport: Transport, err: Error | undefined): void {
+    if (transport !== this.#transport || this.#state === CLOSED) return;
+    if (this.#reconnector === undefined || this.#generation === 0 && this.#state === HANDSHAKING) return this.#shutdown(err);
+    if (this.#state === OPEN) return this.#lost(err);
+    // A reconnect attempt's transport closed during its handshake: the handshake's requests
+    // reject, and the reconnector tries again.
+    this.#closeError = err;
+    this.#dropTransport();
+    this.#pending.rejectAll(this.#closedError());
+  }
+
+  /** The open transport is gone: settle what was in flight, hold leased pops, reconnect. */
+  #lost(err: Error | undefined): void {
+    const transport = this.#transport!;
+    this.#closeError = err;
+    this.#generation++;
+    this.#dropTransport();
+    transport.close();
+    const error = this.#closedError();
+    this.settler.closed();
+    this.#holdPops();
+    this.#pending.rejectAll(error);
+    for (const sub of this.#allSubs) sub.connectionLost();
+    this.status.emit({ type: 'disconnect', error: err });
+    this.#reconnector!.start();
   }
 
   /** The broker's limits and version, from the handshake. */
@@ -146,8 +396,9 @@ export class Connection {
     return { version: this.#serverVersion, maxMessageBytes: this.#maxMessageBytes, maxFrameBytes: this.#maxFrameBytes };
   }
 
+  /** Closed for good: client.close(), or a lost connection without reconnect. */
   get closed(): boolean {
-    return this.#closed;
+    return this.#state === CLOSED;
   }
 
   get whenClosed(): Promise<void> {
@@ -169,7 +420,7 @@ export class Connection {
 
   /** Throws ERR_CONNECTION_CLOSED if the connection is gone. */
   checkOpen(): void {
-    if (this.#closed) throw this.#closedError();
+    if (this.#state === CLOSED) throw this.#closedError();
   }
 
   get maxMessageBytes(): number {
@@ -224,7 +475,7 @@ export class Connection {
    * `flush` false: the caller is the flush itself (the settler), do not schedule another.
    */
   request<T>(kind: Kind, queue: string, topic: string, encode: (id: number) => unknown, cleanup?: () => void, flush = true): Promise<T> {
-    if (this.#closed) return Promise.reject(this.#closedError());
+    if (this.#state === CLOSED || this.#state === RECONNECTING) return Promise.reject(this.#closedError());
     const id = this.nextRequestId();
     const ok = encode(id);
     if (ok === 0) return Promise.reject(new TurboError('ERR_NO_MEMORY', 'client out of memory encoding the request'));
@@ -259,7 +510,7 @@ export class Connection {
 
   /** Sends a request that gets no reply (CREDIT, CANCEL). */
   send(encode: (id: number) => unknown): void {
-    if (this.#closed) return;
+    if (this.#state !== OPEN) return;
     encode(this.nextRequestId());
     this.scheduleFlush();
   }
@@ -273,7 +524,8 @@ export class Connection {
   /** Writes everything encoded so far (and the tick's settles, as one frame) in one send. */
   flush(): void {
     this.#flushQueued = false;
-    if (this.#closed) return;
+    const transport = this.#transport;
+    if (transport === undefined || this.#state === CLOSED) return;
     this.settler.flush();
     const e = this.#c.e;
     const len = e.writerLength(this.#writer);
@@ -281,28 +533,43 @@ export class Connection {
     const start = e.writerData(this.#writer);
     const bytes = sendCopy(this.#c.core.view.span(start + len), start, start + len);
     e.writerReset(this.#writer);
-    this.#transport.send(bytes);
+    transport.send(bytes);
   }
 
-  registerSubscription(sub: ClientSubscription): void {
-    this.#subs.set(sub.id, sub);
+  /** Routes DELIVER frames for `id` to `sub` (and keeps it across reconnects). */
+  registerSubscription(sub: ClientSubscription, id: number): void {
+    this.#subs.set(id, sub);
+    this.#allSubs.add(sub);
   }
 
-  unregisterSubscription(id: number): void {
+  /** A subscription waiting for the connection to subscribe (made while reconnecting). */
+  addSubscription(sub: ClientSubscription): void {
+    this.#allSubs.add(sub);
+  }
+
+  /** Stops routing `id` (the subscription subscribes again under a new id, or is done). */
+  unrouteSubscription(id: number): void {
     this.#subs.delete(id);
+  }
+
+  unregisterSubscription(sub: ClientSubscription, id: number): void {
+    if (this.#subs.get(id) === sub) this.#subs.delete(id);
+    this.#allSubs.delete(sub);
   }
 
   /** Open subscriptions (client.close() closes them first, so their messages go back). */
   subscriptions(): ClientSubscription[] {
-    return [...this.#subs.values()];
+    return [...this.#allSubs];
   }
 
   /** Closes the connection after writing what is queued; pending calls reject with ERR_CONNECTION_CLOSED. */
   async close(): Promise<void> {
-    if (!this.#closed) {
+    if (this.#state !== CLOSED) {
+      const transport = this.#transport;
+      this.#reconnector?.stop();
       this.flush();
       this.#shutdown(undefined);
-      this.#transport.close();
+      transport?.close();
     }
     await this.#closedPromise;
   }
@@ -314,9 +581,11 @@ export class Connection {
   // ── replies ──────────────────────────────────────────────────────────────────────
 
   #onData(chunk: Uint8Array): void {
-    if (this.#closed) return;
+    if (this.#state === CLOSED || this.#decoder === 0) return;
     const e = this.#c.e;
     const view = this.#c.core.view;
+    // A reply may end this transport (a fatal ERROR): the loop stops once the decoder changed.
+    const decoder = this.#decoder;
     const at = e.decoderReserve(this.#decoder, chunk.length);
     if (at === 0) return this.#fail(new TurboError('ERR_NO_MEMORY', 'client out of memory decoding replies'));
     view.write(at, chunk);
@@ -326,11 +595,11 @@ export class Connection {
     this.#chunkUtf8 = undefined;
     try {
       for (;;) {
-        const n = e.decoderNext(this.#decoder);
+        const n = e.decoderNext(decoder);
         if (n < 0) return this.#fail(new TurboError('ERR_PROTOCOL', 'malformed reply from the broker'));
-        const base = e.decoderDescriptors(this.#decoder);
-        for (let i = 0; i < n && !this.#closed; i++) this.#reply(base + i * DESC_SIZE);
-        if (n < DESC_CAPACITY) break;
+        const base = e.decoderDescriptors(decoder);
+        for (let i = 0; i < n && this.#decoder === decoder; i++) this.#reply(base + i * DESC_SIZE);
+        if (n < DESC_CAPACITY || this.#decoder !== decoder) break;
       }
     } finally {
       this.#chunk = this.#chunkUtf8 = undefined;
@@ -355,6 +624,7 @@ export class Connection {
     if (op === Op.ERROR && id === 0) return this.#fail(errorFromWire(view.u32(d + D_A0), this.#text(d)));
     const pending = this.#pending;
     const slot = pending.find(id);
+    if (this.#resumable.size !== 0) this.#resumable.delete(id);
     if (slot < 0) {
       const sub = op === Op.ERROR ? this.#subs.get(id) : undefined;
       if (sub !== undefined) sub.fail(errorFromWire(view.u32(d + D_A0), this.#text(d)));
@@ -452,21 +722,52 @@ export class Connection {
   }
 
   #fail(err: Error): void {
+    const transport = this.#transport;
+    if (transport === undefined) return;
+    // With reconnect, a broken or refused transport is replaced like a lost one.
+    if (this.#reconnector !== undefined && this.#state !== CLOSED) {
+      // First (it detaches the transport), so that a close that reports back at once cannot
+      // replace `err` with a plain close.
+      this.#transportClosed(transport, err);
+      transport.close();
+      return;
+    }
     this.#shutdown(err);
-    this.#transport.close();
+    transport.close();
   }
 
   #shutdown(err: Error | undefined): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#closeError = err;
+    if (this.#state === CLOSED) return;
+    this.#state = CLOSED;
+    // close() keeps the reason of the loss it interrupted (calls waiting for a reconnect say why).
+    if (err !== undefined || this.#transport !== undefined) this.#closeError = err;
+    const transport = this.#transport;
+    if (transport !== undefined) transport.onData = transport.onClose = noop;
+    this.#transport = undefined;
     const error = this.#closedError();
     this.settler.closed();
     this.#pending.rejectAll(error);
-    for (const sub of [...this.#subs.values()]) sub.connectionClosed(error);
+    this.#resumable.clear();
+    for (const pop of this.#held) {
+      const held = pop.held!;
+      pop.held = undefined;
+      clearTimeout(held.timer);
+      held.cleanup?.();
+      held.reject(error);
+    }
+    this.#held.clear();
+    for (const w of this.#waiting) {
+      clearTimeout(w.timer);
+      w.reject(error);
+    }
+    this.#waiting.clear();
+    for (const sub of [...this.#allSubs]) sub.connectionClosed(error);
     this.#subs.clear();
-    this.#c.e.decoderFree(this.#decoder);
+    this.#allSubs.clear();
+    if (this.#decoder !== 0) this.#c.e.decoderFree(this.#decoder);
+    this.#decoder = 0;
     this.#c.e.writerFree(this.#writer);
+    this.status.emit({ type: 'close' });
     this.#resolveClosed();
   }
 }

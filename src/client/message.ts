@@ -137,6 +137,8 @@ export class LeasedMessage extends ClientMessage {
   readonly #conn: Connection;
   readonly #leaseLo: number;
   readonly #leaseHi: number;
+  /** The connection's transport generation it was delivered on: its lease ends with that transport. */
+  readonly #generation: number;
   #ended = false;
 
   constructor(
@@ -147,6 +149,7 @@ export class LeasedMessage extends ClientMessage {
     this.#conn = conn;
     this.#leaseLo = leaseLo;
     this.#leaseHi = leaseHi;
+    this.#generation = conn.generation;
   }
 
   override ack(): Promise<void> {
@@ -155,9 +158,9 @@ export class LeasedMessage extends ClientMessage {
 
   protected override settle(_what: string, kind: number, arg: number, ends: boolean): Promise<void> {
     const conn = this.#conn;
-    // Settled already, or the connection (and with it every lease) is gone: the lease
-    // ended, and the message may be with another consumer by now.
-    if (this.#ended || conn.closed) return Promise.reject(new TurboError('ERR_LEASE_EXPIRED', 'the lease has ended (settled already, expired, or its connection closed)'));
+    // Settled already, or the connection (and with it every lease) is gone - closed, or
+    // reconnected since: the lease ended, and the message may be with another consumer by now.
+    if (this.#ended || conn.closed || conn.generation !== this.#generation) return Promise.reject(new TurboError('ERR_LEASE_EXPIRED', 'the lease has ended (settled already, expired, or its connection closed)'));
     if (ends) this.#ended = true;
     return conn.settler.add(this.#leaseLo, this.#leaseHi, kind, arg);
   }

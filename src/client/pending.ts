@@ -69,6 +69,31 @@ export class PendingTable {
     return promise;
   }
 
+  /**
+   * Registers request `id` with the resolve/reject of an earlier request (a leased pop sent
+   * again after a reconnect keeps the promise its caller holds).
+   */
+  addWith(id: number, kind: Kind, queue: string, topic: string, cleanup: (() => void) | undefined, resolve: Resolve, reject: Reject): void {
+    if ((this.#count + 1) * 2 > this.#mask + 1) this.#grow();
+    const slot = id & this.#mask;
+    this.#ids[slot] = id;
+    this.#kinds[slot] = kind;
+    this.#resolves[slot] = resolve;
+    this.#rejects[slot] = reject;
+    this.#queues[slot] = queue;
+    this.#topics[slot] = topic;
+    this.#cleanups[slot] = cleanup;
+    this.#count++;
+  }
+
+  /** Removes the request in `slot` without settling it (its cleanup does not run): the caller now owns them. */
+  detach(slot: number): { resolve: Resolve; reject: Reject; cleanup: (() => void) | undefined } {
+    const taken = { resolve: this.#resolves[slot]!, reject: this.#rejects[slot]!, cleanup: this.#cleanups[slot] };
+    this.#cleanups[slot] = undefined;
+    this.#free(slot);
+    return taken;
+  }
+
   has(id: number): boolean {
     return id !== 0 && this.#ids[id & this.#mask] === id;
   }

@@ -4,7 +4,7 @@
 // are encoded once per queue and cached per topic. Calls return their one promise directly:
 // no async wrapper, no closure on the push and pop paths.
 
-import type { Connection } from './connection.ts';
+import type { Connection, ResumablePop } from './connection.ts';
 import { ClientSubscription } from './subscription.ts';
 import { utf8Length } from './utf8.ts';
 import { TurboError } from '../errors.ts';
@@ -135,6 +135,8 @@ export function invalid(message: string): TurboError {
 /** UTF-8 bytes of a queue or topic name, checked against the 1..255 byte limit. */
 export function nameBytes(kind: string, name: unknown): Uint8Array {
   if (typeof name !== 'string') throw invalid(`${kind} name must be a string`);
+  // TextEncoder would send a lone surrogate as U+FFFD: another name than the one asked for.
+  if (!name.isWellFormed()) throw invalid(`${kind} name must be well-formed Unicode: it has a lone surrogate`);
   const bytes = textEncoder.encode(name);
   if (bytes.length === 0 || bytes.length > MAX_NAME_BYTES) throw invalid(`${kind} name must be 1 to ${MAX_NAME_BYTES} bytes of UTF-8, got ${bytes.length}`);
   return bytes;
@@ -218,7 +220,7 @@ export class ClientQueue implements Queue {
 
   async configure(patch: Partial<QueueSettings> = {}): Promise<QueueSettings> {
     const c = this.#conn;
-    c.checkOpen();
+    if (!c.isOpen) return c.whenOpen(() => this.configure(patch));
     if (typeof patch !== 'object' || patch === null) throw invalid('settings must be an object');
     let mask = 0;
     let leaseMs = 0, maxDeliveries = 0, maxLength = 0, dedupWindowMs = 0, overflow = 0, durable = 2;
@@ -266,7 +268,7 @@ export class ClientQueue implements Queue {
 
   push(topic: string, data: string | Uint8Array, options?: PushOptions): Promise<void> {
     const c = this.#conn;
-    if (c.closed) return c.closedRejection();
+    if (!c.isOpen) return c.whenOpen(() => this.push(topic, data, options));
     try {
       return this.#push(c, topic, data, options);
     } catch (err) {
@@ -307,7 +309,7 @@ export class ClientQueue implements Queue {
 
   pushMany(topic: string, items: Iterable<string | Uint8Array>, options?: { delayMs?: number }): Promise<void> {
     const c = this.#conn;
-    if (c.closed) return c.closedRejection();
+    if (!c.isOpen) return c.whenOpen(() => this.pushMany(topic, items, options));
     try {
       return this.#pushMany(c, topic, items, options);
     } catch (err) {
@@ -406,7 +408,8 @@ export class ClientQueue implements Queue {
 
   #pop<T>(kind: 'pop' | 'popMany', topic: string, max: number, timeout: PopTimeout | undefined): Promise<T> {
     const c = this.#conn;
-    if (c.closed) return c.closedRejection();
+    // While reconnecting the call waits; its timeout starts once it is sent.
+    if (!c.isOpen) return c.whenOpen(() => this.#pop<T>(kind, topic, max, timeout));
     try {
       const t = this.#topic(topic);
       if (timeout === undefined || typeof timeout === 'number') return this.#popPlain<T>(c, kind, topic, t, max, wireTimeout(timeout));
@@ -440,11 +443,19 @@ export class ClientQueue implements Queue {
     else if (kind === 'pop') ok = c.e.encodePop(c.writer, id, q, ql, tp, t.length, wire);
     else ok = c.e.encodePopMany(c.writer, id, q, ql, tp, t.length, max, wire);
     if (ok === 0) return c.noMemory();
+    // A reconnecting client re-sends leased pops after a lost connection (connection.ts).
+    let pop: ResumablePop | undefined;
+    if (ack && c.reconnects) {
+      pop = { id, kind, queue: this.name, topic, queueBytes: this.#nameBytes, topicBytes: t, max, leaseMs, deadline: wire === TIMEOUT_INFINITE ? Infinity : performance.now() + wire };
+      c.trackPop(pop);
+    }
     let cleanup: (() => void) | undefined;
     if (signal !== undefined) {
       // The broker settles the pop: ERR_ABORTED if the waiter was still parked, or the
       // message if one was already on its way (so an abort never loses a message).
-      const onAbort = () => c.send((cancelId) => c.e.encodeCancel(c.writer, cancelId, id));
+      const onAbort = pop !== undefined
+        ? () => c.cancelPop(pop, signal.reason)
+        : () => c.send((cancelId) => c.e.encodeCancel(c.writer, cancelId, id));
       signal.addEventListener('abort', onAbort, { once: true });
       cleanup = () => signal.removeEventListener('abort', onAbort);
     }
@@ -453,7 +464,7 @@ export class ClientQueue implements Queue {
 
   length(topic: string): Promise<number> {
     const c = this.#conn;
-    if (c.closed) return c.closedRejection();
+    if (!c.isOpen) return c.whenOpen(() => this.length(topic));
     let t: Uint8Array;
     try {
       t = this.#topic(topic);
@@ -468,7 +479,7 @@ export class ClientQueue implements Queue {
 
   stats(topic: string): Promise<TopicStats> {
     const c = this.#conn;
-    if (c.closed) return c.closedRejection();
+    if (!c.isOpen) return c.whenOpen(() => this.stats(topic));
     let t: Uint8Array;
     try {
       t = this.#topic(topic);

@@ -11,6 +11,13 @@
 // unacked messages out and sends the next when one is settled; no CREDIT is sent. On close
 // the broker ends the subscription's leases (back to the front, in order) before it
 // answers UNSUBSCRIBE; buffered messages are simply dropped here (their leases ended).
+//
+// With reconnect, a subscription outlives its connection's transports: when one is lost it
+// subscribes again on the next, with the same options, under a new id (the id is the
+// SUBSCRIBE's request id). Messages a plain subscription had buffered are still consumed (they
+// were taken from the topic for it); an ack:true one drops its buffer, as those leases ended
+// with the transport. `ready` is the first subscription's answer; a later refusal (another
+// consumer took an exclusive topic meanwhile) ends the subscription with that error.
 
 import type { Connection } from './connection.ts';
 import type { Message, Subscription } from './queue.ts';
@@ -19,13 +26,16 @@ import type { TurboError } from '../errors.ts';
 import { SUBSCRIBE_ACK } from '../protocol.ts';
 
 export class ClientSubscription implements Subscription {
-  readonly id: number;
+  /** The current SUBSCRIBE's request id (0 while waiting for the connection). */
+  id = 0;
   readonly queue: string;
   readonly topic: string;
   readonly #conn: Connection;
   readonly #queueBytes: Uint8Array;
   readonly #topicBytes: Uint8Array;
   readonly #prefetch: number;
+  readonly #flags: number;
+  readonly #leaseMs: number;
   readonly #ack: boolean;
   readonly #buffer: Message[] = [];
   #head = 0;
@@ -33,7 +43,12 @@ export class ClientSubscription implements Subscription {
   #waiting: { resolve(r: IteratorResult<Message>): void; reject(e: Error): void } | undefined;
   #closed = false;
   #error: Error | undefined;
-  #started: Promise<void>;
+  /** `ready`: settled by the first answer to a SUBSCRIBE. */
+  readonly #started: Promise<void>;
+  #resolveStarted!: () => void;
+  #rejectStarted!: (err: Error) => void;
+  /** The SUBSCRIBE on the current transport; undefined while waiting for one. */
+  #current: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(conn: Connection, queue: string, queueBytes: Uint8Array, topic: string, topicBytes: Uint8Array, prefetch: number, flags: number, leaseMs: number) {
@@ -43,16 +58,54 @@ export class ClientSubscription implements Subscription {
     this.#queueBytes = queueBytes;
     this.#topicBytes = topicBytes;
     this.#prefetch = prefetch;
+    this.#flags = flags;
+    this.#leaseMs = leaseMs;
     this.#ack = (flags & SUBSCRIBE_ACK) !== 0;
+    this.#started = new Promise((resolve, reject) => { this.#resolveStarted = resolve; this.#rejectStarted = reject; });
+    this.#started.catch(() => {}); // read through `ready` or the iterator
+    if (conn.isOpen) this.#subscribe();
+    else conn.addSubscription(this); // reconnecting: subscribes once the connection is back
+  }
+
+  /** Sends SUBSCRIBE on the current transport. */
+  #subscribe(): void {
+    const conn = this.#conn;
+    const queueBytes = this.#queueBytes, topicBytes = this.#topicBytes;
     conn.writeNames(queueBytes, topicBytes);
     let id = 0;
-    this.#started = conn.request<void>('subscribe', queue, topic, (rid) => {
+    const current = conn.request<void>('subscribe', this.queue, this.topic, (rid) => {
       id = rid;
-      return conn.e.encodeSubscribe(conn.writer, rid, conn.scratchQueue, queueBytes.length, conn.scratchTopic, topicBytes.length, prefetch, flags, leaseMs);
+      return conn.e.encodeSubscribe(conn.writer, rid, conn.scratchQueue, queueBytes.length, conn.scratchTopic, topicBytes.length, this.#prefetch, this.#flags, this.#leaseMs);
     });
     this.id = id;
-    conn.registerSubscription(this);
-    this.#started.catch((err: Error) => this.fail(err));
+    this.#current = current;
+    conn.registerSubscription(this, id);
+    current.then(() => this.#resolveStarted(), (err: Error) => {
+      // Lost with its transport: it subscribes again on the next one.
+      if (conn.reconnects && !conn.closed && (err as TurboError).code === 'ERR_CONNECTION_CLOSED') return;
+      this.#rejectStarted(err);
+      this.fail(err);
+    });
+  }
+
+  /** The connection lost its transport: forget the old id; ack:true deliveries buffered ended with it. */
+  connectionLost(): void {
+    this.#conn.unrouteSubscription(this.id);
+    this.#current = undefined;
+    this.#consumed = 0;
+    if (this.#ack) {
+      this.#buffer.length = 0;
+      this.#head = 0;
+    }
+  }
+
+  /** The connection is back: subscribe again, with the same options. */
+  resubscribe(): void {
+    if (this.#closed) {
+      this.#conn.unregisterSubscription(this, this.id);
+      return;
+    }
+    this.#subscribe();
   }
 
   get closed(): boolean {
@@ -96,7 +149,7 @@ export class ClientSubscription implements Subscription {
   fail(err: Error): void {
     if (this.#error === undefined) this.#error = err;
     this.#closed = true;
-    this.#conn.unregisterSubscription(this.id);
+    this.#conn.unregisterSubscription(this, this.id);
     this.#wakeEnd();
   }
 
@@ -153,19 +206,30 @@ export class ClientSubscription implements Subscription {
     this.#closed = true;
     this.#wakeEnd();
     if (wasClosed || c.closed) return;
-    try {
-      await this.#started;
-    } catch {
-      c.unregisterSubscription(this.id);
-      return; // the broker refused it: there is nothing to end
+    const current = this.#current;
+    if (current === undefined) {
+      // Reconnecting: the broker's side ended with the lost transport.
+      c.unregisterSubscription(this, this.id);
+      return;
     }
     try {
-      await c.request<void>('ok', this.queue, this.topic, (id) => c.e.encodeUnsubscribe(c.writer, id, this.id));
+      await current;
+    } catch {
+      c.unregisterSubscription(this, this.id);
+      return; // the broker refused it, or its transport was lost: there is nothing to end
+    }
+    if (this.#current !== current) {
+      c.unregisterSubscription(this, this.id);
+      return; // lost meanwhile
+    }
+    const id = this.id;
+    try {
+      await c.request<void>('ok', this.queue, this.topic, (rid) => c.e.encodeUnsubscribe(c.writer, rid, id));
     } catch (err) {
       if ((err as TurboError).code === 'ERR_CONNECTION_CLOSED') return;
       throw err;
     } finally {
-      c.unregisterSubscription(this.id);
+      c.unregisterSubscription(this, id);
     }
     // Everything delivered before the OK is in the buffer now, oldest first.
     const rest = this.#buffer.slice(this.#head) as ClientMessage[];

@@ -16,6 +16,10 @@
 //
 // The handshake reads frame headers itself (src/core/raw-frames.ts): it never hands the
 // session a frame it has not checked, and it holds at most `maxHeldBytes`.
+//
+// Every connection refused for authentication is reported once through `io.authFailed`
+// (the worker logs it with the remote address): a reason that says which kind of refusal,
+// never the token nor the user name (a user may paste a token there by mistake).
 
 import { Op, ErrorCode, HEADER_BYTES, PROTOCOL_VERSION } from '../protocol.ts';
 import { readHeader, decodeAuthBody, MAX_AUTH_BODY_BYTES } from '../core/raw-frames.ts';
@@ -27,7 +31,12 @@ export interface HandshakeIO {
   established(): void;
   /** Closes the connection after what was written. */
   end(): void;
+  /** The connection was refused for authentication (once per connection; never carries the token). */
+  authFailed?(reason: AuthFailure): void;
 }
+
+/** Why a connection was refused: a wrong or unknown token, none, a request before AUTH, a malformed AUTH. */
+export type AuthFailure = 'invalid user or token' | 'no token' | 'request before AUTH' | 'malformed AUTH';
 
 type State = 'hello' | 'verifying' | 'open' | 'closed';
 
@@ -93,6 +102,7 @@ export class Handshake {
       }
       if (!handshakeOp) {
         if (auth === undefined) return this.#open(at);
+        this.#io.authFailed?.('request before AUTH');
         return this.#refuse(header.requestId, ErrorCode.ERR_UNAUTHORIZED, 'authenticate first: this broker needs AUTH with a valid token before any request');
       }
       if (header.bodyBytes > MAX_AUTH_BODY_BYTES) return this.#fail(ErrorCode.ERR_PROTOCOL, 'handshake frame too large');
@@ -111,7 +121,10 @@ export class Handshake {
         continue;
       }
       const body = decodeAuthBody(frame.subarray(HEADER_BYTES));
-      if (body === undefined) return this.#refuse(header.requestId, ErrorCode.ERR_PROTOCOL, 'malformed AUTH');
+      if (body === undefined) {
+        this.#io.authFailed?.('malformed AUTH');
+        return this.#refuse(header.requestId, ErrorCode.ERR_PROTOCOL, 'malformed AUTH');
+      }
       const result = auth.authenticate(body.user, body.token, () => this.#state === 'verifying');
       this.#pending = pending.subarray(at);
       at = 0;
@@ -132,6 +145,7 @@ export class Handshake {
     if (this.#state === 'closed') return;
     if (user === undefined) {
       // One message for a wrong user, a wrong token or an unknown one: it tells nothing.
+      this.#io.authFailed?.(noToken ? 'no token' : 'invalid user or token');
       return this.#refuse(requestId, ErrorCode.ERR_UNAUTHORIZED, noToken ? 'this broker needs a token (the token option)' : 'invalid user or token');
     }
     this.#session.user = user;

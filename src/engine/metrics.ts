@@ -23,7 +23,7 @@
 //  [12] bytesReceived                                                             counter
 //  [13] bytesSent                                                                 counter
 //  [14] loopUtilization     performance.eventLoopUtilization over the last second gauge
-//  [15] reserved
+//  [15] parkedPops          pops parked on this thread now (absolute)            gauge
 //  [16] fsyncCount          fsync latency histogram: observations                counter
 //  [17] fsyncSumSeconds                              their sum                   counter
 //  [18..18+B)               per bucket (FSYNC_BUCKETS_SECONDS, not cumulative)   counter
@@ -64,7 +64,7 @@ export const FSYNC_BUCKETS_SECONDS: readonly number[] = Object.freeze([
 
 const PUSHED = 0, POPPED = 1, ACKED = 2, REDELIVERED = 3, DEAD_LETTERED = 4, DROPPED = 5, READY = 6, IN_FLIGHT = 7,
   CONNECTIONS = 8, CONNECTIONS_TOTAL = 9, CONNECTIONS_REFUSED = 10, PROTOCOL_ERRORS = 11, BYTES_RECEIVED = 12,
-  BYTES_SENT = 13, LOOP_UTILIZATION = 14, FSYNC_COUNT = 16, FSYNC_SUM = 17, FSYNC_BUCKETS = 18;
+  BYTES_SENT = 13, LOOP_UTILIZATION = 14, PARKED_POPS = 15, FSYNC_COUNT = 16, FSYNC_SUM = 17, FSYNC_BUCKETS = 18;
 const COUNTER_WORDS = 32;
 export const COUNTER_BYTES = COUNTER_WORDS * 8;
 if (FSYNC_BUCKETS + FSYNC_BUCKETS_SECONDS.length > COUNTER_WORDS) throw new Error('turbomq: counter block too small');
@@ -167,6 +167,11 @@ export class ThreadCounters {
     this.#w()[BYTES_SENT] += n;
   }
 
+  /** Pops parked on this thread now (src/engine/parked.ts keeps it current). */
+  setParkedPops(n: number): void {
+    this.#w()[PARKED_POPS] = n;
+  }
+
   setLoopUtilization(fraction: number): void {
     this.#w()[LOOP_UTILIZATION] = fraction;
   }
@@ -228,6 +233,7 @@ export interface CounterValues {
   bytesReceived: number;
   bytesSent: number;
   loopUtilization: number;
+  parkedPops: number;
   fsyncCount: number;
   fsyncSumSeconds: number;
   /** Per FSYNC_BUCKETS_SECONDS bound, not cumulative. */
@@ -238,7 +244,7 @@ export function zeroCounters(): CounterValues {
   return {
     pushed: 0, popped: 0, acked: 0, redelivered: 0, deadLettered: 0, dropped: 0, ready: 0, inFlight: 0,
     connections: 0, connectionsTotal: 0, connectionsRefused: 0, protocolErrors: 0, bytesReceived: 0, bytesSent: 0,
-    loopUtilization: 0, fsyncCount: 0, fsyncSumSeconds: 0, fsyncBuckets: FSYNC_BUCKETS_SECONDS.map(() => 0),
+    loopUtilization: 0, parkedPops: 0, fsyncCount: 0, fsyncSumSeconds: 0, fsyncBuckets: FSYNC_BUCKETS_SECONDS.map(() => 0),
   };
 }
 
@@ -252,14 +258,14 @@ export function readCounters(core: Core, threadId: number): CounterValues | unde
     deadLettered: w[DEAD_LETTERED], dropped: w[DROPPED], ready: w[READY], inFlight: w[IN_FLIGHT],
     connections: w[CONNECTIONS], connectionsTotal: w[CONNECTIONS_TOTAL], connectionsRefused: w[CONNECTIONS_REFUSED],
     protocolErrors: w[PROTOCOL_ERRORS], bytesReceived: w[BYTES_RECEIVED], bytesSent: w[BYTES_SENT],
-    loopUtilization: w[LOOP_UTILIZATION], fsyncCount: w[FSYNC_COUNT], fsyncSumSeconds: w[FSYNC_SUM],
+    loopUtilization: w[LOOP_UTILIZATION], parkedPops: w[PARKED_POPS], fsyncCount: w[FSYNC_COUNT], fsyncSumSeconds: w[FSYNC_SUM],
     fsyncBuckets: FSYNC_BUCKETS_SECONDS.map((_, i) => w[FSYNC_BUCKETS + i]),
   };
 }
 
 /**
- * Adds `from` into `into`. Gauges of a thread's own state (connections, loop utilisation)
- * are left out when `retiring`: a thread that ended has no connections and no loop.
+ * Adds `from` into `into`. Gauges of a thread's own state (connections, parked pops, loop
+ * utilisation) are left out when `retiring`: a thread that ended has none of them.
  */
 export function addCounters(into: CounterValues, from: CounterValues, retiring = false): void {
   into.pushed += from.pushed;
@@ -271,6 +277,7 @@ export function addCounters(into: CounterValues, from: CounterValues, retiring =
   into.ready += from.ready;
   into.inFlight += from.inFlight;
   if (!retiring) into.connections += from.connections;
+  if (!retiring) into.parkedPops += from.parkedPops;
   into.connectionsTotal += from.connectionsTotal;
   into.connectionsRefused += from.connectionsRefused;
   into.protocolErrors += from.protocolErrors;

@@ -92,6 +92,7 @@ export class BrokerMetrics {
     gauge('turbomq_messages_ready', 'Messages waiting in topics to be delivered.', (s) => Math.max(0, s.counters.ready));
     gauge('turbomq_messages_in_flight', 'Messages delivered and not yet acknowledged.', (s) => Math.max(0, s.counters.inFlight));
     gauge('turbomq_connections', 'Open client connections.', (s) => s.counters.connections);
+    gauge('turbomq_parked_pops', 'Pops waiting for a message.', (s) => s.counters.parkedPops);
     counter('turbomq_connections_accepted_total', 'Client connections accepted.', (s) => s.counters.connectionsTotal);
     counter('turbomq_connections_refused_total', 'Client connections refused at a connection limit.', (s) => s.counters.connectionsRefused);
     counter('turbomq_protocol_errors_total', 'Connections closed for a protocol error.', (s) => s.counters.protocolErrors);

@@ -62,6 +62,8 @@ export interface EngineStats {
   threads: ThreadStats[];
   /** Open client connections over all workers. */
   connections: number;
+  /** Pops waiting for a message over all workers (network connections; turbomq_parked_pops). */
+  parkedPops: number;
   topics: number;
   /** Size of the shared memory. */
   memoryBytes: number;
@@ -180,6 +182,7 @@ export function collectStats(source: StatsSource): EngineStats {
       return { threadId, connections: w?.connections ?? 0, connectionsTotal: w?.connectionsTotal ?? 0, eventLoopUtilization: w?.loopUtilization ?? 0 };
     }),
     connections: total.connections,
+    parkedPops: total.parkedPops,
     topics: e ? e.topicCount() : 0,
     memoryBytes: source.memory ? source.memory.buffer.byteLength : 0,
     bytesInUse: e ? Number(e.bytesInUse()) : 0,

@@ -131,7 +131,7 @@ const limits = {
   maxSubscriptions: options.maxSubscriptions,
   maxParkedPops: options.maxParkedPops,
   maxOutputBytes: options.maxOutputBytes,
-  parkedPops: new ParkedPopBudget(options.maxParkedPopsPerThread),
+  parkedPops: new ParkedPopBudget(options.maxParkedPopsPerThread, counters),
 };
 
 function operatorFor(remoteAddress: string): OperatorHandler {
@@ -200,7 +200,12 @@ const host: SessionHost = {
     };
     const session = new Session(thread, sessionIo, limits);
     // Nothing reaches the session before HELLO and AUTH are done (src/engine/handshake.ts).
-    const handshake = new Handshake(session, auth, io, options.maxFrameBytes + HEADER_BYTES);
+    const handshake = new Handshake(session, auth, {
+      established: () => io.established(),
+      end: () => io.end(),
+      // Once per refused connection (rate-limited like every connection event); no token in it.
+      authFailed: (reason) => logConnection({ remoteAddress, reason }, 'authentication failed'),
+    }, options.maxFrameBytes + HEADER_BYTES);
     const connection: Connection = {
       session,
       end: () => io.end(),

@@ -299,6 +299,46 @@ if (!existsSync(BUNDLE_PATH)) {
     t.teardown(() => node.close());
     suite(context, server, engine, wsUrl, node);
 
+    t.test('a page with reconnect: true outlives a broker restart: disconnect, reconnect, a push made while down completes, the subscription resumes', async (t) => {
+      let restartable = new TurboEngine('ws://127.0.0.1:0', { threads: 1 });
+      t.teardown(() => restartable.destroy());
+      await restartable.run();
+      const url = restartable.url;
+      const page = await context.newPage();
+      t.teardown(() => page.close());
+      page.setDefaultTimeout(STEP_MS);
+      await page.goto(server.url);
+      await page.waitForFunction(() => window.turbomq !== undefined);
+      await within(page.evaluate(async (u: string) => {
+        const w = window as unknown as { events: string[]; pushed: Promise<string> };
+        w.events = [];
+        window.got = [];
+        window.client = await window.turbomq.TurboClient.connect(u, { reconnect: true, reconnectMaxDelayMs: 200, connectTimeoutMs: 5000 });
+        window.client.on('disconnect', () => w.events.push('disconnect'));
+        window.client.on('reconnect', () => w.events.push('reconnect'));
+        window.subscription = window.client.getQueue('rc').subscribe('live');
+        await (window.subscription as unknown as { ready: Promise<void> }).ready;
+        void (async () => { for await (const m of window.subscription) window.got.push(m.content); })();
+      }, url), STEP_MS, 'connecting the page');
+      await restartable.destroy();
+      await page.waitForFunction(() => (window as unknown as { events: string[] }).events.includes('disconnect'));
+      await page.evaluate(() => {
+        const w = window as unknown as { pushed: Promise<string> };
+        w.pushed = window.client.getQueue('rc').push('kept', 'from the page while down').then(() => 'ok', (err: { code?: string }) => String(err.code));
+      });
+      restartable = new TurboEngine(url, { threads: 1 });
+      await restartable.run();
+      t.equal(await within(page.evaluate(() => (window as unknown as { pushed: Promise<string> }).pushed), STEP_MS), 'ok', 'the push completed after the restart');
+      t.same(await page.evaluate(() => (window as unknown as { events: string[] }).events), ['disconnect', 'reconnect']);
+      const nodeClient = await TurboClient.connect(url);
+      t.teardown(() => nodeClient.close());
+      t.equal((await nodeClient.getQueue('rc').pop('kept', 0))?.content, 'from the page while down');
+      await nodeClient.getQueue('rc').push('live', 'after the restart');
+      await page.waitForFunction(() => window.got.length >= 1);
+      t.same(await page.evaluate(() => window.got), ['after the restart'], 'the subscription resumed');
+      await page.evaluate(() => window.client.close());
+    });
+
     t.test('wss:// with tokens from a page: the right token connects, a wrong one is ERR_UNAUTHORIZED, a pop-only token cannot push', async (t) => {
       const certificate = testCertificate();
       if ('skip' in certificate) return t.skip(certificate.skip);

@@ -699,6 +699,14 @@ const REJECT_CASES: [string, Uint8Array, ErrorCode, number][] = [
   ['PUSH with an empty queue name', rawFrame(Op.PUSH, 5, [0, ...name('t'), 1, 2]), 'ERR_INVALID_ARGUMENT', Op.PUSH],
   ['PUSH with an empty topic name', rawFrame(Op.PUSH, 5, [...name('q'), 0]), 'ERR_INVALID_ARGUMENT', Op.PUSH],
   ['PUSH with no names at all', rawFrame(Op.PUSH, 5, []), 'ERR_PROTOCOL', Op.PUSH],
+  // Names must be well-formed UTF-8 (assembly/utf8.ts).
+  ['PUSH with a queue name that is not UTF-8 (0xFF)', rawFrame(Op.PUSH, 5, [1, 0xFF, ...name('t'), 1]), 'ERR_INVALID_ARGUMENT', Op.PUSH],
+  ['PUSH with a topic name holding an encoded lone surrogate (ED A0 80)', rawFrame(Op.PUSH, 5, [...name('q'), 3, 0xED, 0xA0, 0x80]), 'ERR_INVALID_ARGUMENT', Op.PUSH],
+  ['POP with an overlong "/" (C0 AF) in its topic name', rawFrame(Op.POP, 5, [...name('q'), 2, 0xC0, 0xAF, ...u32(0)]), 'ERR_INVALID_ARGUMENT', Op.POP],
+  ['SUBSCRIBE with a topic name cut inside a character (E2 82)', rawFrame(Op.SUBSCRIBE, 5, [...name('q'), 2, 0xE2, 0x82, ...u32(1), ...u32(0), ...u32(0)]), 'ERR_INVALID_ARGUMENT', Op.SUBSCRIBE],
+  ['PUSH_MANY with a queue name above U+10FFFF (F4 90 80 80)', rawFrame(Op.PUSH_MANY, 5, [4, 0xF4, 0x90, 0x80, 0x80, ...name('t'), ...u32(0)]), 'ERR_INVALID_ARGUMENT', Op.PUSH_MANY],
+  ['CONFIGURE with a queue name that is a stray continuation byte', rawFrame(Op.CONFIGURE, 5, [1, 0x80, ...u32(1), ...settingsOk]), 'ERR_INVALID_ARGUMENT', Op.CONFIGURE],
+  ['CONFIGURE with a dead-letter topic that is not UTF-8', rawFrame(Op.CONFIGURE, 5, [...name('q'), ...u32(4), ...settingsWith(34, 2), 0x64, 0xFE]), 'ERR_INVALID_ARGUMENT', Op.CONFIGURE],
   ['PUSH with a queue name past the end of the frame', rawFrame(Op.PUSH, 5, [10, 0x71, 0x71]), 'ERR_PROTOCOL', Op.PUSH],
   ['POP with a topic name past the end of the frame', rawFrame(Op.POP, 5, [...name('q'), 200, 1, 2, 3, 4]), 'ERR_PROTOCOL', Op.POP],
   ['POP with a missing topic name', rawFrame(Op.POP, 5, [...name('q')]), 'ERR_PROTOCOL', Op.POP],
@@ -784,6 +792,46 @@ const REJECT_CASES: [string, Uint8Array, ErrorCode, number][] = [
   ['reply opcode 0x90 (unassigned)', rawFrame(0x90, 5, []), 'ERR_UNKNOWN_OPCODE', 0x90],
   ['OP_REJECT itself on the wire', rawFrame(OP_REJECT, 5, []), 'ERR_UNKNOWN_OPCODE', OP_REJECT],
 ];
+
+t.test('names are accepted exactly when they are well-formed UTF-8 (random bytes against TextDecoder fatal)', async (t) => {
+  const seed = (Math.random() * 2 ** 32) >>> 0;
+  const rand = prng(seed);
+  const strict = new TextDecoder('utf-8', { fatal: true });
+  // Bytes drawn mostly from the interesting ranges: ASCII, continuation bytes, lead bytes.
+  const pool = [0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xE1, 0xEC, 0xED, 0xEE, 0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xFF];
+  let accepted = 0, refused = 0;
+  for (let i = 0; i < 3000; i++) {
+    let bytes: number[];
+    if (rand() < 0.5) {
+      // Well-formed text near every boundary of Table 3-7, then maybe one byte changed or the end cut.
+      const points = [0x7F, 0x80, 0x7FF, 0x800, 0xD7FF, 0xE000, 0xFFFF, 0x10000, 0x10FFFF, 0x3B1, 0x20AC, 0x1D11E];
+      const text = Array.from({ length: 1 + Math.floor(rand() * 4) }, () => String.fromCodePoint(points[Math.floor(rand() * points.length)]!)).join('');
+      bytes = [...Buffer.from(text)];
+      const r = rand();
+      if (r < 0.3) bytes[Math.floor(rand() * bytes.length)] = pool[Math.floor(rand() * pool.length)]!;
+      else if (r < 0.45 && bytes.length > 1) bytes.length -= 1;
+    } else {
+      const len = 1 + Math.floor(rand() * 12);
+      bytes = Array.from({ length: len }, () => (rand() < 0.8 ? pool[Math.floor(rand() * pool.length)]! : Math.floor(rand() * 256)));
+    }
+    // A long ASCII prefix now and then: the eight-bytes-at-a-time path, then the bytes.
+    const topic = rand() < 0.3 ? [...Buffer.from('abcdefghijklmnop'.slice(0, Math.floor(rand() * 16))), ...bytes] : bytes;
+    let wellFormed = true;
+    try { strict.decode(Uint8Array.from(topic)); } catch { wellFormed = false; }
+    const { frames, fatal } = decodeAll(local, rawFrame(Op.PUSH, 5, [...name('q'), topic.length, ...topic, 1]));
+    const op = frames[0]!.op;
+    if (fatal !== undefined || op !== (wellFormed ? Op.PUSH : OP_REJECT) || (!wellFormed && frames[0]!.arg0 !== ErrorCode.ERR_INVALID_ARGUMENT)) {
+      t.fail(`seed ${seed}: name bytes [${topic.map((b) => b.toString(16)).join(' ')}] ${wellFormed ? 'refused' : 'accepted'}`);
+      return;
+    }
+    if (wellFormed) accepted++; else refused++;
+  }
+  t.ok(accepted > 100 && refused > 100, `both kinds were drawn (${accepted} accepted, ${refused} refused; seed ${seed})`);
+  for (const good of ['ü', '€', '𝄞', '\uFFFD', '\u{10FFFF}', 'a'.repeat(255)]) {
+    const bytes = [...Buffer.from(good)];
+    t.equal(decodeAll(local, rawFrame(Op.PUSH, 5, [...name('q'), bytes.length, ...bytes])).frames[0]!.op, Op.PUSH, `${JSON.stringify(good)} accepted`);
+  }
+});
 
 for (const [label, bad, code, op] of REJECT_CASES) {
   t.test(`${label}: rejected ${code}, the next frame still decodes`, async (t) => {

@@ -238,3 +238,34 @@ t.test('a connection over the connection limit is refused, logged and counted', 
   t.equal(sample(metrics, 'turbomq_connections'), 1);
   await first.ping();
 });
+
+t.test('parked pops are counted: /stats parkedPops and turbomq_parked_pops follow parking, wake-ups, timeouts and closed connections', async (t) => {
+  const engine = await startEngine(t, { threads: 2, http: HTTP });
+  const metrics = async () => sample((await get(`${engine.httpUrl}/metrics`)).body, 'turbomq_parked_pops');
+  const statsOf = async () => JSON.parse((await get(`${engine.httpUrl}/stats`)).body).parkedPops as number;
+  t.equal(await metrics(), 0);
+  t.equal(await statsOf(), 0);
+  const a = await connect(t, engine.url);
+  const b = await TurboClient.connect(engine.url);
+  const qa = a.getQueue('parked'), qb = b.getQueue('parked');
+  const woken = qa.pop('w', 10_000);
+  const short = qa.pop('short', 200);
+  const leased = qa.pop('l', { ack: true, timeoutMs: 10_000 });
+  const lost = qb.pop('b', 10_000).catch((err: { code?: string }) => err.code);
+  await a.ping(); // replies come in order: a's pops are parked by now
+  await b.ping();
+  t.equal(await metrics(), 4, 'four parked, over two connections');
+  t.equal(await statsOf(), 4);
+  t.equal((await engine.stats()).parkedPops, 4, 'engine.stats() too');
+  await qb.push('w', 'x');
+  t.equal((await within(woken, 5000))?.content, 'x');
+  t.equal(await within(short, 5000), null, 'the short one timed out');
+  t.equal(await metrics(), 2, 'a woken and a timed-out pop are no longer parked');
+  await b.close();
+  t.equal(await lost, 'ERR_CONNECTION_CLOSED');
+  await until('the closed connection released its pop', async () => (await metrics()) === 1);
+  await (await connect(t, engine.url)).getQueue('parked').push('l', 'y');
+  await (await within(leased, 5000))!.ack();
+  t.equal(await metrics(), 0);
+  t.equal(await statsOf(), 0);
+});
