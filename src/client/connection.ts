@@ -575,7 +575,12 @@ export class Connection {
   }
 
   #closedError(): TurboError {
-    return new TurboError('ERR_CONNECTION_CLOSED', this.#closeError ? `connection closed: ${this.#closeError.message}` : 'connection closed', { cause: this.#closeError });
+    const cause = this.#closeError;
+    // A broker that could not make its answers durable (a full or failing disk) closes the
+    // connection with ERR_STORAGE: the requests it held back carry that code, so a push
+    // fails with the reason, not as a mere disconnect (its outcome is unknown either way).
+    const code = cause instanceof TurboError && cause.code === 'ERR_STORAGE' ? 'ERR_STORAGE' : 'ERR_CONNECTION_CLOSED';
+    return new TurboError(code, cause ? `connection closed: ${cause.message}` : 'connection closed', { cause });
   }
 
   // ── replies ──────────────────────────────────────────────────────────────────────

@@ -114,6 +114,8 @@ export class CoreThread {
   /** The log this thread's journal goes to (a broker with a data directory), and the journal writer. */
   #log: ThreadLog | undefined;
   #journal = 0;
+  /** Records appended to the log directly (settings) since the journal was last moved. */
+  #directAppends = false;
   /** Reports a background log failure (a timer's changes could not be written; retried by the log). */
   onLogError: ((err: Error) => void) | undefined;
 
@@ -161,7 +163,10 @@ export class CoreThread {
   persist(): boolean {
     const log = this.#log;
     if (log === undefined) return true;
-    this.#moveJournal(log);
+    // Nothing journaled since the last call: the replies being sent acknowledge nothing the
+    // log holds (a plain LENGTH, a leased pop, a push to a durable: false queue), so they do
+    // not wait - not even for earlier records of other connections that cannot be written.
+    if (!this.#moveJournal(log)) return true;
     // Under 'always' the write and the fsync wait for the group commit (once per event-loop
     // turn for every connection of this thread), so nothing is written here.
     return log.fsync === 'always' ? log.settled : log.commitSync();
@@ -183,16 +188,28 @@ export class CoreThread {
     log.commit().catch((err: Error) => this.onLogError?.(err));
   }
 
-  #moveJournal(log: ThreadLog): void {
+  /** Appends a queue's settings to the log (for the reply that follows, as the core's journal). */
+  appendSettings(queue: Uint8Array, json: string): void {
+    if (this.#log === undefined) return;
+    this.#log.appendSettings(queue, json);
+    this.#directAppends = true;
+  }
+
+  /** Moves the journal to the log; true when anything was appended since the last move. */
+  #moveJournal(log: ThreadLog): boolean {
     const e = this.exports;
     const len = e.journalLength();
+    let moved = this.#directAppends;
+    this.#directAppends = false;
     if (len > 0) {
       log.appendJournal(this.core.view.bytes(e.journalData(), len));
       e.writerReset(this.#journal);
+      moved = true;
     }
     const lost = e.journalTakeLost();
     // Only when the Wasm memory is exhausted: the change was made but is not in the log.
     if (lost > 0) this.onLogError?.(new Error(`turbomq core: out of memory for the journal; ${lost} change(s) to durable queues are not in the log`));
+    return moved;
   }
 
   /** This thread holds a lease ending at `deadline` (ms since the epoch; 0 = none): expire it then. */

@@ -568,7 +568,7 @@ export class Session {
     const out = this.#thread.scratch;
     const len = e.queueSettingsInto(view.u32(d + D_QP), view.u32(d + D_QL), out);
     // Settings are kept across restarts for every queue, durable or not (the reply waits for the log).
-    if (mask !== 0 && this.#thread.log !== undefined) this.#thread.log.appendSettings(view.copy(view.u32(d + D_QP), view.u32(d + D_QL)), settingsJson(view, out));
+    if (mask !== 0 && this.#thread.log !== undefined) this.#thread.appendSettings(view.copy(view.u32(d + D_QP), view.u32(d + D_QL)), settingsJson(view, out));
     // Never configured: the reply says what holds (durable exactly when there is a data directory).
     if (view.u8(out + 33) === 2) view.write(out + 33, Uint8Array.of(this.#thread.log !== undefined ? 1 : 0));
     e.encodeSettings(this.#writer, req, out, len);
