@@ -9,7 +9,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 
 const readme = readFileSync(`${root}README.md`, 'utf8');
 
-for (const heading of ['## Use it', '## At-least-once delivery', '## Reconnecting']) t.test(`the README example under "${heading}" runs and prints what its comments say`, async (t) => {
+for (const heading of ['## Use it', '## At-least-once delivery', '## Durability', '## Reconnecting']) t.test(`the README example under "${heading}" runs and prints what its comments say`, async (t) => {
   const section = readme.slice(readme.indexOf(heading));
   const code = section.match(/```js\n([\s\S]*?)```/)![1]!;
   // Inside the package, `import ... from 'turbomq'` resolves to the package itself (build/js).

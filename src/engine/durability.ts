@@ -15,6 +15,7 @@ import { SettingsMask, QUEUE_DEFAULTS } from '../protocol.ts';
 import { TurboError } from '../errors.ts';
 import { lockDataDir, recover, openLog, startCompaction, type DataDirLock, type Compactor, type LogWriter, type Recovery } from '../storage/index.ts';
 import type { FsyncPolicy, Logger } from './options.ts';
+import { countersOf } from './metrics.ts';
 
 const textDecoder = new TextDecoder();
 const textEncoder = new TextEncoder();
@@ -186,7 +187,7 @@ export class DataDirectory {
     try {
       const recovery = await recover(lock.dir, { logger });
       const counts = restore(thread, recovery, logger);
-      log = await openLog(lock.dir, { fsync, threadIndex: 0, logger });
+      log = await openLog(lock.dir, { fsync, threadIndex: 0, logger, onFsync: (seconds) => countersOf(thread).observeFsyncSeconds(seconds) });
       thread.attachLog(log);
       thread.onLogError = (err) => logger.error({ err: { message: err.message } }, 'turbomq log: changes could not be written yet (retrying)');
       const compactor = startCompaction(lock, { logger });
@@ -215,7 +216,7 @@ export class DataDirectory {
 
 /** A worker's log (thread index = its slot + 1), attached to its core thread. */
 export async function openWorkerLog(dir: string, fsync: FsyncPolicy, threadIndex: number, thread: CoreThread, logger: Logger): Promise<LogWriter> {
-  const log = await openLog(dir, { fsync, threadIndex, logger });
+  const log = await openLog(dir, { fsync, threadIndex, logger, onFsync: (seconds) => countersOf(thread).observeFsyncSeconds(seconds) });
   thread.attachLog(log);
   return log;
 }

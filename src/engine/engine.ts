@@ -320,13 +320,12 @@ export class TurboEngine {
     if (data !== undefined) {
       // The directory is the broker's state: the next run() recovers from it, so the memory
       // goes with this run (its main thread journals what its detach ends, then the log closes).
-      if (this.#thread !== undefined) {
-        disposeCounters(this.#thread);
-        this.#thread.stop();
-      }
+      const thread = this.#thread;
       this.#thread = undefined;
       this.#memory = undefined;
-      await data.close();
+      thread?.stop();
+      await data.close(); // after it, no fsync reports to the thread's counters any more
+      if (thread !== undefined) disposeCounters(thread);
     }
     const http = this.#http;
     this.#http = undefined;

@@ -82,6 +82,8 @@ export interface LogOptions {
   maxSegmentAgeMs?: number;
   /** Tests only: file operations to use instead of node:fs. */
   fs?: Partial<LogFs>;
+  /** Called after each fdatasync of the log with how long it took (the broker's fsync histogram). */
+  onFsync?: (seconds: number) => void;
 }
 
 export interface LogStats {
@@ -146,6 +148,7 @@ export class LogWriter {
   readonly #idleRotateMs: number;
   readonly #minRotateBytes: number;
   readonly #maxSegmentAgeMs: number;
+  readonly #onFsync: ((seconds: number) => void) | undefined;
 
   // The current segment file.
   #fd = -1;
@@ -198,6 +201,7 @@ export class LogWriter {
     this.#idleRotateMs = options.idleRotateMs ?? 1000;
     this.#minRotateBytes = options.minRotateBytes ?? 1024 * 1024;
     this.#maxSegmentAgeMs = options.maxSegmentAgeMs ?? 30_000;
+    this.#onFsync = options.onFsync;
     this.#timer = setInterval(() => this.#tick(), TICK_MS);
     this.#timer.unref();
   }
@@ -522,9 +526,11 @@ export class LogWriter {
     const fd = this.#fd;
     this.#stats.syncs++;
     this.#lastSyncMs = Date.now();
+    const started = performance.now();
     this.#syncInFlight = new Promise<void>((resolve) => {
       this.#fs.fdatasync(fd, (err) => {
         this.#syncInFlight = undefined;
+        if (!err) this.#onFsync?.((performance.now() - started) / 1000);
         for (const retired of this.#retiredFds) this.#closeFd(retired);
         this.#retiredFds = [];
         if (err) {
