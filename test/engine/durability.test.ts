@@ -261,3 +261,24 @@ t.test('disk use follows live data: a drained queue gives its space back within 
   }
   t.ok(now < full / 2, `${(now / 1048576).toFixed(1)} MiB left ${Date.now() - drainedAt} ms after the queue was drained (under half)`);
 });
+
+t.test('a worker that dies is replaced with its log (same thread index) and the data directory stays whole', async (t) => {
+  const dir = tempDir(t);
+  const logs: { msg: string }[] = [];
+  const logger = { info: (o: object | string, m?: string) => logs.push({ msg: m ?? String(o) }), warn() {}, error: (o: object | string, m?: string) => logs.push({ msg: m ?? String(o) }), debug() {} };
+  let b = await broker(t, dir, { logger });
+  await b.q('w').pushMany('t', ['1', '2', '3']);
+  const crash = (b.engine as unknown as Record<symbol, (i: number) => Promise<number>>)[Symbol.for('turbomq.crashWorkerForTest')]!;
+  await crash.call(b.engine, 0);
+  await within((async () => { while (!logs.some((l) => l.msg === 'worker replaced')) await delay(20); })(), 30_000, 'the replacement');
+  t.notOk(logs.some((l) => l.msg === 'replacement worker could not start; retrying'), 'the replacement opened its log at once');
+  // Connections to both workers (the old client may have been on the dead one).
+  for (let i = 0; i < 6; i++) {
+    const c = await TurboClient.connect(b.engine.url);
+    await c.getQueue('w').push('t', `after-${i}`);
+    await c.close();
+  }
+  await b.stop();
+  b = await broker(t, dir);
+  t.same((await drain(b.q('w'), 't')).map((m) => m.content), ['1', '2', '3', 'after-0', 'after-1', 'after-2', 'after-3', 'after-4', 'after-5']);
+});
