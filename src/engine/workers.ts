@@ -48,6 +48,8 @@ const KEPT_FLAGS = new Set([
   '--experimental-detect-module', '--no-experimental-detect-module',
   '--no-warnings', '--disable-warning', '--no-deprecation', '--throw-deprecation', '--trace-deprecation',
   '--pending-deprecation', '--trace-warnings', '--unhandled-rejections',
+  // Profiling: `node --cpu-prof` profiles every worker too (one .cpuprofile per thread).
+  '--cpu-prof', '--cpu-prof-dir', '--cpu-prof-interval',
 ]);
 
 /**
