@@ -225,6 +225,23 @@ export function queueAlloc(size: usize): usize {
   return ptr;
 }
 
+/**
+ * Counts `bytes` that live outside this memory (a parked pop's JS side) against the message
+ * storage limit: false, counting nothing, when they do not fit. Give them back with
+ * queueUnreserve.
+ */
+export function queueReserve(bytes: i64): bool {
+  let limit = atomic.load<i64>(H_QUEUE_LIMIT);
+  let after = atomic.add<i64>(H_QUEUE_BYTES, bytes) + bytes;
+  if (limit == 0 || after <= limit) return true;
+  atomic.sub<i64>(H_QUEUE_BYTES, bytes);
+  return false;
+}
+
+export function queueUnreserve(bytes: i64): void {
+  atomic.sub<i64>(H_QUEUE_BYTES, bytes);
+}
+
 /** Frees a block from queueAlloc. */
 export function queueFree(ptr: usize): void {
   if (ptr == 0) return;

@@ -28,7 +28,7 @@ import { encodeRecordsBegin, encodeRecordsEnd, writerTruncate, encodeSettledBegi
 import { FLAG_LEASED } from "./record";
 import { E_NO_MEMORY } from "./status";
 
-export { alloc, free, allocSize, bytesInUse, blocksInUse, bytesReserved, setQueueLimit, queueBytes } from "./alloc";
+export { alloc, free, allocSize, bytesInUse, blocksInUse, bytesReserved, setQueueLimit, queueBytes, queueReserve, queueUnreserve } from "./alloc";
 
 // @ts-ignore: decorator
 @inline const INIT_FRESH: i32 = 0;

@@ -448,7 +448,9 @@ export class Session {
     if (owner < 0) return this.#error(req, ErrorCode.ERR_NO_MEMORY);
     const park = timeoutMs !== 0;
     if (park && this.#pops.size >= this.#limits.maxParkedPops) return this.#error(req, ErrorCode.ERR_LIMIT, 'too many parked pops on this connection');
-    if (park && !this.#limits.parkedPops.take()) return this.#error(req, ErrorCode.ERR_LIMIT, `too many parked pops on this worker thread (maxParkedPopsPerThread ${this.#limits.parkedPops.max})`);
+    const room = park ? this.#limits.parkedPops.take() : 'ok';
+    if (room === 'limit') return this.#error(req, ErrorCode.ERR_LIMIT, `too many parked pops on this worker thread (maxParkedPopsPerThread ${this.#limits.parkedPops.max})`);
+    if (room === 'memory') return this.#error(req, ErrorCode.ERR_NO_MEMORY, 'broker memory full (maxMemoryMiB): no room to park this pop');
     const token = park ? this.#thread.newToken() : 0;
     const now = Date.now();
     const n = e.opPop(this.#writer, Op.MESSAGES, req, view.u32(d + D_QP), view.u32(d + D_QL), view.u32(d + D_TP), view.u32(d + D_TL), max, this.#limits.maxFrameBytes, 0, token, owner, leaseMs, now);

@@ -131,7 +131,7 @@ const limits = {
   maxSubscriptions: options.maxSubscriptions,
   maxParkedPops: options.maxParkedPops,
   maxOutputBytes: options.maxOutputBytes,
-  parkedPops: new ParkedPopBudget(options.maxParkedPopsPerThread, counters),
+  parkedPops: new ParkedPopBudget(options.maxParkedPopsPerThread, counters, thread.exports),
 };
 
 function operatorFor(remoteAddress: string): OperatorHandler {

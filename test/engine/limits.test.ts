@@ -10,7 +10,7 @@ import { ErrorCode, Op, TIMEOUT_INFINITE } from '../../src/protocol.ts';
 import { rawFrame } from '../support/raw.ts';
 import { connect, delay, startEngine, within } from '../helpers.ts';
 import { frame, hello, ping, push, rawConnect } from '../support/raw-socket.ts';
-import type { EngineOptions, TurboEngine } from '../../src/index.ts';
+import type { EngineOptions, TurboEngine, TurboError } from '../../src/index.ts';
 
 const MESSAGE_BYTES = 16 * 1024;
 const MESSAGES = 4000; // 64 MiB
@@ -242,4 +242,40 @@ t.test('parked pops are bounded per worker thread over all its connections, and 
   t.match(await b.next(), { op: Op.PONG, requestId: 9 }, 'two more parked: 3 in all again');
   parkOn(b, 10);
   t.match(await b.next(), { op: Op.ERROR, requestId: 10, code: ErrorCode.ERR_LIMIT });
+});
+
+t.test('parked pops count against maxMemoryMiB: a full broker refuses to park one with ERR_NO_MEMORY, and takes them again once there is room', async (t) => {
+  const engine = await startEngine(t, { threads: 1, maxMemoryMiB: 2 });
+  const client = await connect(t, engine.url);
+  const q = client.getQueue('mem');
+  const big = new Uint8Array(64 * 1024);
+  let stored = 0;
+  for (;;) {
+    try {
+      await q.push('full', big);
+      stored++;
+    } catch (err) {
+      t.equal((err as TurboError).code, 'ERR_NO_MEMORY');
+      break;
+    }
+  }
+  // What is left (under one 64 KiB message) takes some parked pops, then none.
+  const parkedPops: Promise<unknown>[] = [];
+  let refused: TurboError | undefined;
+  for (let i = 0; i < 1000 && refused === undefined; i++) {
+    const p = q.pop(`empty-${i}`, 10_000).catch((err: TurboError) => { refused = err; });
+    parkedPops.push(p);
+    await Promise.race([p, delay(5)]);
+  }
+  t.equal(refused?.code, 'ERR_NO_MEMORY', `no room to park after ${parkedPops.length - 1} parked pops`);
+  t.ok(parkedPops.length > 1 && parkedPops.length <= 130, 'each took about 512 B of the last 64 KiB');
+  t.equal(await q.pop('empty', 0), null, 'a pop that does not park is answered as before');
+  await q.popMany('full', 4, 0);
+  const parked = q.pop('empty', 5000);
+  for (let i = 0; i < parkedPops.length - 1; i++) await q.push(`empty-${i}`, 'done');
+  await Promise.all(parkedPops);
+  await delay(50);
+  await q.push('empty', 'wake');
+  t.equal((await parked)?.content, 'wake', 'with room again a pop parks');
+  t.ok(stored > 10);
 });
