@@ -258,6 +258,7 @@ export class TurboEngine {
       urls: this.urls,
       messageLimitBytes: this.#options.maxMemoryMiB * 1024 * 1024,
       workerRestarts: this.#workerRestarts + (this.#pool?.restarts ?? 0),
+      storage: this.#data?.stats(),
     };
   }
 

@@ -77,6 +77,16 @@ export interface EngineStats {
   largestTopics: TopicSummary[];
   /** Workers started to replace ones that died. */
   workerRestarts: number;
+  /** With a data directory: where, the fsync policy, what the last start recovered, fsyncs so far. */
+  storage?: StorageStats;
+}
+
+export interface StorageStats {
+  dir: string;
+  fsync: string;
+  recovered: { ready: number; delayed: number; ms: number };
+  fsyncs: number;
+  fsyncSeconds: number;
 }
 
 /** What stats are built from (the engine fills it in). */
@@ -91,6 +101,7 @@ export interface StatsSource {
   urls: string[];
   messageLimitBytes: number;
   workerRestarts: number;
+  storage?: Omit<StorageStats, 'fsyncs' | 'fsyncSeconds'>;
 }
 
 /** Counters summed over every live thread and the retired ones; per worker on the side. */
@@ -191,5 +202,6 @@ export function collectStats(source: StatsSource): EngineStats {
     messages: { pushed: total.pushed, popped: total.popped, ...coreMessageStats(core) },
     largestTopics: core ? largestTopics(core) : [],
     workerRestarts: source.workerRestarts,
+    ...(source.storage === undefined ? {} : { storage: { ...source.storage, fsyncs: total.fsyncCount, fsyncSeconds: total.fsyncSumSeconds } }),
   };
 }

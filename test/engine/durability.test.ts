@@ -107,7 +107,7 @@ for (const fsync of ['always', 'everysec', 'no'] as const) {
     await sub.close();
     await b.stop();
 
-    b = await broker(t, dir, { fsync });
+    b = await broker(t, dir, { fsync, http: 'http://127.0.0.1:0' });
     const left = await drain(b.q('jobs'), 't');
     t.same(left.map((m) => m.content), ['m1', 'm4', 'm5', 'm6', 'm7', 'm8', 'm9', 'a', 'b', 'c'], 'consumed and acked messages are gone, the rest in order (the unacked lease is ready again)');
     t.equal(left[0]!.id, leased!.id, 'same ids');
@@ -132,6 +132,13 @@ for (const fsync of ['always', 'everysec', 'no'] as const) {
     await b.q('jobs').push('t', 'after');
     const after = await b.q('jobs').pop('t');
     t.ok(BigInt(after!.id) > BigInt(ids.get('c')!), 'new ids continue above the recovered ones');
+    const stats = await b.engine.stats();
+    t.match(stats.storage, { dir: fs.realpathSync(dir), fsync, recovered: { ready: 10 + 1 + 3 + 1 + 2, delayed: 1 } }, 'stats: the data directory and what the start recovered');
+    if (fsync === 'always') {
+      t.ok(stats.storage!.fsyncs > 0, `fsyncs are counted (${stats.storage!.fsyncs}, ${(stats.storage!.fsyncSeconds * 1000).toFixed(1)} ms in all)`);
+      const metrics = await (await fetch(`${b.engine.httpUrl}/metrics`)).text();
+      t.match(metrics, /turbomq_fsync_seconds_count [1-9]/, 'and in /metrics as a histogram');
+    }
   });
 }
 
