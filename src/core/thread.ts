@@ -163,10 +163,14 @@ export class CoreThread {
   persist(): boolean {
     const log = this.#log;
     if (log === undefined) return true;
-    // Nothing journaled since the last call: the replies being sent acknowledge nothing the
-    // log holds (a plain LENGTH, a leased pop, a push to a durable: false queue), so they do
-    // not wait - not even for earlier records of other connections that cannot be written.
-    if (!this.#moveJournal(log)) return true;
+    if (!this.#moveJournal(log)) {
+      // Nothing journaled since the last move. That does not prove these replies acknowledge
+      // nothing: another connection's flush may have moved their records along (a delivery
+      // made in the same mailbox drain), so they wait until the log is settled. Only while the
+      // log cannot write at all do they go out at once, so that durable: false queues (and
+      // LENGTH, PING, ...) keep working on a full disk.
+      return log.settled || !log.writable;
+    }
     // Under 'always' the write and the fsync wait for the group commit (once per event-loop
     // turn for every connection of this thread), so nothing is written here.
     return log.fsync === 'always' ? log.settled : log.commitSync();
