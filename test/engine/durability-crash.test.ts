@@ -103,8 +103,9 @@ async function crashLoop(t: Tap.Test, fsync: string): Promise<void> {
   const consumers = TOPICS.map((topic, i) => startClient(['consumer', `c${i}`, url, topic]));
   let kills = 0;
   for (; kills < KILLS; kills++) {
-    // A random moment: anywhere from right after the start to well into the load.
-    await new Promise((r) => setTimeout(r, 50 + Math.random() * 400));
+    // A random moment: from right after the start to well into the load - past the first
+    // compaction pass (a second after recovery) in about half the runs.
+    await new Promise((r) => setTimeout(r, 50 + Math.random() * 900));
     await kill(broker);
     broker = await startBroker(dir, fsync, port);
   }
