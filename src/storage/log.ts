@@ -106,6 +106,8 @@ type Ids = BigUint64Array | Float64Array | readonly bigint[] | readonly number[]
 
 interface Group {
   end: number;
+  /** commit() calls it answers (connections that flushed in its turn, roughly). */
+  calls: number;
   promise: Promise<void>;
   resolve: () => void;
   reject: (err: Error) => void;
@@ -321,9 +323,10 @@ export class LogWriter {
     if (this.#isSafe(this.#appended)) return RESOLVED;
     if (this.#openGroup === undefined) {
       const { promise, resolve, reject } = Promise.withResolvers<void>();
-      this.#openGroup = { end: 0, promise, resolve, reject };
+      this.#openGroup = { end: 0, calls: 0, promise, resolve, reject };
       this.#scheduleFlush();
     }
+    this.#openGroup.calls++;
     return this.#openGroup.promise;
   }
 
@@ -423,7 +426,7 @@ export class LogWriter {
         this.#syncWaiters.push(group);
       }
     }
-    if (this.fsync === 'always' && this.#syncWaiters.length > 0) this.#startSync();
+    if (this.fsync === 'always' && this.#syncWaiters.length > 0) this.#startSync(group !== undefined && group.calls <= 1 && this.#syncWaiters.length === 1);
   }
 
   /** One write(2) of everything staged (continuing a partial one). False on error. */
@@ -517,7 +520,15 @@ export class LogWriter {
   }
 
   /** One fdatasync in flight at a time; it covers every byte written before it starts. */
-  #startSync(): void {
+  /**
+   * Starts the fdatasync of what is written. `inline`: a group of one commit with nobody
+   * else waiting - one connection at a time, where the hop to the thread pool and back
+   * costs a third of the latency (an awaited 16 B push: 550-580 us inline, 740-800 us
+   * through the pool, with a 0.5 ms fsync) - runs it on this thread, as Redis does. With
+   * more connections the fsync runs in the pool, so the loop reads and writes the next
+   * group meanwhile (16 producers: 9.3 k/s through the pool, 7.7 k/s inline).
+   */
+  #startSync(inline = false): void {
     if (this.#syncInFlight || this.#fd < 0 || this.#written <= this.#synced) {
       this.#settleSyncWaiters();
       return;
@@ -527,6 +538,23 @@ export class LogWriter {
     this.#stats.syncs++;
     this.#lastSyncMs = Date.now();
     const started = performance.now();
+    if (inline) {
+      // On this thread, like Redis's `appendfsync always` in beforeSleep: no hop to the
+      // thread pool and back per group commit.
+      let err: NodeJS.ErrnoException | null = null;
+      try {
+        this.#fs.fdatasyncSync(fd);
+      } catch (e) {
+        err = e as NodeJS.ErrnoException;
+      }
+      for (const retired of this.#retiredFds) this.#closeFd(retired);
+      this.#retiredFds = [];
+      if (!err) this.#onFsync?.((performance.now() - started) / 1000);
+      if (err) this.#failSync(err);
+      else if (target > this.#synced) this.#synced = target;
+      this.#settleSyncWaiters();
+      return;
+    }
     this.#syncInFlight = new Promise<void>((resolve) => {
       this.#fs.fdatasync(fd, (err) => {
         this.#syncInFlight = undefined;

@@ -225,6 +225,11 @@ function fullDisk(): { fs: Partial<LogFs>; full: boolean; failSync: boolean } {
         if (state.failSync) { setImmediate(() => cb(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }))); return; }
         fs.fdatasync(fd, cb);
       },
+      // (A lone committer's group commit fdatasyncs on its own thread: log.ts #startSync.)
+      fdatasyncSync(fd: number): void {
+        if (state.failSync) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+        fs.fdatasyncSync(fd);
+      },
     } satisfies Partial<LogFs>,
   };
   const partial = new Set<number>();
