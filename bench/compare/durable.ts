@@ -4,7 +4,9 @@
 // in memory (no data directory) as the baseline; then recovery time of the real broker.
 //
 // Run it alone with `npm run bench:compare -- --only durable` (or `node bench/compare/durable.ts`);
-// `npm run bench:compare` runs it after its other sections (SECTIONS=...,durable).
+// `npm run bench:compare` runs it after its other sections (SECTIONS=...,durable). An unfiltered
+// run (REPEAT >= 3, no DURABLE_SYSTEMS / DURABLE_WORKLOADS / RECOVERY_MESSAGES) writes the section
+// between the durable markers in docs/benchmarks.md (WRITE_DOCS=0 to skip).
 //
 // Throughput: producers only (nothing consumes), 16 B messages, each producer its own
 // connection, all in this process on one thread (like bench/compare's default CLIENT_THREADS=1):
@@ -300,17 +302,24 @@ export async function runDurable(log: (line: string) => void = console.log): Pro
 
   // ── recovery ────────────────────────────────────────────────────────────────────────
   const recoveryRows: string[][] = [];
-  if (fs.existsSync(`${root}build/js/cli/main.js`) && (wanted === undefined || wanted.some((k) => k.startsWith('turbomq')))) {
+  let emptyStartMs: number | undefined;
+  if (RECOVERY_MESSAGES.length > 0 && fs.existsSync(`${root}build/js/cli/main.js`) && (wanted === undefined || wanted.some((k) => k.startsWith('turbomq')))) {
+    try {
+      emptyStartMs = await emptyStart();
+      log(`engine.run() on an empty data directory: ${(emptyStartMs / 1000).toFixed(2)} s (median of ${RECOVERY_REPEAT})`);
+    } catch (err) {
+      log(`  empty start: failed: ${(err as Error).message.split('\n')[0]}`);
+    }
     for (const n of RECOVERY_MESSAGES) {
       try {
-        recoveryRows.push(await recovery(n, log));
+        recoveryRows.push(await recovery(n, log, emptyStartMs));
       } catch (err) {
         log(`  recovery of ${n}: failed: ${(err as Error).message.split('\n')[0]}`);
         recoveryRows.push([n.toLocaleString('en-US'), `failed: ${(err as Error).message.split('\n')[0]}`, '', '', '', '']);
       }
     }
   }
-  const recoveryTable = table(['messages', 'pushed (fsync no, batch 64, 4P)', 'log on disk', 'engine.run() until ready', 'replayed', 'memory (RSS after)'], recoveryRows);
+  const recoveryTable = table(['messages', 'pushed (fsync no, batch 64, 4P)', 'log on disk', 'engine.run() until ready', 'replayed (messages / run() time)', 'run() time less an empty start', 'replayed, net of the empty start', 'RSS of this process after'], recoveryRows);
 
   const minutes = (performance.now() - started) / 60_000;
   const fsType = fileSystemLine();
@@ -326,12 +335,14 @@ export async function runDurable(log: (line: string) => void = console.log): Pro
     '',
     ratioTable,
     '',
-    `Push-to-ack latency of a single awaited push (1 producer, one at a time; the "1P single, awaited" runs), median over ${REPEAT} runs of each run's percentile (< 1 vs Redis: turbomq faster):`,
-    '',
-    latencyTable,
-    '',
+    ...(lat.size > 0 ? [
+      `Push-to-ack latency of a single awaited push (1 producer, one at a time; the "1P single, awaited" runs), median over ${REPEAT} runs of each run's percentile (< 1 vs Redis: turbomq faster):`,
+      '',
+      latencyTable,
+      '',
+    ] : []),
     ...(recoveryRows.length > 0 ? [
-      `Recovery through the real broker: 16 B messages pushed to \`turbomq serve --data-dir D --fsync no\`, the broker stopped, then \`new TurboEngine(url, { dataDir: D }).run()\` timed until it resolves (recovery done, ${THREADS} workers listening), median of ${RECOVERY_REPEAT} restarts; the log files are in the page cache:`,
+      `Recovery through the real broker: 16 B messages pushed to \`turbomq serve --data-dir D --fsync no\`, the broker stopped, then \`new TurboEngine(url, { dataDir: D }).run()\` timed until it resolves (recovery done, ${THREADS} workers listening), median of ${RECOVERY_REPEAT} restarts; the log files are in the page cache. An empty data directory's run() took ${emptyStartMs === undefined ? '–' : `${(emptyStartMs / 1000).toFixed(2)} s`} (starting the workers), subtracted in the last columns:`,
       '',
       recoveryTable,
       '',
@@ -342,7 +353,41 @@ export async function runDurable(log: (line: string) => void = console.log): Pro
 }
 
 /** Pushes `n` messages durably (fsync no, batched), stops the broker, times engine.run() on the directory. */
-async function recovery(n: number, log: (line: string) => void): Promise<string[]> {
+async function timedRun(dir: string, maxMemoryMiB: number): Promise<{ ms: number; engine: TurboEngine }> {
+  const engine = new TurboEngine('tcp://127.0.0.1:0', { dataDir: dir, fsync: 'no', threads: THREADS, maxMemoryMiB, maxConnections: 4096, logger: quietLogger });
+  const t1 = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      engine.run(),
+      new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`engine.run() not ready within ${RECOVERY_TIMEOUT_MS / 1000} s`)), RECOVERY_TIMEOUT_MS); }),
+    ]);
+  } catch (err) {
+    await engine.destroy();
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+  return { ms: performance.now() - t1, engine };
+}
+
+/** engine.run() on an empty data directory: the fixed cost of a start (workers, Wasm). */
+async function emptyStart(): Promise<number> {
+  const times: number[] = [];
+  for (let r = 0; r < RECOVERY_REPEAT; r++) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'turbomq-bench-empty-'));
+    try {
+      const { ms, engine } = await timedRun(dir, 256);
+      times.push(ms);
+      await engine.destroy();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  return median(times);
+}
+
+async function recovery(n: number, log: (line: string) => void, emptyStartMs: number | undefined): Promise<string[]> {
   // ~40 B of memory per stored 16 B message, plus room.
   const maxMemoryMiB = Math.min(4096, Math.max(256, Math.ceil(n * 64 / 2 ** 20)));
   const server = await startTurbomq(THREADS, { dataDir: true, extraArgs: ['--fsync', 'no', '--max-memory-mib', String(maxMemoryMiB), ...MAX_CONNECTIONS] });
@@ -372,28 +417,21 @@ async function recovery(n: number, log: (line: string) => void): Promise<string[
     const times: number[] = [];
     let rss = 0;
     for (let r = 0; r < RECOVERY_REPEAT; r++) {
-      const engine = new TurboEngine('tcp://127.0.0.1:0', { dataDir: dir, fsync: 'no', threads: THREADS, maxMemoryMiB, maxConnections: 4096, logger: quietLogger });
-      const t1 = performance.now();
-      let timer: NodeJS.Timeout | undefined;
+      const { ms, engine } = await timedRun(dir, maxMemoryMiB);
       try {
-        await Promise.race([
-          engine.run(),
-          new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`engine.run() not ready within ${RECOVERY_TIMEOUT_MS / 1000} s`)), RECOVERY_TIMEOUT_MS); }),
-        ]);
-        const ms = performance.now() - t1;
-        clearTimeout(timer);
         const length = await engine.getQueue('bench').length('t');
         if (length !== n) throw new Error(`recovered ${length} messages, expected ${n}`);
         times.push(ms);
         rss = Math.max(rss, process.memoryUsage.rss());
         log(`  restart ${r + 1}: ready in ${(ms / 1000).toFixed(2)} s (${formatRate(n * 1000 / ms)}msg/s), ${length.toLocaleString('en-US')} messages, rss ${(process.memoryUsage.rss() / 2 ** 20).toFixed(0)} MiB`);
       } finally {
-        clearTimeout(timer);
         await engine.destroy();
       }
     }
     const ms = median(times);
-    return [n.toLocaleString('en-US'), `${(pushMs / 1000).toFixed(1)} s (${fmtRate(n * 1000 / pushMs)}/s)`, `${(bytes / 2 ** 20).toFixed(0)} MiB`, `${(ms / 1000).toFixed(2)} s`, `${(n / 1000 / ms).toFixed(2)} M msgs/s`, `${(rss / 2 ** 20).toFixed(0)} MiB`];
+    const net = emptyStartMs === undefined ? undefined : ms - emptyStartMs;
+    return [n.toLocaleString('en-US'), `${(pushMs / 1000).toFixed(1)} s (${fmtRate(n * 1000 / pushMs)}/s)`, `${(bytes / 2 ** 20).toFixed(0)} MiB`, `${(ms / 1000).toFixed(2)} s`, `${(n / 1000 / ms).toFixed(2)} M msgs/s`,
+      net === undefined ? '–' : `${(net / 1000).toFixed(2)} s`, net === undefined || !(net > 0) ? '–' : `${(n / 1000 / net).toFixed(2)} M msgs/s`, `${(rss / 2 ** 20).toFixed(0)} MiB`];
   } finally {
     if (!keep) await server.stop();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -432,11 +470,35 @@ function fileSystemLine(): string {
   }
 }
 
+/** Whether a filter (systems, workloads, fewer repetitions) makes this run unfit for the docs. */
+export function durableFiltered(): boolean {
+  return env.DURABLE_SYSTEMS !== undefined || FILTER !== undefined || REPEAT < 3 || env.RECOVERY_MESSAGES !== undefined;
+}
+
+/** Writes the run into docs/benchmarks.md between the durable markers (a new section at the end the first time). */
+export function writeDurableDocs(res: DurableResult): void {
+  const date = new Date().toISOString().slice(0, 10);
+  const section = [
+    '<!-- durable:begin (written by npm run bench:compare -- --only durable; edit the text around it, not inside) -->',
+    `Run on ${date}.`,
+    '',
+    res.markdown,
+    '<!-- durable:end -->',
+  ].join('\n');
+  const docPath = `${root}docs/benchmarks.md`;
+  let doc = fs.existsSync(docPath) ? fs.readFileSync(docPath, 'utf8') : '# Benchmarks\n';
+  const re = /<!-- durable:begin[^]*?<!-- durable:end -->/;
+  doc = re.test(doc) ? doc.replace(re, () => section) : `${doc.trimEnd()}\n\n## Durable queues\n\n${section}\n`;
+  fs.writeFileSync(docPath, doc);
+  console.log('wrote docs/benchmarks.md (durable section)');
+}
+
 // ── run alone ──────────────────────────────────────────────────────────────────────────
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
   const res = await runDurable();
   console.log(`\n${res.markdown}`);
+  if (env.WRITE_DOCS !== '0' && !durableFiltered()) writeDurableDocs(res);
   process.exit(0);
 }
