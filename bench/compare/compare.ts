@@ -248,7 +248,7 @@ for (const clientThreads of CLIENT_THREADS) {
 
 console.log(`turbomq broker comparison: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'cpu'}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
 console.log(versions.join('; '));
-console.log(`sections ${SECTIONS.join(', ')}; ${REPEAT} repetitions; single: ${SINGLE_MESSAGES} messages per run, batched: ${BATCH_MESSAGES}; client threads ${CLIENT_THREADS.join(', ')}\n`);
+console.log(`sections ${SECTIONS.join(', ')}; ${REPEAT} repetitions${SHARED_BROKERS ? `; single: ${SINGLE_MESSAGES} messages per run, batched: ${BATCH_MESSAGES}; client threads ${CLIENT_THREADS.join(', ')}` : ''}\n`);
 
 const figures: Figure[] = [];
 if (SECTIONS.includes('matrix')) {

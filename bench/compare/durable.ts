@@ -41,6 +41,8 @@ import { Redis } from 'ioredis';
 import { connect as natsConnect, RetentionPolicy, StorageType, type NatsConnection, type JetStreamClient } from 'nats';
 import { TurboClient, TurboEngine } from '../../src/index.ts';
 import { median, formatRate, formatMs } from '../../src/cli/loadgen.ts';
+import { cpuMs, processTree, procAvailable } from '../lib/proc.ts';
+import { fsyncFloor, type FloorResult } from './fsync-floor.ts';
 import { startTurbomq, startRedisAof, startNats, buildIsStale, INSTALL_HINT, which, type Server } from './servers.ts';
 
 const env = process.env;
@@ -57,7 +59,7 @@ const CPU_PROF = env.CPU_PROF;
 const SIZE = 16;
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
-interface SystemSpec {
+export interface SystemSpec {
   key: string;
   label: string;
   start(): Promise<Server | undefined>;
@@ -146,7 +148,7 @@ export const DURABLE_SYSTEMS: SystemSpec[] = [
   turbomq('turbomq-memory', 'turbomq memory', undefined),
 ];
 
-interface WorkloadSpec { name: string; producers: number; inFlight: number; batch: number }
+export interface WorkloadSpec { name: string; producers: number; inFlight: number; batch: number }
 export const DURABLE_WORKLOADS: WorkloadSpec[] = [];
 for (const [batch, inFlight] of [[1, 1], [1, 16], [64, 1]] as const) {
   for (const producers of [1, 4]) {
@@ -155,14 +157,24 @@ for (const [batch, inFlight] of [[1, 1], [1, 16], [64, 1]] as const) {
   }
 }
 
-interface RunResult { rate: number; latencies?: Float64Array }
+interface RunResult {
+  rate: number;
+  latencies?: Float64Array;
+  /** Broker CPU (user + system, every thread and child process) per acknowledged message, µs, over the timed part. */
+  cpuUsPerMsg?: number;
+}
+
+function brokerCpuMs(server: Server): number | undefined {
+  if (server.pid === undefined || !procAvailable) return undefined;
+  return cpuMs(processTree(server.pid));
+}
 
 /**
  * `producers` connections, each keeping `inFlight` sends of `batch` messages outstanding, for
  * WARMUP_MS (not counted) then DURATION_MS; acknowledged messages/s over the timed part. With
  * one producer and one send in flight, also each timed send's latency (ms).
  */
-async function pushLoad(system: SystemSpec, server: Server, w: WorkloadSpec, run: number): Promise<RunResult> {
+export async function pushLoad(system: SystemSpec, server: Server, w: WorkloadSpec, run: number): Promise<RunResult> {
   const pushers = await Promise.all(Array.from({ length: w.producers }, () => system.pusher(server, run)));
   const items = Array.from({ length: w.batch }, (_, i) => { const b = Buffer.alloc(SIZE); b.writeUInt32LE(i, 0); return b; });
   const recordLatency = w.producers === 1 && w.inFlight === 1 && w.batch === 1;
@@ -187,14 +199,20 @@ async function pushLoad(system: SystemSpec, server: Server, w: WorkloadSpec, run
   const loops = pushers.flatMap((p) => Array.from({ length: w.inFlight }, () => loop(p)));
   await new Promise((r) => setTimeout(r, WARMUP_MS));
   phase = 'timed';
+  const cpu0 = brokerCpuMs(server);
   const t0 = performance.now();
   await new Promise((r) => setTimeout(r, DURATION_MS));
   const ms = performance.now() - t0;
   const counted = acked;
+  const cpu1 = brokerCpuMs(server);
   phase = 'stop';
   await Promise.all(loops);
   await Promise.all(pushers.map((p) => p.close()));
-  return { rate: counted * 1000 / ms, latencies: recordLatency ? lat.subarray(0, nLat) : undefined };
+  return {
+    rate: counted * 1000 / ms,
+    latencies: recordLatency ? lat.subarray(0, nLat) : undefined,
+    cpuUsPerMsg: cpu0 === undefined || cpu1 === undefined || counted === 0 ? undefined : (cpu1 - cpu0) * 1000 / counted,
+  };
 }
 
 function percentile(sorted: Float64Array, q: number): number {
@@ -206,6 +224,7 @@ function percentile(sorted: Float64Array, q: number): number {
 
 const fmtRatio = (a: number | undefined, b: number | undefined) => a === undefined || b === undefined || !(b > 0) || !Number.isFinite(a) ? '–' : `${(a / b).toFixed(2)}×`;
 const fmtRate = (n: number | undefined) => n === undefined || !Number.isFinite(n) ? '–' : formatRate(n).trim();
+const fmtUs = (us: number | undefined) => us === undefined || !Number.isFinite(us) ? '–' : us < 10 ? `${us.toFixed(2)} µs` : us < 100 ? `${us.toFixed(1)} µs` : `${us.toFixed(0)} µs`;
 const fmtLat = (ms: number | undefined) => ms === undefined || !Number.isFinite(ms) ? '–' : formatMs(ms);
 
 function table(head: string[], rows: string[][]): string {
@@ -244,13 +263,24 @@ export async function runDurable(log: (line: string) => void = console.log): Pro
   for (const s of skipped) log(s);
   log(`${REPEAT} repetitions, ${WARMUP_MS / 1000} s warm-up + ${DURATION_MS / 1000} s timed per run, a fresh broker and data directory per run, 16 B messages\n`);
   const loadAtStart = os.loadavg();
+  // The disk's own floor for `always`, in this run (the disk is shared: it moves with others' I/O).
+  let floor: FloorResult[] = [];
+  try {
+    floor = await fsyncFloor(500, 3);
+    log(`disk floor: ${floor.map((f) => `${f.name} ${f.opsPerS.toFixed(0)} write+fdatasync/s (p50 ${fmtLat(f.p50)})`).join(', ')}`);
+  } catch (err) {
+    log(`  disk floor: failed: ${(err as Error).message}`);
+  }
 
   const rates = new Map<string, Map<string, number[]>>(); // workload → system → rates
+  const cpus = new Map<string, Map<string, number[]>>(); // workload → system → broker µs per message
   const lat = new Map<string, { p50: number[]; p99: number[]; n: number[] }>();
   let run = 0;
   for (const w of workloads) {
     const perSystem = new Map<string, number[]>(systems.map((s) => [s.key, []]));
     rates.set(w.name, perSystem);
+    const cpuPerSystem = new Map<string, number[]>(systems.map((s) => [s.key, []]));
+    cpus.set(w.name, cpuPerSystem);
     for (let r = 0; r < REPEAT; r++) {
       for (const s of systems) {
         let server: Server | undefined;
@@ -259,6 +289,7 @@ export async function runDurable(log: (line: string) => void = console.log): Pro
           if (server === undefined) throw new Error(s.hint);
           const res = await pushLoad(s, server, w, ++run);
           perSystem.get(s.key)!.push(res.rate);
+          if (res.cpuUsPerMsg !== undefined) cpuPerSystem.get(s.key)!.push(res.cpuUsPerMsg);
           if (res.latencies !== undefined) {
             const sorted = res.latencies.slice().sort();
             const l = lat.get(s.key) ?? { p50: [], p99: [], n: [] };
@@ -283,6 +314,11 @@ export async function runDurable(log: (line: string) => void = console.log): Pro
   const throughput = table(
     ['workload', ...systems.map((s) => s.label)],
     workloads.map((w) => [w.name, ...systems.map((s) => fmtRate(med(w.name, s.key)))]),
+  );
+  const cpuMed = (w: string, k: string) => { const xs = cpus.get(w)?.get(k) ?? []; return xs.length === 0 ? undefined : median(xs); };
+  const cpuTable = table(
+    ['workload', ...systems.map((s) => s.label)],
+    workloads.map((w) => [w.name, ...systems.map((s) => fmtUs(cpuMed(w.name, s.key)))]),
   );
   const ratioTable = table(
     ['workload', ...ratios.map(([label]) => label)],
@@ -335,6 +371,16 @@ export async function runDurable(log: (line: string) => void = console.log): Pro
     '',
     ratioTable,
     '',
+    `Broker CPU (user + system, all threads, from /proc) per acknowledged message over the timed part, µs, median of ${REPEAT} (the clock ticks are 10 ms: coarse for the slow runs):`,
+    '',
+    cpuTable,
+    '',
+    ...(floor.length > 0 ? [
+      `The disk's floor for \`always\` in this run (bench/compare/fsync-floor.ts: one 48-byte append + fdatasync at a time from Node, 500 per mode, median of 3 rounds; "sync" blocks the thread like Redis, "async" goes through libuv's thread pool like turbomq's log; "preallocated": the file's blocks were written beforehand):`,
+      '',
+      table(['mode', 'write + fdatasync /s', 'p50', 'p99'], floor.map((f) => [f.name, f.opsPerS.toFixed(0), fmtLat(f.p50), fmtLat(f.p99)])),
+      '',
+    ] : []),
     ...(lat.size > 0 ? [
       `Push-to-ack latency of a single awaited push (1 producer, one at a time; the "1P single, awaited" runs), median over ${REPEAT} runs of each run's percentile (< 1 vs Redis: turbomq faster):`,
       '',
