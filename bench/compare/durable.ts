@@ -76,11 +76,11 @@ interface Pusher {
 // Below the file-descriptor limit, so the broker does not warn about it at every start (no effect on the figures).
 const MAX_CONNECTIONS = ['--max-connections', '4096'];
 const profileDir = `${root}bench/compare/profiles`;
-const turbomq = (key: string, label: string, fsync: 'always' | 'everysec' | 'no' | undefined): SystemSpec => ({
+export const turbomqSystem = (key: string, label: string, fsync: 'always' | 'everysec' | 'no' | undefined, threads = THREADS): SystemSpec => ({
   key, label, hint: INSTALL_HINT.turbomq,
   start: () => {
     const nodeArgs = CPU_PROF === key ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
-    return startTurbomq(THREADS, fsync === undefined ? { nodeArgs, extraArgs: MAX_CONNECTIONS } : { dataDir: true, extraArgs: ['--fsync', fsync, ...MAX_CONNECTIONS], nodeArgs });
+    return startTurbomq(threads, fsync === undefined ? { nodeArgs, extraArgs: MAX_CONNECTIONS } : { dataDir: true, extraArgs: ['--fsync', fsync, ...MAX_CONNECTIONS], nodeArgs });
   },
   async pusher(server) {
     const client = await TurboClient.connect((server as Server & { url: string }).url);
@@ -92,7 +92,7 @@ const turbomq = (key: string, label: string, fsync: 'always' | 'everysec' | 'no'
   },
 });
 
-const redis = (key: string, label: string, appendfsync: 'always' | 'everysec'): SystemSpec => ({
+export const redisSystem = (key: string, label: string, appendfsync: 'always' | 'everysec'): SystemSpec => ({
   key, label, hint: INSTALL_HINT.redis,
   start: () => startRedisAof(appendfsync),
   async pusher(server) {
@@ -139,13 +139,13 @@ const jetstream: SystemSpec = {
 };
 
 export const DURABLE_SYSTEMS: SystemSpec[] = [
-  turbomq('turbomq-always', 'turbomq always', 'always'),
-  redis('redis-always', 'Redis always', 'always'),
-  turbomq('turbomq-everysec', 'turbomq everysec', 'everysec'),
-  redis('redis-everysec', 'Redis everysec', 'everysec'),
-  turbomq('turbomq-no', 'turbomq no', 'no'),
+  turbomqSystem('turbomq-always', 'turbomq always', 'always'),
+  redisSystem('redis-always', 'Redis always', 'always'),
+  turbomqSystem('turbomq-everysec', 'turbomq everysec', 'everysec'),
+  redisSystem('redis-everysec', 'Redis everysec', 'everysec'),
+  turbomqSystem('turbomq-no', 'turbomq no', 'no'),
   jetstream,
-  turbomq('turbomq-memory', 'turbomq memory', undefined),
+  turbomqSystem('turbomq-memory', 'turbomq memory', undefined),
 ];
 
 export interface WorkloadSpec { name: string; producers: number; inFlight: number; batch: number }
