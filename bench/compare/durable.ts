@@ -30,7 +30,8 @@
 // Environment: REPEAT=3 DURATION_S=2 WARMUP_S=0.5 THREADS=<cores> DURABLE_SYSTEMS=<keys, below>
 //   DURABLE_WORKLOADS=<substring filter> RECOVERY_MESSAGES=1000000,10000000 (0: skip)
 //   RECOVERY_REPEAT=3 RECOVERY_TIMEOUT_S=300 CPU_PROF=<system key>: run that broker with --cpu-prof
-//   (profiles in bench/compare/profiles/).
+//   (profiles in bench/compare/profiles/; the broker's main thread only), PERF_MAP=<system key>: run
+//   that broker with --perf-basic-prof (JIT code named for Linux `perf record`, every thread).
 
 import os from 'node:os';
 import fs from 'node:fs';
@@ -56,6 +57,7 @@ const RECOVERY_MESSAGES = list(env.RECOVERY_MESSAGES ?? '1000000,10000000').map(
 const RECOVERY_REPEAT = Number(env.RECOVERY_REPEAT ?? 3);
 const RECOVERY_TIMEOUT_MS = Number(env.RECOVERY_TIMEOUT_S ?? 300) * 1000;
 const CPU_PROF = env.CPU_PROF;
+const PERF_MAP = env.PERF_MAP;
 const SIZE = 16;
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -79,7 +81,9 @@ const profileDir = `${root}bench/compare/profiles`;
 export const turbomqSystem = (key: string, label: string, fsync: 'always' | 'everysec' | 'no' | undefined, threads = THREADS): SystemSpec => ({
   key, label, hint: INSTALL_HINT.turbomq,
   start: () => {
-    const nodeArgs = CPU_PROF === key ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+    // --cpu-prof profiles the broker's main thread only (its workers are not given the flag);
+    // --perf-basic-prof is a V8 flag, so every thread's JIT code gets names in `perf report`.
+    const nodeArgs = [...(CPU_PROF === key ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), ...(PERF_MAP === key ? ['--perf-basic-prof'] : [])];
     return startTurbomq(threads, fsync === undefined ? { nodeArgs, extraArgs: MAX_CONNECTIONS } : { dataDir: true, extraArgs: ['--fsync', fsync, ...MAX_CONNECTIONS], nodeArgs });
   },
   async pusher(server) {
