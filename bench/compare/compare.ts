@@ -27,7 +27,7 @@
 //   REPEAT=3  SINGLE_MESSAGES=8000  BATCH_MESSAGES=64000  DURATION_S=8  CLIENT_THREADS=1,2
 //   LATENCY_RATE=10000  LATENCY_SECONDS=3  WIRE_MESSAGES=2000000  WIRE_IN_FLIGHT=16,64
 //   ACK_SINGLE_MESSAGES=4000  ACK_BATCH_MESSAGES=64000  THREADS=<cores>
-//   SYSTEMS=turbomq,redis,nats,jetstream,raw,rabbitmq  SECTIONS=matrix,latency,wire,ack
+//   SYSTEMS=turbomq,redis,nats,jetstream,raw,rabbitmq  SECTIONS=matrix,latency,wire,ack,durable
 //   WORKLOADS=<substring filter on the workload name>
 //   RABBITMQ_URL=<reuse a running broker> RABBITMQ_PID=<its beam.smp, for its CPU time>
 
