@@ -31,7 +31,8 @@
 //   DURABLE_WORKLOADS=<substring filter> RECOVERY_MESSAGES=1000000,10000000 (0: skip)
 //   RECOVERY_REPEAT=3 RECOVERY_TIMEOUT_S=300 CPU_PROF=<system key>: run that broker with --cpu-prof
 //   (profiles in bench/compare/profiles/; the broker's main thread only), PERF_MAP=<system key>: run
-//   that broker with --perf-basic-prof (JIT code named for Linux `perf record`, every thread).
+//   that broker with --perf-basic-prof (JIT code named for Linux `perf record`, every thread; V8 also
+//   leaves isolate-*-v8.log files in the working directory and /tmp/perf-PID.map: delete them after).
 
 import os from 'node:os';
 import fs from 'node:fs';
