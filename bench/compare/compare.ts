@@ -6,7 +6,7 @@
 // is not mixed with the load generator's. The clients are the load generator
 // (src/cli/loadgen.ts) in this process, on CLIENT_THREADS threads.
 //
-// Sections (SECTIONS=matrix,latency,wire,ack):
+// Sections (SECTIONS=matrix,latency,wire,ack,durable, or `npm run bench:compare -- --only durable`):
 // - matrix: 1P/1C and 4P/4C, 16 B and 256 B, single request/response and batches of 64,
 //   1 topic and 10,000 topics; msgs/s and broker CPU µs per message. Client-thread counts above
 //   1 (CLIENT_THREADS=1,2) run the 4P/4C workloads again on that many threads.
@@ -16,6 +16,9 @@
 // - ack: consume-and-ack (at-least-once) with turbomq's leases (issue 10; "n/a" until the client
 //   has them), RabbitMQ (manual acks, prefetch) and NATS JetStream (pull consumer, explicit
 //   acks), one at a time and batched, next to turbomq's plain popMany in the same run.
+// - durable: durable queues (issue 11), bench/compare/durable.ts: push throughput and latency of
+//   turbomq under each fsync policy against Redis's AOF and JetStream file storage, and recovery
+//   time; its own brokers, its own section of docs/benchmarks.md (DURABLE_* overrides there).
 //
 // Each figure is the median of REPEAT repetitions; the systems take turns within each
 // repetition, so a noisy moment does not fall on one system only. Writes docs/benchmarks.svg
@@ -24,7 +27,7 @@
 //   REPEAT=3  SINGLE_MESSAGES=8000  BATCH_MESSAGES=64000  DURATION_S=8  CLIENT_THREADS=1,2
 //   LATENCY_RATE=10000  LATENCY_SECONDS=3  WIRE_MESSAGES=2000000  WIRE_IN_FLIGHT=16,64
 //   ACK_SINGLE_MESSAGES=4000  ACK_BATCH_MESSAGES=64000  THREADS=<cores>
-//   SYSTEMS=turbomq,redis,nats,jetstream,raw,rabbitmq  SECTIONS=matrix,latency,wire,ack
+//   SYSTEMS=turbomq,redis,nats,jetstream,raw,rabbitmq  SECTIONS=matrix,latency,wire,ack,durable
 //   WORKLOADS=<substring filter on the workload name>
 //   RABBITMQ_URL=<reuse a running broker> RABBITMQ_PID=<its beam.smp, for its CPU time>
 
@@ -56,11 +59,16 @@ const ACK_SINGLE_MESSAGES = Number(env.ACK_SINGLE_MESSAGES ?? 4000);
 const ACK_BATCH_MESSAGES = Number(env.ACK_BATCH_MESSAGES ?? 64_000);
 const THREADS = Number(env.THREADS ?? os.availableParallelism());
 const DEFAULT_SYSTEMS = 'turbomq,redis,nats,jetstream,raw,rabbitmq';
-const DEFAULT_SECTIONS = 'matrix,latency,wire,ack';
+const DEFAULT_SECTIONS = 'matrix,latency,wire,ack,durable';
+// `--only a,b`: the same as SECTIONS=a,b.
+const onlyAt = process.argv.indexOf('--only');
+const ONLY = onlyAt >= 0 ? process.argv[onlyAt + 1] : process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
 const WANTED = list(env.SYSTEMS ?? DEFAULT_SYSTEMS);
-const SECTIONS = list(env.SECTIONS ?? DEFAULT_SECTIONS);
+const SECTIONS = list(ONLY ?? env.SECTIONS ?? DEFAULT_SECTIONS);
+/** The brokers started below serve every section but durable (which starts its own). */
+const SHARED_BROKERS = SECTIONS.some((s) => s !== 'durable');
 const FILTER = env.WORKLOADS;
-const WRITE_DOCS = env.WRITE_DOCS !== '0' && FILTER === undefined && env.SECTIONS === undefined;
+const WRITE_DOCS = env.WRITE_DOCS !== '0' && FILTER === undefined && env.SECTIONS === undefined && ONLY === undefined;
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
 const MATRIX_SYSTEMS: SystemInfo[] = [
@@ -92,7 +100,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => pr
 const versions: string[] = [`node ${process.versions.node}`];
 const skipped: string[] = [];
 const servers = new Map<string, Server>();
-const need = (key: string) => WANTED.includes(key);
+const need = (key: string) => SHARED_BROKERS && WANTED.includes(key);
 
 let turbomqUrl: string | undefined;
 if (need('turbomq')) {
@@ -240,7 +248,7 @@ for (const clientThreads of CLIENT_THREADS) {
 
 console.log(`turbomq broker comparison: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'cpu'}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
 console.log(versions.join('; '));
-console.log(`sections ${SECTIONS.join(', ')}; ${REPEAT} repetitions; single: ${SINGLE_MESSAGES} messages per run, batched: ${BATCH_MESSAGES}; client threads ${CLIENT_THREADS.join(', ')}\n`);
+console.log(`sections ${SECTIONS.join(', ')}; ${REPEAT} repetitions${SHARED_BROKERS ? `; single: ${SINGLE_MESSAGES} messages per run, batched: ${BATCH_MESSAGES}; client threads ${CLIENT_THREADS.join(', ')}` : ''}\n`);
 
 const figures: Figure[] = [];
 if (SECTIONS.includes('matrix')) {
@@ -380,6 +388,17 @@ if (SECTIONS.includes('ack')) {
 
 await stopAll();
 
+// ── durable queues ─────────────────────────────────────────────────────────────────────
+
+let durableMarkdown: string | undefined;
+if (SECTIONS.includes('durable')) {
+  const { runDurable, writeDurableDocs, durableFiltered } = await import('./durable.ts');
+  console.log('');
+  const res = await runDurable(log);
+  durableMarkdown = res.markdown;
+  if (env.WRITE_DOCS !== '0' && !durableFiltered()) writeDurableDocs(res);
+}
+
 // ── report ─────────────────────────────────────────────────────────────────────────────
 
 const ratioTo = ['redis', 'nats', 'raw'].filter((k) => matrixDrivers.has(k));
@@ -397,6 +416,7 @@ if (latency.length > 0) out.push(`end-to-end latency at ${LATENCY_RATE.toLocaleS
 if (wire.length > 0) out.push(`turbomq client vs the wire floor (pre-encoded frames, one connection), msgs/s (median of ${REPEAT})`, '', wTable, '');
 if (ackFigures.length > 0) out.push(`consume and ack, msgs/s received (median of ${REPEAT}); ratios > 1: turbomq ahead`, '', ackTable, '', 'broker CPU per message consumed and acked, µs', '', ackCpu, '');
 const minutes = ((performance.now() - started) / 60_000).toFixed(1);
+if (durableMarkdown !== undefined) out.push('durable queues', '', durableMarkdown, '');
 console.log(`\n${out.join('\n')}\n(${minutes} min, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')})`);
 
 if (WRITE_DOCS) {

@@ -116,13 +116,27 @@ function stdoutLine(child: ChildProcess, re: RegExp, what: string, timeoutMs = 1
 
 // ── turbomq ────────────────────────────────────────────────────────────────────────────
 
-/** `turbomq serve` from the build, `threads` workers on a free port. Undefined if not built. */
-export async function startTurbomq(threads: number): Promise<Server & { url: string } | undefined> {
+/**
+ * `turbomq serve` from the build, `threads` workers on a free port, plus `extraArgs` (e.g.
+ * `--fsync always`). With `dataDir: true` it keeps its queues in a new temporary directory
+ * (`--data-dir`), deleted by stop(). Undefined if not built.
+ */
+export async function startTurbomq(threads: number, options: { extraArgs?: string[]; dataDir?: boolean; nodeArgs?: string[] } = {}): Promise<Server & { url: string; dataDir?: string; stopKeepingData(): Promise<void> } | undefined> {
   const main = `${root}build/js/cli/main.js`;
   if (!fs.existsSync(main)) return undefined;
-  const child = start(process.execPath, [main, 'serve', '--listen', 'tcp://127.0.0.1:0', '--threads', String(threads), '--log-level', 'warn'], { stdout: true, stderr: true });
+  const dataDir = options.dataDir ? fs.mkdtempSync(path.join(os.tmpdir(), 'turbomq-bench-data-')) : undefined;
+  const args = [...(options.nodeArgs ?? []), main, 'serve', '--listen', 'tcp://127.0.0.1:0', '--threads', String(threads), '--log-level', 'warn', ...(dataDir === undefined ? [] : ['--data-dir', dataDir]), ...(options.extraArgs ?? [])];
+  const child = start(process.execPath, args, { stdout: true, stderr: true });
   const m = await stdoutLine(child, /listening on (tcp:\/\/127\.0\.0\.1:(\d+))/, 'turbomq serve');
-  return { url: m[1]!, port: Number(m[2]), pid: child.pid, version: '', stop: () => stopChild(child) };
+  return {
+    url: m[1]!, port: Number(m[2]), pid: child.pid, version: '', dataDir,
+    /** Stops the broker and leaves its data directory (the caller deletes it). */
+    stopKeepingData: () => stopChild(child, 30_000),
+    stop: async () => {
+      await stopChild(child, 30_000);
+      if (dataDir !== undefined) fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
 }
 
 /** Newest modification time under src/ and assembly/ later than the build's: the build is stale. */
@@ -156,6 +170,27 @@ export async function startRedis(): Promise<Server | undefined> {
   const child = start(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no', '--logfile', '']);
   await waitForPort(port, child, 'redis-server');
   return { port, pid: child.pid, version, stop: () => stopChild(child) };
+}
+
+/**
+ * A private redis-server with an append-only file (`appendonly yes`, `appendfsync` as given,
+ * no RDB snapshots) in a new temporary directory, deleted by stop(). Undefined if not installed.
+ */
+export async function startRedisAof(appendfsync: 'always' | 'everysec' | 'no'): Promise<Server & { dataDir: string } | undefined> {
+  const bin = which('redis-server');
+  if (bin === undefined) return undefined;
+  const port = await freePort();
+  const version = /v=(\S+)/.exec(execFileSync(bin, ['--version']).toString())?.[1] ?? '?';
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'turbomq-bench-redis-'));
+  const child = start(bin, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dataDir, '--save', '', '--appendonly', 'yes', '--appendfsync', appendfsync, '--protected-mode', 'no', '--logfile', '']);
+  await waitForPort(port, child, 'redis-server');
+  return {
+    port, pid: child.pid, version, dataDir,
+    stop: async () => {
+      await stopChild(child);
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
 }
 
 // ── NATS ───────────────────────────────────────────────────────────────────────────────
