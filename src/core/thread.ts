@@ -174,7 +174,7 @@ export class CoreThread {
     // out in the same turn. 'always': the write and the fsync wait for the group commit,
     // once per event-loop turn (setImmediate: after every socket read of the turn) for every
     // connection of this thread. (Deferring 'everysec' to the turn's group as well measured
-    // no better in A/B runs: 0.88x to 1.3x depending on the run, within this machine's noise.)
+    // no better in A/B runs: 0.81x to 1.34x depending on the run, within this machine's noise.)
     return log.fsync === 'always' ? log.settled : log.commitSync();
   }
 
