@@ -29,7 +29,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../engine/options.ts';
 import {
-  RecordEncoder, DecodedRecord, decodeRecord, decodeSegmentHeader, encodeSegmentHeader, DECODE_OK, DECODE_INCOMPLETE,
+  RecordEncoder, DecodedRecord, decodeRecord, isZeroTail, decodeSegmentHeader, encodeSegmentHeader, DECODE_OK, DECODE_INCOMPLETE,
   readU32, readU64, readF64, writeU32, deliveriesOf,
   RECORD_PUSH, RECORD_REMOVE, RECORD_META, RECORD_SETTINGS, RECORD_NEXT_ID, RECORD_SEAL,
   REMOVE_RANGE_BYTES, STORED_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_KIND_COMPACTED,
@@ -362,6 +362,8 @@ export class Compactor {
     while (at < buf.length) {
       const status = decodeRecord(buf, at, buf.length, rec);
       if (status !== DECODE_OK) {
+        // A preallocated tail never written (log.ts, fsync 'always'): the end, not damage.
+        if (isZeroTail(buf, at, buf.length)) break;
         // In a segment still being written an incomplete record is the write in progress.
         if (sealedBefore || s.sealedByRecord || (status !== DECODE_INCOMPLETE && !this.#activeWriter(s))) {
           s.bad = true;

@@ -455,6 +455,20 @@ export function decodeRecord(b: Uint8Array, at: number, end: number, out: Decode
   return DECODE_CORRUPT;
 }
 
+const ZEROS = new Uint8Array(64 * 1024);
+
+/**
+ * True when `b[at, end)` is all zero bytes: the preallocated, never written tail of a segment
+ * (log.ts writes zeros ahead under fsync 'always'), which ends the segment's records cleanly.
+ */
+export function isZeroTail(b: Uint8Array, at: number, end: number): boolean {
+  for (let p = at; p < end; p += ZEROS.length) {
+    const n = Math.min(ZEROS.length, end - p);
+    if (Buffer.compare(b.subarray(p, p + n), ZEROS.subarray(0, n)) !== 0) return false;
+  }
+  return true;
+}
+
 /** Checks that `records` is 1..n whole stored records back to back; returns how many. */
 export function countStoredRecords(records: Uint8Array): number {
   let p = 0, n = 0;

@@ -26,7 +26,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../engine/options.ts';
 import {
-  decodeRecord, decodeSegmentHeader, DecodedRecord, DECODE_OK, readU32, readU64, readF64, deliveriesOf,
+  decodeRecord, decodeSegmentHeader, DecodedRecord, DECODE_OK, isZeroTail, readU32, readU64, readF64, deliveriesOf,
   RECORD_PUSH, RECORD_REMOVE, RECORD_META, RECORD_SETTINGS, RECORD_NEXT_ID, RECORD_SEAL, REMOVE_RANGE_BYTES, STORED_HEADER_BYTES, SEGMENT_HEADER_BYTES,
   writeU32,
 } from './format.ts';
@@ -252,6 +252,8 @@ export async function recover(dir: string, options: RecoverOptions = {}): Promis
     while (at < end) {
       const status = decodeRecord(buf, at, end, rec);
       if (status !== DECODE_OK) {
+        // A preallocated tail that was never written (a writer under 'always' died): the end.
+        if (isZeroTail(buf, at, end)) return;
         damage.push({ file: name, offset: at, reason: rec.reason, bytesIgnored: end - at });
         logger.warn({ file: name, offset: at, reason: rec.reason, bytesIgnored: end - at }, `turbomq recovery: ${name}: ${rec.reason} at offset ${at}; ignoring the last ${end - at} bytes (nothing before it is lost)`);
         return;

@@ -262,3 +262,40 @@ t.test('progress is reported and chunks stay within chunkBytes (a larger record 
   t.equal(n, 3000);
   t.equal(big, 1);
 });
+
+t.test('a preallocated tail of zeros (fsync always) ends a segment cleanly; a torn record before it is still damage', async (t) => {
+  const dir = tempDir(t);
+  const bytes = writeSegment(dir, writerSegmentName(1, 1), 1, (enc) => {
+    enc.push(Q, T, storedRecords([{ id: 0, data: 'a' }, { id: 1, data: 'b' }]));
+  });
+  fs.appendFileSync(path.join(dir, writerSegmentName(1, 1)), Buffer.alloc(100_000));
+  const clean = await recover(dir);
+  t.same(clean.damage, [], 'zeros after the last record are not damage');
+  t.same([...clean.topics[0]!.readyChunks()].flatMap((c) => parseRecords(c).map((m) => m.data)), ['a', 'b']);
+  // A record cut short by the crash, then zeros: damage at the record, the rest kept.
+  const torn = Buffer.concat([bytes, Buffer.from(new RecordEncoder().bytes())]);
+  const enc = new RecordEncoder();
+  enc.push(Q, T, storedRecords([{ id: 2, data: 'c'.repeat(50) }]));
+  const record = Buffer.from(enc.bytes());
+  fs.writeFileSync(path.join(dir, writerSegmentName(1, 1)), Buffer.concat([torn, record.subarray(0, 30), Buffer.alloc(50_000)]));
+  const damaged = await recover(dir);
+  t.equal(damaged.damage.length, 1);
+  t.equal(damaged.damage[0]!.offset, bytes.length, 'named at the torn record');
+  t.same([...damaged.topics[0]!.readyChunks()].flatMap((c) => parseRecords(c).map((m) => m.data)), ['a', 'b']);
+});
+
+t.test('under fsync always a segment is preallocated with zeros and truncated to its data when it closes', async (t) => {
+  const dir = tempDir(t);
+  const lock = await lockFor(t, dir);
+  const log = await openLog(lock.dir, { fsync: 'always', threadIndex: 1 });
+  log.appendPush(Q, T, storedRecords([{ id: 0, data: 'x' }]));
+  await log.commit();
+  const file = path.join(dir, writerSegmentName(1, 1));
+  const written = log.stats().writtenBytes;
+  t.ok(fs.statSync(file).size >= 1024 * 1024, 'zeros ahead of the data (fdatasync then flushes only data)');
+  await log.close();
+  t.ok(fs.statSync(file).size <= written + 64, `closed: truncated to its data and seal (${fs.statSync(file).size} bytes)`);
+  const r = await recover(dir);
+  t.same(r.damage, []);
+  t.equal(r.topics[0]!.ready, 1);
+});
