@@ -246,20 +246,28 @@ export function fifoPrepend(topic: usize, record: usize): bool {
   return true;
 }
 
+/** A new unlinked segment holding exactly the stored records at `records` (`bytes`); 0 if out of memory. */
+function storedSegment(records: usize, bytes: usize): usize {
+  let seg = alloc(S_DATA + bytes);
+  if (seg == 0) return 0;
+  store<u32>(seg + S_NEXT, 0);
+  store<u32>(seg + S_CAPACITY, <u32>bytes);
+  store<u32>(seg + S_READ, 0);
+  store<u32>(seg + S_WRITE, <u32>bytes);
+  memory.copy(seg + S_DATA, records, bytes);
+  return seg;
+}
+
 /**
  * Puts `count` >= 1 stored records (filling `bytes`) back at the front, in their order:
  * messages a consumer received but did not consume. One new segment holding exactly these.
  */
 export function fifoPrependStored(topic: usize, records: usize, bytes: usize, count: u32): bool {
   invariant(count > 0 && bytes >= RECORD_HEADER);
-  let seg = alloc(S_DATA + bytes);
+  let seg = storedSegment(records, bytes);
   if (seg == 0) return false;
   let head = <usize>load<u32>(topic + T_HEAD_SEG);
   store<u32>(seg + S_NEXT, <u32>head);
-  store<u32>(seg + S_CAPACITY, <u32>bytes);
-  store<u32>(seg + S_READ, 0);
-  store<u32>(seg + S_WRITE, <u32>bytes);
-  memory.copy(seg + S_DATA, records, bytes);
   store<u32>(topic + T_HEAD_SEG, <u32>seg);
   if (head == 0) store<u32>(topic + T_TAIL_SEG, <u32>seg);
   atomic.store<u32>(topic + T_LENGTH, load<u32>(topic + T_LENGTH) + count);
@@ -273,13 +281,8 @@ export function fifoPrependStored(topic: usize, records: usize, bytes: usize, co
  */
 export function fifoAppendStored(topic: usize, records: usize, bytes: usize, count: u32): bool {
   invariant(count > 0 && bytes >= RECORD_HEADER);
-  let seg = alloc(S_DATA + bytes);
+  let seg = storedSegment(records, bytes);
   if (seg == 0) return false;
-  store<u32>(seg + S_NEXT, 0);
-  store<u32>(seg + S_CAPACITY, <u32>bytes);
-  store<u32>(seg + S_READ, 0);
-  store<u32>(seg + S_WRITE, <u32>bytes);
-  memory.copy(seg + S_DATA, records, bytes);
   linkTail(topic, seg);
   atomic.store<u32>(topic + T_LENGTH, load<u32>(topic + T_LENGTH) + count);
   return true;

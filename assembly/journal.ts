@@ -82,13 +82,12 @@ export function journalTakeLost(): u32 {
  */
 // @ts-ignore: decorator
 @inline export function journaled(topic: usize): bool {
-  if (journal == 0) return false;
-  let flags = queueFlags(<usize>load<u32>(topic + T_QUEUE));
-  return (flags & Q_DURABLE_SET) == 0 || (flags & Q_DURABLE) != 0;
+  return queueIsDurable(<usize>load<u32>(topic + T_QUEUE));
 }
 
 /** Whether queue record `queue` is durable on this broker (see journaled). */
-export function queueIsDurable(queue: usize): bool {
+// @ts-ignore: decorator
+@inline export function queueIsDurable(queue: usize): bool {
   if (journal == 0) return false;
   let flags = queueFlags(queue);
   return (flags & Q_DURABLE_SET) == 0 || (flags & Q_DURABLE) != 0;

@@ -463,23 +463,17 @@ export class ClientQueue implements Queue {
   }
 
   length(topic: string): Promise<number> {
-    const c = this.#conn;
-    if (!c.isOpen) return c.whenOpen(() => this.length(topic));
-    let t: Uint8Array;
-    try {
-      t = this.#topic(topic);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    c.writeNames(this.#nameBytes, t);
-    const id = c.nextRequestId();
-    if (c.e.encodeLength(c.writer, id, c.scratchQueue, this.#nameBytes.length, c.scratchTopic, t.length) === 0) return c.noMemory();
-    return c.expect<number>(id, 'length', this.name, topic);
+    return this.#topicQuery<number>(topic, 'length');
   }
 
   stats(topic: string): Promise<TopicStats> {
+    return this.#topicQuery<TopicStats>(topic, 'stats');
+  }
+
+  /** LENGTH and STATS: one request naming the topic, answered with its counts. */
+  #topicQuery<T>(topic: string, kind: 'length' | 'stats'): Promise<T> {
     const c = this.#conn;
-    if (!c.isOpen) return c.whenOpen(() => this.stats(topic));
+    if (!c.isOpen) return c.whenOpen(() => this.#topicQuery<T>(topic, kind));
     let t: Uint8Array;
     try {
       t = this.#topic(topic);
@@ -488,8 +482,12 @@ export class ClientQueue implements Queue {
     }
     c.writeNames(this.#nameBytes, t);
     const id = c.nextRequestId();
-    if (c.e.encodeStats(c.writer, id, c.scratchQueue, this.#nameBytes.length, c.scratchTopic, t.length) === 0) return c.noMemory();
-    return c.expect<TopicStats>(id, 'stats', this.name, topic);
+    const ql = this.#nameBytes.length;
+    const encoded = kind === 'length'
+      ? c.e.encodeLength(c.writer, id, c.scratchQueue, ql, c.scratchTopic, t.length)
+      : c.e.encodeStats(c.writer, id, c.scratchQueue, ql, c.scratchTopic, t.length);
+    if (encoded === 0) return c.noMemory();
+    return c.expect<T>(id, kind, this.name, topic);
   }
 
   subscribe(topic: string, options: SubscribeOptions = {}): Subscription {

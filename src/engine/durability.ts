@@ -13,6 +13,7 @@ import type { CoreThread } from '../core/thread.ts';
 import type { MemoryView } from '../core/wasm.ts';
 import { SettingsMask, QUEUE_DEFAULTS } from '../protocol.ts';
 import { TurboError } from '../errors.ts';
+import { countStoredRecords } from '../storage/format.ts';
 import { lockDataDir, recover, openLog, startCompaction, type DataDirLock, type Compactor, type LogWriter, type Recovery } from '../storage/index.ts';
 import type { FsyncPolicy, Logger } from './options.ts';
 import { countersOf } from './metrics.ts';
@@ -130,7 +131,7 @@ function restore(thread: CoreThread, recovery: Recovery, logger: Logger): { read
       view.write(scratch, t.queue);
       view.write(scratch + 256, t.topic);
       for (const chunk of t.readyChunks()) {
-        const count = countRecords(chunk);
+        const count = countStoredRecords(chunk);
         const at = buffer.put(chunk);
         if (e.restoreReady(scratch, t.queue.length, scratch + 256, t.topic.length, at, chunk.length, count) !== 0) throw noMemory();
         ready += count;
@@ -151,14 +152,6 @@ function restore(thread: CoreThread, recovery: Recovery, logger: Logger): { read
 
 function noMemory(): TurboError {
   return new TurboError('ERR_NO_MEMORY', 'the data directory holds more messages than maxMemoryMiB allows: start the broker with a larger --max-memory-mib');
-}
-
-/** Stored records [u32 len][u32 meta][u64 id][len bytes] back to back. */
-function countRecords(chunk: Uint8Array): number {
-  const dv = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  let n = 0;
-  for (let p = 0; p < chunk.length; n++) p += 16 + dv.getUint32(p, true);
-  return n;
 }
 
 /** The main thread's part: the lock, recovery, the main log and compaction. */
@@ -187,8 +180,7 @@ export class DataDirectory {
     try {
       const recovery = await recover(lock.dir, { logger });
       const counts = restore(thread, recovery, logger);
-      log = await openLog(lock.dir, { fsync, threadIndex: 0, logger, onFsync: (seconds) => countersOf(thread).observeFsyncSeconds(seconds) });
-      thread.attachLog(log);
+      log = await openThreadLog(lock.dir, fsync, 0, thread, logger);
       thread.onLogError = (err) => logger.error({ err: { message: err.message } }, 'turbomq log: changes could not be written yet (retrying)');
       const compactor = startCompaction(lock, { logger });
       const ms = Date.now() - started;
@@ -214,8 +206,8 @@ export class DataDirectory {
   }
 }
 
-/** A worker's log (thread index = its slot + 1), attached to its core thread. */
-export async function openWorkerLog(dir: string, fsync: FsyncPolicy, threadIndex: number, thread: CoreThread, logger: Logger): Promise<LogWriter> {
+/** A thread's log (the main thread's is index 0; a worker's its slot + 1), attached to its core thread. */
+export async function openThreadLog(dir: string, fsync: FsyncPolicy, threadIndex: number, thread: CoreThread, logger: Logger): Promise<LogWriter> {
   const log = await openLog(dir, { fsync, threadIndex, logger, onFsync: (seconds) => countersOf(thread).observeFsyncSeconds(seconds) });
   thread.attachLog(log);
   return log;

@@ -205,10 +205,6 @@ export class TurboEngine {
     this.#data = await DataDirectory.open(dir, this.#options.fsync, this.#thread!, this.#logger);
   }
 
-  /** The data directory's figures for /stats (undefined without one). */
-  get dataDirectory(): { dir: string; fsync: string; recovered: { ready: number; delayed: number; ms: number } } | undefined {
-    return this.#data?.stats();
-  }
 
   /** A queue served in-process (same API and semantics as TurboClient.getQueue). */
   getQueue(name: string): Queue {

@@ -12,7 +12,7 @@ import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { instantiateSharedCore } from '../core/wasm.ts';
 import { CoreThread } from '../core/thread.ts';
-import { openWorkerLog } from './durability.ts';
+import { openThreadLog } from './durability.ts';
 import { Session } from './session.ts';
 import { ParkedPopBudget } from './parked.ts';
 import { countersOf, sampleLoopUtilization } from './metrics.ts';
@@ -99,11 +99,10 @@ thread.onHandlerError = (err) => log('error', { err: errorFields(err) }, 'waiter
 thread.onLogError = (err) => log('error', { err: errorFields(err) }, 'turbomq log: changes could not be written yet (retrying)');
 // With a data directory this worker journals to its own log (thread index = slot + 1; the
 // main thread is 0) before it serves anyone.
-const workerLog = options.dataDir === undefined ? undefined : await openWorkerLog(options.dataDir, options.fsync, workerIndex + 1, thread, {
-  info: (obj: object | string, msg?: string) => log('info', typeof obj === 'string' ? {} : obj as Record<string, unknown>, msg ?? String(obj)),
-  warn: (obj: object | string, msg?: string) => log('warn', typeof obj === 'string' ? {} : obj as Record<string, unknown>, msg ?? String(obj)),
-  error: (obj: object | string, msg?: string) => log('error', typeof obj === 'string' ? {} : obj as Record<string, unknown>, msg ?? String(obj)),
-  debug: () => {},
+/** The storage layer's logger: its lines go to the main thread like this worker's own. */
+const forward = (level: LogLevel) => (obj: object | string, msg?: string) => log(level, typeof obj === 'string' ? {} : obj as Record<string, unknown>, msg ?? String(obj));
+const workerLog = options.dataDir === undefined ? undefined : await openThreadLog(options.dataDir, options.fsync, workerIndex + 1, thread, {
+  info: forward('info'), warn: forward('warn'), error: forward('error'), debug: () => {},
 });
 thread.start();
 

@@ -584,30 +584,30 @@ export class LogWriter {
       } catch (e) {
         err = e as NodeJS.ErrnoException;
       }
-      for (const retired of this.#retiredFds) this.#closeFd(retired);
-      this.#retiredFds = [];
-      if (!err) this.#onFsync?.((performance.now() - started) / 1000);
-      if (err) this.#failSync(err);
-      else if (target > this.#synced) this.#synced = target;
-      this.#settleSyncWaiters();
+      this.#syncDone(err, target, started);
       return;
     }
     this.#syncInFlight = new Promise<void>((resolve) => {
       this.#fs.fdatasync(fd, (err) => {
         this.#syncInFlight = undefined;
-        if (!err) this.#onFsync?.((performance.now() - started) / 1000);
-        for (const retired of this.#retiredFds) this.#closeFd(retired);
-        this.#retiredFds = [];
-        if (err) {
-          this.#failSync(err);
-        } else if (target > this.#synced) {
-          this.#synced = target;
-        }
-        this.#settleSyncWaiters();
+        this.#syncDone(err, target, started);
         resolve();
         if (!this.#closed && this.fsync === 'always' && this.#syncWaiters.length > 0) this.#startSync();
       });
     });
+  }
+
+  /** An fdatasync of the bytes up to `target`, begun at `started`, ended (inline or in the pool). */
+  #syncDone(err: NodeJS.ErrnoException | null, target: number, started: number): void {
+    for (const retired of this.#retiredFds) this.#closeFd(retired);
+    this.#retiredFds = [];
+    if (err) {
+      this.#failSync(err);
+    } else {
+      this.#onFsync?.((performance.now() - started) / 1000);
+      if (target > this.#synced) this.#synced = target;
+    }
+    this.#settleSyncWaiters();
   }
 
   #settleSyncWaiters(): void {

@@ -9,6 +9,7 @@
 
 import type { Core, CoreExports, MemoryView } from '../../src/core/wasm.ts';
 import { TurboError } from '../../src/errors.ts';
+import type { SettingsBlock } from './raw.ts';
 import {
   DESC_SIZE, DESC_OP, DESC_REQUEST_ID, DESC_QUEUE_PTR, DESC_QUEUE_LEN, DESC_TOPIC_PTR,
   DESC_TOPIC_LEN, DESC_DATA_PTR, DESC_DATA_LEN, DESC_ARG0, DESC_ARG1, DESC_ARG2, DESC_ARG3, ErrorCode, MAX_NAME_BYTES,
@@ -34,19 +35,8 @@ export interface SettleEntry {
   arg: number;
 }
 
-/** The settings block of CONFIGURE and SETTINGS, as numbers (docs/protocol.md). */
-export interface Settings {
-  leaseMs: number;
-  maxDeliveries: number;
-  maxLength: number;
-  dedupWindowMs: number;
-  /** 0 reject, 1 drop-oldest. */
-  overflow: number;
-  /** 0 no, 1 yes, 2 unset. */
-  durable: number;
-  /** '' = none. */
-  deadLetterTopic: string;
-}
+/** The settings block of CONFIGURE and SETTINGS, as numbers (docs/protocol.md): the raw-frame builder's. */
+export type Settings = SettingsBlock;
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: false });
