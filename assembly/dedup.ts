@@ -138,6 +138,11 @@ export function dedupBegin(q: usize, ql: usize, t: usize, tl: usize, d: usize, d
       e = <usize>load<u32>(e + DE_NEXT);
     }
   }
+  return insert(seg, hash, q, ql, t, tl, d, dl, now + windowMs);
+}
+
+/** A new entry for the key, expiring at `expiresAt`, newest of the segment's list (the segment is locked). */
+function insert(seg: usize, hash: u32, q: usize, ql: usize, t: usize, tl: usize, d: usize, dl: usize, expiresAt: f64): usize {
   let keyLen = ql + tl + dl + 3;
   let e = queueAlloc(DE_KEY + keyLen);
   if (e == 0) return DEDUP_NO_MEMORY;
@@ -152,7 +157,7 @@ export function dedupBegin(q: usize, ql: usize, t: usize, tl: usize, d: usize, d
   store<u32>(e + DE_HASH, hash);
   store<u32>(e + DE_NEWER, 0);
   store<u32>(e + DE_KEY_LEN, <u32>keyLen);
-  store<f64>(e + DE_EXPIRES, now + windowMs);
+  store<f64>(e + DE_EXPIRES, expiresAt);
   let k = e + DE_KEY;
   store<u8>(k, <u8>ql);
   memory.copy(k + 1, q, ql);
@@ -168,6 +173,35 @@ export function dedupBegin(q: usize, ql: usize, t: usize, tl: usize, d: usize, d
   else store<u32>(newest + DE_NEWER, <u32>e);
   store<u32>(seg + DS_NEWEST, <u32>e);
   return e;
+}
+
+/**
+ * Recovery: the dedupId (d, dl) of queue and topic was pushed and is remembered until
+ * `expiresAt` (from the log's DEDUP record). An entry already there keeps the later expiry.
+ * Returns false when out of memory. Callers restore in expiry order, so the segment's list
+ * stays oldest first and expiry takes them from its head as at run time.
+ */
+export function dedupRestore(q: usize, ql: usize, t: usize, tl: usize, d: usize, dl: usize, expiresAt: f64, now: f64): bool {
+  if (expiresAt <= now) return true;
+  let hash = keyHash(q, ql, t, tl, d, dl);
+  let seg = dedupSegment(hash);
+  lock(seg + SEG_LOCK);
+  expire(seg, now);
+  let buckets = <usize>load<u32>(seg + SEG_BUCKETS);
+  if (buckets != 0) {
+    let e = <usize>load<u32>(buckets + (<usize>(hash & load<u32>(seg + SEG_MASK)) << 2));
+    while (e != 0) {
+      if (load<u32>(e + DE_HASH) == hash && keyMatches(e, q, ql, t, tl, d, dl)) {
+        if (expiresAt > load<f64>(e + DE_EXPIRES)) store<f64>(e + DE_EXPIRES, expiresAt);
+        unlock(seg + SEG_LOCK);
+        return true;
+      }
+      e = <usize>load<u32>(e + DE_NEXT);
+    }
+  }
+  let e = insert(seg, hash, q, ql, t, tl, d, dl, expiresAt);
+  unlock(seg + SEG_LOCK);
+  return e != DEDUP_NO_MEMORY;
 }
 
 /**

@@ -14,11 +14,11 @@ import { heapInit } from "./alloc";
 import { threadId, setThreadId } from "./thread";
 import { raiseIdFloor } from "./table";
 import { queueRetain, queueRelease } from "./queues";
-import { queueIsDurable } from "./journal";
+import { queueIsDurable, journalDedup } from "./journal";
 import { tableInit, topicAcquire, topicRelease, topicFindLocked, topicUnlock, TOPIC_NO_MEMORY, T_LENGTH, T_USERS, T_QUEUE } from "./table";
 import { queuesInit, Q_DEDUP_WINDOW_MS } from "./queues";
 import { delaysInit } from "./delays";
-import { dedupInit, dedupBegin, dedupEnd, DEDUP_SEEN, DEDUP_NO_MEMORY } from "./dedup";
+import { dedupInit, dedupBegin, dedupEnd, dedupRestore, DEDUP_SEEN, DEDUP_NO_MEMORY } from "./dedup";
 import {
   topicPush, topicPushWire, topicPushDelayed, topicReturnStored, topicPop, topicStatsInto, topicRestoreReady, topicRestoreDelayed,
   waiterDeliverInto, waiterDeliverLeased,
@@ -174,8 +174,9 @@ export function opPushEx(
   let topic = topicAcquire(q, ql, t, tl, true);
   if (topic == TOPIC_NO_MEMORY) return E_NO_MEMORY;
   let entry: usize = 2;
+  let window: f64 = 0;
   if (dedupLen > 0) {
-    let window = load<f64>(<usize>load<u32>(topic + T_QUEUE) + Q_DEDUP_WINDOW_MS);
+    window = load<f64>(<usize>load<u32>(topic + T_QUEUE) + Q_DEDUP_WINDOW_MS);
     entry = dedupBegin(q, ql, t, tl, dedup, dedupLen, now, window, scratch);
     if (entry == DEDUP_SEEN || entry == DEDUP_NO_MEMORY) {
       dedupEnd(load<u32>(scratch), entry, true);
@@ -187,9 +188,18 @@ export function opPushEx(
   if (delayMs > 0) status = topicPushDelayed(topic, records, bytes, records == 0 ? 1 : count, data, len, now + delayMs);
   else if (records != 0) status = topicPushWire(topic, records, bytes, count, false);
   else status = topicPush(topic, data, len, false);
-  if (dedupLen > 0) dedupEnd(load<u32>(scratch), entry, status == 0);
+  if (dedupLen > 0) {
+    // Journaled before the segment unlocks, after the push's own record: the window outlives a restart.
+    if (status == 0) journalDedup(topic, dedup, dedupLen, now + window);
+    dedupEnd(load<u32>(scratch), entry, status == 0);
+  }
   topicRelease(topic);
   return status;
+}
+
+/** Recovery: remembers dedupId (d, dl) of queue and topic until `expiresAt` (a DEDUP record). 0, or E_NO_MEMORY. */
+export function restoreDedup(q: usize, ql: usize, t: usize, tl: usize, d: usize, dl: usize, expiresAt: f64, now: f64): i32 {
+  return dedupRestore(q, ql, t, tl, d, dl, expiresAt, now) ? 0 : E_NO_MEMORY;
 }
 
 /** RETURN: puts `count` stored records back at the front of the topic, in order. */

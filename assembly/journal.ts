@@ -21,6 +21,7 @@
 //  PUSH   (1) flags bit 0: dueAt      body: [f64 dueAt] stored records [len][meta][id][data]...
 //  REMOVE (2)                         body: (u64 firstId, u32 count)...
 //  META   (3) flags bit 0: dueAt      body: u64 id, u32 meta, [f64 dueAt]
+//  DEDUP  (7)                         body: f64 expiresAt, dedupId (1..255 bytes)
 //
 // Out of memory for the journal: the change is made all the same (refusing it now could
 // lose more, e.g. an expiry) and `journalLost` counts it; JS reports the log as failed
@@ -37,6 +38,8 @@ import { RECORD_HEADER, PUSH_RECORD_HEADER, R_ID, recordSize } from "./record";
 @inline const J_REMOVE: u8 = 2;
 // @ts-ignore: decorator
 @inline const J_META: u8 = 3;
+// @ts-ignore: decorator
+@inline const J_DEDUP: u8 = 7;
 // @ts-ignore: decorator
 @inline const J_FLAG_DUE: u8 = 1;
 // @ts-ignore: decorator
@@ -187,6 +190,18 @@ export function journalMeta(topic: usize, id: u64, meta: u32, due: f64): void {
   store<u64>(p, id);
   store<u32>(p, meta, 8);
   if (due > 0) store<f64>(p, due, 12);
+}
+
+/**
+ * DEDUP: a push with dedupId (d, dl) was stored in `topic`; a retry of it within the window,
+ * until `expiresAt`, stores nothing - after a restart too (recovery restores the window).
+ */
+export function journalDedup(topic: usize, d: usize, dl: usize, expiresAt: f64): void {
+  if (!journaled(topic)) return;
+  let p = begin(topic, J_DEDUP, 0, 8 + dl);
+  if (p == 0) return;
+  store<f64>(p, expiresAt);
+  memory.copy(p + 8, d, dl);
 }
 
 // ── REMOVE, built id by id (consecutive ids become one range) ────────────────────────

@@ -112,7 +112,7 @@ class CoreBuffer {
 }
 
 /** Loads what recovery found into the core. Returns the message counts. */
-function restore(thread: CoreThread, recovery: Recovery, logger: Logger): { ready: number; delayed: number } {
+function restore(thread: CoreThread, recovery: Recovery, logger: Logger, nowMs = Date.now()): { ready: number; delayed: number; dedupIds: number } {
   const e = thread.exports;
   // Ids: every topic created from now on starts above every id the log names, so an id never
   // repeats for a (queue, topic) - a REMOVE in the log must never hit a newer message.
@@ -124,12 +124,20 @@ function restore(thread: CoreThread, recovery: Recovery, logger: Logger): { read
   const buffer = new CoreBuffer(thread);
   const scratch = thread.scratch;
   const view = thread.core.view;
-  let ready = 0, delayed = 0;
+  let ready = 0, delayed = 0, dedupIds = 0;
   try {
     for (const t of recovery.topics) {
-      if (t.ready === 0 && t.delayed === 0) continue;
+      if (t.ready === 0 && t.delayed === 0 && t.dedupIds.length === 0) continue;
+      // Scratch layout: [queue: 256][topic: 256][dedupId: 256].
       view.write(scratch, t.queue);
       view.write(scratch + 256, t.topic);
+      // Open dedup windows first (in expiry order): a producer retrying a push the broker
+      // stored just before it died is then still taken for the duplicate it is.
+      for (const d of t.dedupIds) {
+        view.write(scratch + 512, d.id);
+        if (e.restoreDedup(scratch, t.queue.length, scratch + 256, t.topic.length, scratch + 512, d.id.length, d.expiresAt, nowMs) !== 0) throw noMemory();
+        dedupIds++;
+      }
       for (const chunk of t.readyChunks()) {
         const count = countStoredRecords(chunk);
         const at = buffer.put(chunk);
@@ -147,7 +155,7 @@ function restore(thread: CoreThread, recovery: Recovery, logger: Logger): { read
   } finally {
     buffer.free();
   }
-  return { ready, delayed };
+  return { ready, delayed, dedupIds };
 }
 
 function noMemory(): TurboError {
@@ -184,8 +192,8 @@ export class DataDirectory {
       thread.onLogError = (err) => logger.error({ err: { message: err.message } }, 'turbomq log: changes could not be written yet (retrying)');
       const compactor = startCompaction(lock, { logger });
       const ms = Date.now() - started;
-      logger.info({ dir: lock.dir, fsync, ready: counts.ready, delayed: counts.delayed, topics: recovery.stats.topics, ms }, 'turbomq data directory recovered');
-      return new DataDirectory(lock.dir, fsync, lock, log, compactor, { ...counts, ms });
+      logger.info({ dir: lock.dir, fsync, ready: counts.ready, delayed: counts.delayed, dedupIds: counts.dedupIds, topics: recovery.stats.topics, ms }, 'turbomq data directory recovered');
+      return new DataDirectory(lock.dir, fsync, lock, log, compactor, { ready: counts.ready, delayed: counts.delayed, ms });
     } catch (err) {
       await log?.close().catch(() => {});
       await lock.release().catch(() => {});

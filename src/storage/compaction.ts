@@ -31,7 +31,7 @@ import type { Logger } from '../engine/options.ts';
 import {
   RecordEncoder, DecodedRecord, decodeRecord, isZeroTail, decodeSegmentHeader, encodeSegmentHeader, DECODE_OK, DECODE_INCOMPLETE,
   readU32, readU64, readF64, writeU32, deliveriesOf,
-  RECORD_PUSH, RECORD_REMOVE, RECORD_META, RECORD_SETTINGS, RECORD_NEXT_ID, RECORD_SEAL,
+  RECORD_PUSH, RECORD_REMOVE, RECORD_META, RECORD_SETTINGS, RECORD_NEXT_ID, RECORD_SEAL, RECORD_DEDUP,
   REMOVE_RANGE_BYTES, STORED_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_KIND_COMPACTED,
 } from './format.ts';
 import { listSegments, listTmpFiles, compactedSegmentName, highestSeq, fsyncDir, describeFsError, TMP_SUFFIX } from './files.ts';
@@ -117,8 +117,11 @@ interface SegmentState {
   /** The writer closed it (a SEAL record), or it is a compaction output. */
   sealedByRecord: boolean;
   pushes: Map<string, SegmentPushes>;
-  /** Bytes of records other than PUSH. */
+  /** Bytes of records other than PUSH and DEDUP. */
   otherBytes: number;
+  /** Bytes of DEDUP records, live until the latest expiry among them (ms since the epoch). */
+  dedupBytes: number;
+  dedupUntil: number;
 }
 
 interface TopicState {
@@ -248,7 +251,7 @@ export class Compactor {
       if (!this.#segments.has(s.name)) {
         this.#segments.set(s.name, {
           name: s.name, kind: s.kind, threadIndex: s.threadIndex, seq: s.seq, boot: -1, headerBad: false,
-          size: 0, scanned: 0, bad: false, sealedByRecord: s.kind === 'c', pushes: new Map(), otherBytes: 0,
+          size: 0, scanned: 0, bad: false, sealedByRecord: s.kind === 'c', pushes: new Map(), otherBytes: 0, dedupBytes: 0, dedupUntil: 0,
         });
       }
     }
@@ -452,6 +455,10 @@ export class Compactor {
         if (rec.id - 1 > t.maxId) t.maxId = rec.id - 1;
         return;
       }
+      case RECORD_DEDUP:
+        s.dedupBytes += length;
+        if (rec.dueAt > s.dedupUntil) s.dedupUntil = rec.dueAt;
+        return;
     }
   }
 
@@ -490,6 +497,7 @@ export class Compactor {
   // ── Choosing and rewriting ──────────────────────────────────────────────────────────
 
   #choose(): SegmentState[] {
+    const now = Date.now();
     const candidates: { s: SegmentState; dead: number }[] = [];
     const small: SegmentState[] = [];
     for (const s of this.#segments.values()) {
@@ -504,6 +512,9 @@ export class Compactor {
       // A compaction output's other records were needed when it was written: count them live,
       // or an output of only needed removals would be rewritten into itself forever.
       if (s.kind === 'c') live += s.otherBytes;
+      // Open dedup windows must outlive the segment: its DEDUP records count live until the
+      // last of them expires (then a rewrite drops them all).
+      if (s.dedupUntil > now) live += s.dedupBytes;
       const dead = Math.max(0, s.size - live);
       if (s.size > 0 && dead / s.size >= this.#minDeadRatio) candidates.push({ s, dead });
       else if (s.size < this.#smallSegmentBytes) small.push(s);
@@ -533,6 +544,9 @@ export class Compactor {
     const removed = new Map<string, RangeSet>();
     const metas = new Map<string, Map<number, { meta: number; dueAt: number }>>();
     const settings = new Map<string, { queue: Buffer; boot: number; stamp: number; json: Buffer }>();
+    /** Per topic: dedupId (latin1) -> latest expiry, for windows still open. */
+    const dedups = new Map<string, Map<string, number>>();
+    const now = Date.now();
     const touched = new Set<string>();
     const rec = new DecodedRecord();
     for (const s of inputs) {
@@ -570,6 +584,12 @@ export class Compactor {
             const first = readU64(buf, p);
             set.addRange(first, first + readU32(buf, p + 8));
           }
+        } else if (rec.type === RECORD_DEDUP) {
+          if (rec.dueAt <= now) continue;
+          let d = dedups.get(key);
+          if (d === undefined) dedups.set(key, d = new Map());
+          const id = buf.toString('latin1', rec.bodyStart + 8, rec.end);
+          if (!(rec.dueAt <= (d.get(id) ?? -Infinity))) d.set(id, rec.dueAt);
         } else if (rec.type === RECORD_META) {
           let m = metas.get(key);
           if (m === undefined) metas.set(key, m = new Map());
@@ -583,6 +603,7 @@ export class Compactor {
     enc.raw(encodeSegmentHeader({ kind: SEGMENT_KIND_COMPACTED, threadIndex: 0, boot: this.#boot }));
     const outPushes = new Map<string, SegmentPushes>();
     let records = 0;
+    let outDedupBytes = 0, outDedupUntil = 0;
     let scratch = Buffer.allocUnsafe(1024 * 1024);
     for (const key of [...touched].sort()) {
       const t = this.#topics.get(key)!;
@@ -672,6 +693,17 @@ export class Compactor {
         enc.nextId(t.queue, t.topic, t.maxId + 1);
         records++;
       }
+      // Open dedup windows, carried until they expire.
+      const d = dedups.get(key);
+      if (d !== undefined) {
+        for (const [id, expiresAt] of d) {
+          const before = enc.length;
+          enc.dedup(t.queue, t.topic, Buffer.from(id, 'latin1'), expiresAt);
+          outDedupBytes += enc.length - before;
+          if (expiresAt > outDedupUntil) outDedupUntil = expiresAt;
+          records++;
+        }
+      }
     }
     for (const s of settings.values()) {
       enc.settings(s.queue, s.boot, s.stamp, s.json);
@@ -704,7 +736,7 @@ export class Compactor {
       this.#segments.set(name, {
         name, kind: 'c', threadIndex: 0, seq: this.#nextSeq - 1, boot: this.#boot, headerBad: false,
         size: outputBytes, scanned: outputBytes, bad: false, sealedByRecord: true, pushes: outPushes,
-        otherBytes: outputBytes - SEGMENT_HEADER_BYTES - pushBytes,
+        otherBytes: outputBytes - SEGMENT_HEADER_BYTES - pushBytes - outDedupBytes, dedupBytes: outDedupBytes, dedupUntil: outDedupUntil,
       });
     }
     let reclaimed = 0;

@@ -61,6 +61,9 @@ export const RECORD_META = 3;
 export const RECORD_SETTINGS = 4;
 export const RECORD_NEXT_ID = 5;
 export const RECORD_SEAL = 6;
+export const RECORD_DEDUP = 7;
+/** Longest dedupId (the core keys them with a u8 length). */
+export const MAX_DEDUP_ID_BYTES = 255;
 
 export const FLAG_DUE = 1 << 0;
 
@@ -246,6 +249,15 @@ export class RecordEncoder {
     this.#end(at, p + 8);
   }
 
+  /** DEDUP: a push with `dedupId` was stored; a retry until `expiresAt` (ms since the epoch) stores nothing. */
+  dedup(queue: Uint8Array, topic: Uint8Array, dedupId: Uint8Array, expiresAt: number): void {
+    const at = this.#begin(RECORD_DEDUP, 0, queue, topic, 8 + dedupId.length);
+    const p = at + RECORD_HEADER_BYTES + queue.length + topic.length;
+    writeF64(this.#buf, p, expiresAt);
+    this.#buf.set(dedupId, p + 8);
+    this.#end(at, p + 8 + dedupId.length);
+  }
+
   /** SEAL: the last record of a segment its writer closed. */
   seal(): void {
     const at = this.#begin(RECORD_SEAL, 0, EMPTY, EMPTY, 0);
@@ -264,7 +276,7 @@ export class RecordEncoder {
     for (let p = 0; p < bytes.length; n++) {
       const len = p + 4 <= bytes.length ? readU32(bytes, p) : 0;
       const type = bytes[p + 8];
-      if (len < RECORD_HEADER_BYTES || p + len > bytes.length || (type !== RECORD_PUSH && type !== RECORD_REMOVE && type !== RECORD_META)) {
+      if (len < RECORD_HEADER_BYTES || p + len > bytes.length || (type !== RECORD_PUSH && type !== RECORD_REMOVE && type !== RECORD_META && type !== RECORD_DEDUP)) {
         throw new RangeError(`turbomq log: malformed journal record at offset ${p} of ${bytes.length}`);
       }
       p += len;
@@ -351,7 +363,7 @@ export class DecodedRecord {
   topicLength = 0;
   /** The body (after the names). */
   bodyStart = 0;
-  /** PUSH: the due time or NaN; first stored record's offset. META: id, meta, dueAt (NaN: none). */
+  /** PUSH: the due time or NaN; first stored record's offset. META: id, meta, dueAt (NaN: none). DEDUP: dueAt is the expiry; the dedupId is [bodyStart + 8, end). */
   dueAt = NaN;
   recordsStart = 0;
   id = 0;
@@ -446,6 +458,10 @@ export function decodeRecord(b: Uint8Array, at: number, end: number, out: Decode
     case RECORD_NEXT_ID:
       if (bodyBytes !== 8) break;
       out.id = readU64(b, bodyStart);
+      return DECODE_OK;
+    case RECORD_DEDUP:
+      if (bodyBytes < 9 || bodyBytes > 8 + MAX_DEDUP_ID_BYTES) break;
+      out.dueAt = readF64(b, bodyStart); // the expiry
       return DECODE_OK;
     default:
       out.reason = `unknown record type ${type}`;

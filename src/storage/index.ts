@@ -6,7 +6,7 @@
 //   stop: writers close(), compactor stop(), lock release()
 
 export { lockDataDir, type DataDirLock } from './lock.ts';
-export { recover, type Recovery, type RecoveredTopic, type RecoveredQueue, type DelayedChunk, type RecoverOptions, type RecoveryProgress, type RecoveryDamage } from './recovery.ts';
+export { recover, type Recovery, type RecoveredTopic, type RecoveredQueue, type RecoveredDedupId, type DelayedChunk, type RecoverOptions, type RecoveryProgress, type RecoveryDamage } from './recovery.ts';
 export {
   openLog, LogWriter, parseFsyncPolicy, FSYNC_POLICIES, DEFAULT_FSYNC_POLICY, DEFAULT_MAX_SEGMENT_BYTES,
   type FsyncPolicy, type LogOptions, type LogStats,

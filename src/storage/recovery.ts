@@ -27,7 +27,7 @@ import path from 'node:path';
 import type { Logger } from '../engine/options.ts';
 import {
   decodeRecord, decodeSegmentHeader, DecodedRecord, DECODE_OK, isZeroTail, readU32, readU64, readF64, deliveriesOf,
-  RECORD_PUSH, RECORD_REMOVE, RECORD_META, RECORD_SETTINGS, RECORD_NEXT_ID, RECORD_SEAL, REMOVE_RANGE_BYTES, STORED_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+  RECORD_PUSH, RECORD_REMOVE, RECORD_META, RECORD_SETTINGS, RECORD_NEXT_ID, RECORD_SEAL, RECORD_DEDUP, REMOVE_RANGE_BYTES, STORED_HEADER_BYTES, SEGMENT_HEADER_BYTES,
   writeU32,
 } from './format.ts';
 import { listSegments, listTmpFiles } from './files.ts';
@@ -79,6 +79,14 @@ export interface RecoveredTopic {
   readyChunks(): Generator<Uint8Array>;
   /** Delayed messages in (dueAt, id) order. */
   delayedChunks(): Generator<DelayedChunk>;
+  /** dedupIds pushed within their window that is still open at `nowMs`, by expiry (then id bytes). */
+  dedupIds: RecoveredDedupId[];
+}
+
+export interface RecoveredDedupId {
+  id: Uint8Array;
+  /** ms since the epoch: a push with this dedupId before then stores nothing. */
+  expiresAt: number;
 }
 
 export interface RecoveredQueue {
@@ -92,7 +100,7 @@ export interface Recovery {
   topics: RecoveredTopic[];
   queues: RecoveredQueue[];
   damage: RecoveryDamage[];
-  stats: RecoveryProgress & { ready: number; delayed: number; topics: number };
+  stats: RecoveryProgress & { ready: number; delayed: number; topics: number; dedupIds: number };
 }
 
 const silentLogger: Logger = { info() {}, warn() {}, error() {}, debug() {} };
@@ -112,6 +120,8 @@ class TopicAcc {
   removeEnd = new Float64Array(4);
   removesSorted = true;
   metas: Map<number, { meta: number; dueAt: number }> | null = null;
+  /** dedupId (latin1) -> the latest expiry any DEDUP record gives it. */
+  dedups: Map<string, number> | null = null;
   maxId = -1;
 
   constructor(queue: Uint8Array, topic: Uint8Array) {
@@ -159,6 +169,12 @@ class TopicAcc {
     const old = this.metas.get(id);
     // Most deliveries wins; on a tie the later record (this one).
     if (old === undefined || deliveriesOf(meta) >= deliveriesOf(old.meta)) this.metas.set(id, { meta, dueAt });
+  }
+
+  addDedup(id: string, expiresAt: number): void {
+    this.dedups ??= new Map();
+    const old = this.dedups.get(id);
+    if (old === undefined || expiresAt > old) this.dedups.set(id, expiresAt);
   }
 
   #grow(): void {
@@ -312,6 +328,9 @@ export async function recover(dir: string, options: RecoverOptions = {}): Promis
         case RECORD_NEXT_ID:
           if (rec.id - 1 > acc.maxId) acc.maxId = rec.id - 1;
           break;
+        case RECORD_DEDUP:
+          if (rec.dueAt > nowMs) acc.addDedup(buf.toString('latin1', rec.bodyStart + 8, rec.end), rec.dueAt);
+          break;
       }
       at = rec.end;
     }
@@ -319,11 +338,12 @@ export async function recover(dir: string, options: RecoverOptions = {}): Promis
 
   // Pass 2 (per topic): order, drop removed and duplicate copies, resolve meta and due.
   const out: RecoveredTopic[] = [];
-  let readyTotal = 0, delayedTotal = 0;
+  let readyTotal = 0, delayedTotal = 0, dedupTotal = 0;
   for (const acc of topics.values()) {
     const topic = resolveTopic(acc, files, nowMs, chunkBytes);
     readyTotal += topic.ready;
     delayedTotal += topic.delayed;
+    dedupTotal += topic.dedupIds.length;
     out.push(topic);
   }
   // Files no live record points into can go now.
@@ -331,7 +351,7 @@ export async function recover(dir: string, options: RecoverOptions = {}): Promis
 
   progress.elapsedMs = performance.now() - started;
   options.onProgress?.({ ...progress });
-  const stats = { ...progress, ready: readyTotal, delayed: delayedTotal, topics: out.length };
+  const stats = { ...progress, ready: readyTotal, delayed: delayedTotal, topics: out.length, dedupIds: dedupTotal };
   if (segments.length > 0) {
     logger.info({ ...stats, elapsedMs: Math.round(stats.elapsedMs), damaged: damage.length }, `turbomq recovery: done, ${readyTotal.toLocaleString('en-US')} ready and ${delayedTotal.toLocaleString('en-US')} delayed messages in ${out.length} topics`);
   }
@@ -411,6 +431,15 @@ function mergedRemoves(acc: TopicAcc): { starts: Float64Array; ends: Float64Arra
     }
   }
   return { starts, ends, n };
+}
+
+/** The topic's open dedup windows, by expiry (the order the core's expiry lists need), then id. */
+function dedupIdsOf(acc: TopicAcc): RecoveredDedupId[] {
+  if (acc.dedups === null) return [];
+  const out: RecoveredDedupId[] = [];
+  for (const [id, expiresAt] of acc.dedups) out.push({ id: Buffer.from(id, 'latin1'), expiresAt });
+  out.sort((a, b) => a.expiresAt - b.expiresAt || Buffer.compare(a.id, b.id));
+  return out;
 }
 
 function resolveTopic(acc: TopicAcc, files: FileEntry[], nowMs: number, chunkBytes: number): RecoveredTopic {
@@ -494,6 +523,7 @@ function resolveTopic(acc: TopicAcc, files: FileEntry[], nowMs: number, chunkByt
     nextId,
     ready: readyN,
     delayed: delayed.length,
+    dedupIds: dedupIdsOf(acc),
     *readyChunks(): Generator<Uint8Array> {
       let k = 0;
       while (k < readyN) {

@@ -142,6 +142,45 @@ for (const fsync of ['always', 'everysec', 'no'] as const) {
   });
 }
 
+t.test('dedupId windows survive a restart: a producer retrying after a crash is not stored twice', async (t) => {
+  const dir = tempDir(t);
+  let b = await broker(t, dir, { fsync: 'everysec' });
+  const q = b.q('orders');
+  await q.configure({ dedupWindowMs: 1500 });
+  await b.q('short').configure({ dedupWindowMs: 200 });
+  await b.q('volatile').configure({ durable: false });
+  for (let i = 0; i < 50; i++) await q.push('t', `order ${i}`, { dedupId: `o${i}` });
+  await q.push('other', 'same id, other topic', { dedupId: 'o0' });
+  await b.q('short').push('t', 'short window', { dedupId: 's' });
+  await b.q('volatile').push('t', 'volatile', { dedupId: 'v' });
+  const pushedAt = Date.now();
+  await b.stop();
+
+  b = await broker(t, dir, { fsync: 'everysec' });
+  const again = b.q('orders');
+  // The retries of a producer that never saw its acknowledgements.
+  for (let i = 0; i < 50; i++) await again.push('t', `order ${i} (retried)`, { dedupId: `o${i}` });
+  await again.push('other', 'retried', { dedupId: 'o0' });
+  await again.push('t', 'a new one', { dedupId: 'o50' });
+  if (Date.now() - pushedAt < 1400) {
+    t.equal(await again.length('t'), 51, 'every retry within the window stored nothing; a new dedupId was stored');
+    t.equal(await again.length('other'), 1, 'windows are per topic, as before the restart');
+  }
+  await delay(Math.max(0, 250 - (Date.now() - pushedAt)));
+  await b.q('short').push('t', 'after its window', { dedupId: 's' });
+  t.equal(await b.q('short').length('t'), 2, 'a window that had closed is not restored');
+  await b.q('volatile').push('t', 'volatile again', { dedupId: 'v' });
+  t.equal(await b.q('volatile').length('t'), 1, 'a durable: false queue starts empty, its windows too');
+  t.match((await b.engine.stats()).storage, { recovered: { ready: 50 + 1 + 1, delayed: 0 } });
+  await b.stop();
+
+  // Once the windows have closed, the DEDUP records are dropped: a restart then restores none.
+  await delay(Math.max(0, 1600 - (Date.now() - pushedAt)));
+  b = await broker(t, dir, { fsync: 'everysec' });
+  await b.q('orders').push('t', 'window closed', { dedupId: 'o1' });
+  t.equal(await b.q('orders').length('t'), 52, 'after the window a dedupId is new again');
+});
+
 t.test('durable: true needs a data directory; durable: false is never written', async (t) => {
   const engine = new TurboEngine('tcp://127.0.0.1:0', { threads: 1 });
   await engine.run();

@@ -10,6 +10,7 @@ import { openLog, type LogWriter } from '../../src/storage/log.ts';
 import { startCompaction } from '../../src/storage/compaction.ts';
 import { tempDir, lockFor, storedRecords, recoverAll, segmentBytes, segmentFiles, Q, T } from './support.ts';
 import { lockDataDir } from '../../src/storage/lock.ts';
+import { RecordEncoder } from '../../src/storage/format.ts';
 
 t.test('100 MB pushed and then removed: under half of it on disk 10 s later', async (t) => {
   const dir = tempDir(t);
@@ -186,6 +187,45 @@ t.test('a segment still being written is never rewritten; a removal seen before 
   const r = await recoverAll(dir);
   t.same(r.topics.get('q/t')!.ready.map((m) => m.id), [0, 1, 2, 3, 4, 6, 7, 8, 9]);
   t.equal(r.settings.get('q'), `{"i":19,"pad":"${'p'.repeat(100)}"}`);
+});
+
+t.test('open dedup windows are carried through compaction until they expire, then dropped', async (t) => {
+  const dir = tempDir(t);
+  const lock = await lockFor(t, dir);
+  const compactor = startCompaction(lock, { intervalMs: 60_000 });
+  t.teardown(() => compactor.stop());
+  const a = await openLog(dir, { fsync: 'no', threadIndex: 1 });
+  const b = await openLog(dir, { fsync: 'no', threadIndex: 2 });
+  const expiresAt = Date.now() + 1500;
+  // 200 pushes with dedupIds (journaled as the core does: PUSH, then DEDUP), all consumed.
+  const data = 'd'.repeat(500);
+  for (let id = 0; id < 200; id++) {
+    const j = new RecordEncoder();
+    j.push(Q, T, storedRecords([{ id, data }]));
+    j.dedup(Q, T, Buffer.from(`k${id}`), expiresAt + id);
+    a.appendJournal(j.bytes());
+  }
+  b.appendRemove(Q, T, Array.from({ length: 200 }, (_, i) => i));
+  await a.commit();
+  await b.commit();
+  await a.close();
+  await b.close();
+  const before = segmentBytes(dir);
+  const pass = await compactor.runOnce();
+  t.ok(pass.inputs >= 1, 'the consumed pushes are compacted away');
+  const after = segmentBytes(dir);
+  t.ok(after < before / 4, `${before} -> ${after} bytes: the messages' space is given back`);
+  let r = await recoverAll(dir);
+  t.equal(r.topics.get('q/t')!.ready.length, 0);
+  t.equal(r.topics.get('q/t')!.dedupIds.length, 200, 'every open window survived the rewrite');
+  t.equal(r.topics.get('q/t')!.dedupIds[0], `k0@${expiresAt}`);
+  await compactor.runOnce();
+  t.equal(segmentBytes(dir), after, 'an output of open windows is not rewritten again while they are open');
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, expiresAt + 200 - Date.now()) + 50));
+  await compactor.runOnce();
+  r = await recoverAll(dir);
+  t.equal(r.topics.get('q/t')?.dedupIds.length ?? 0, 0, 'once the windows closed, the next pass dropped them');
+  t.ok(segmentBytes(dir) < after, `${segmentBytes(dir)} bytes left`);
 });
 
 t.test('one compactor per lock (boot)', async (t) => {

@@ -228,6 +228,41 @@ t.test('settings: the latest boot wins even if its clock was behind; then the la
   t.equal(r.settings.get('other'), '{"v":"other"}');
 });
 
+t.test('dedup windows: the latest expiry of a dedupId wins, closed windows are dropped, by expiry then id', async (t) => {
+  const dir = tempDir(t);
+  const now = 1_000_000;
+  writeSegment(dir, writerSegmentName(1, 1), 1, (e) => {
+    e.push(Q, T, storedRecords([{ id: 1, data: 'x' }]));
+    e.dedup(Q, T, Buffer.from('b'), now + 500);
+    e.dedup(Q, T, Buffer.from('a'), now + 900);
+    e.dedup(Q, T, Buffer.from('closed'), now - 1);
+    e.dedup(Q, Buffer.from('only dedup'), Buffer.from('a'), now + 100);
+  });
+  writeSegment(dir, writerSegmentName(2, 1), 1, (e) => {
+    e.dedup(Q, T, Buffer.from('b'), now + 1000); // pushed again after its window (another thread's file)
+    e.dedup(Q, T, Buffer.from('a'), now + 200);  // an older record of 'a': the later expiry stays
+    e.dedup(Q, T, Buffer.from('c'), now + 900);
+  });
+  const r = await recoverAll(dir, { nowMs: now });
+  t.same(r.topics.get('q/t')!.dedupIds, [`a@${now + 900}`, `c@${now + 900}`, `b@${now + 1000}`]);
+  t.same(r.topics.get('q/only dedup')!.dedupIds, [`a@${now + 100}`], 'a topic with only a dedup window is reported');
+  t.same(r.warnings, []);
+  const later = await recoverAll(dir, { nowMs: now + 950 });
+  t.same(later.topics.get('q/t')!.dedupIds, [`b@${now + 1000}`], 'windows closed by nowMs are not restored');
+  // A DEDUP record's body is checked like every other: no id, or an id over 255 bytes, is damage.
+  const bad = new RecordEncoder();
+  bad.dedup(Q, T, Buffer.alloc(0), now);
+  const rec = new DecodedRecord();
+  t.not(decodeRecord(bad.bytes(), 0, bad.length, rec), DECODE_OK, 'an empty dedupId is malformed');
+  const long = new RecordEncoder();
+  long.dedup(Q, T, Buffer.alloc(256, 1), now);
+  t.not(decodeRecord(long.bytes(), 0, long.length, rec), DECODE_OK, 'a 256-byte dedupId is malformed');
+  const ok = new RecordEncoder();
+  ok.dedup(Q, T, Buffer.alloc(255, 1), now + 5);
+  t.equal(decodeRecord(ok.bytes(), 0, ok.length, rec), DECODE_OK);
+  t.equal(rec.dueAt, now + 5, 'the expiry is read into dueAt');
+});
+
 t.test('every topic a record names is reported with its next id, also with nothing live', async (t) => {
   const dir = tempDir(t);
   writeSegment(dir, compactedSegmentName(1), 1, (e) => e.nextId(Q, Buffer.from('drained'), 1000), SEGMENT_KIND_COMPACTED);

@@ -59,6 +59,8 @@ export interface RecoveredTopicData {
   ready: Message[];
   delayed: (Message & { dueAt: number })[];
   nextId: bigint;
+  /** Open dedup windows: "id@expiresAt", in recovery's order. */
+  dedupIds: string[];
 }
 
 export interface RecoveredData {
@@ -86,7 +88,7 @@ export async function recoverAll(dir: string, options: RecoverOptions = {}): Pro
     for (const chunk of t.readyChunks()) ready.push(...parseRecords(chunk));
     const delayed: (Message & { dueAt: number })[] = [];
     for (const chunk of t.delayedChunks()) parseRecords(chunk.records).forEach((m, i) => delayed.push({ ...m, dueAt: chunk.dueAt[i]! }));
-    topics.set(`${Buffer.from(t.queue)}/${Buffer.from(t.topic)}`, { ready, delayed, nextId: t.nextId });
+    topics.set(`${Buffer.from(t.queue)}/${Buffer.from(t.topic)}`, { ready, delayed, nextId: t.nextId, dedupIds: t.dedupIds.map((d) => `${Buffer.from(d.id)}@${d.expiresAt}`) });
   }
   const settings = new Map(r.queues.map((q) => [Buffer.from(q.queue).toString(), q.settings]));
   return { topics, settings, warnings: logger.lines, damage: r.damage.map(({ file, offset, reason }) => ({ file, offset, reason })) };
