@@ -14,7 +14,7 @@ import { heapInit } from "./alloc";
 import { threadId, setThreadId } from "./thread";
 import { raiseIdFloor } from "./table";
 import { queueRetain, queueRelease } from "./queues";
-import { queueIsDurable, journalDedup } from "./journal";
+import { queueIsDurable, journalDedupNext, journalDedupClear } from "./journal";
 import { tableInit, topicAcquire, topicRelease, topicFindLocked, topicUnlock, TOPIC_NO_MEMORY, T_LENGTH, T_USERS, T_QUEUE } from "./table";
 import { queuesInit, Q_DEDUP_WINDOW_MS } from "./queues";
 import { delaysInit } from "./delays";
@@ -184,13 +184,14 @@ export function opPushEx(
       return entry == DEDUP_SEEN ? 0 : E_NO_MEMORY;
     }
   }
+  // The push's PUSH record carries the dedupId (journal.ts): the window outlives a restart.
+  if (dedupLen > 0) journalDedupNext(dedup, dedupLen, now + window);
   let status: i32;
   if (delayMs > 0) status = topicPushDelayed(topic, records, bytes, records == 0 ? 1 : count, data, len, now + delayMs);
   else if (records != 0) status = topicPushWire(topic, records, bytes, count, false);
   else status = topicPush(topic, data, len, false);
   if (dedupLen > 0) {
-    // Journaled before the segment unlocks, after the push's own record: the window outlives a restart.
-    if (status == 0) journalDedup(topic, dedup, dedupLen, now + window);
+    journalDedupClear();
     dedupEnd(load<u32>(scratch), entry, status == 0);
   }
   topicRelease(topic);

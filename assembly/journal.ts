@@ -18,10 +18,16 @@
 //
 //  [u32 length][u32 crc = 0][u8 type][u8 flags][u8 qlen][u8 tlen][queue][topic][body]
 //
-//  PUSH   (1) flags bit 0: dueAt      body: [f64 dueAt] stored records [len][meta][id][data]...
+//  PUSH   (1) flags bit 0: dueAt      body: [f64 expiresAt][u8 dl][dedupId] (bit 1), [f64 dueAt] (bit 0),
+//             flags bit 1: dedupId          stored records [len][meta][id][data]...
 //  REMOVE (2)                         body: (u64 firstId, u32 count)...
 //  META   (3) flags bit 0: dueAt      body: u64 id, u32 meta, [f64 dueAt]
-//  DEDUP  (7)                         body: f64 expiresAt, dedupId (1..255 bytes)
+//
+// A push with a dedupId carries it in its own PUSH record (bit 1), not in a record of its
+// own: one record, one checksum, so a torn write can never keep the push without its
+// dedupId (a retry would store it twice) or the dedupId without the push (the retry would
+// be refused and the message lost). (Compaction writes windows still open after their
+// messages are gone as DEDUP records, type 7.)
 //
 // Out of memory for the journal: the change is made all the same (refusing it now could
 // lose more, e.g. an expiry) and `journalLost` counts it; JS reports the log as failed
@@ -39,9 +45,9 @@ import { RECORD_HEADER, PUSH_RECORD_HEADER, R_ID, recordSize } from "./record";
 // @ts-ignore: decorator
 @inline const J_META: u8 = 3;
 // @ts-ignore: decorator
-@inline const J_DEDUP: u8 = 7;
-// @ts-ignore: decorator
 @inline const J_FLAG_DUE: u8 = 1;
+// @ts-ignore: decorator
+@inline const J_FLAG_DEDUP: u8 = 2;
 // @ts-ignore: decorator
 @inline const J_HEADER: usize = 12;
 // @ts-ignore: decorator
@@ -51,6 +57,11 @@ import { RECORD_HEADER, PUSH_RECORD_HEADER, R_ID, recordSize } from "./record";
 let journal: usize = 0;
 /** Changes that could not be journaled for lack of memory. */
 let journalLost: u32 = 0;
+
+// The dedupId the next PUSH record carries (journalDedupNext .. journalDedupClear), thread-local.
+let dedupPtr: usize = 0;
+let dedupLen: usize = 0;
+let dedupExpires: f64 = 0;
 
 // The REMOVE record being built (removeBegin .. removeEnd), thread-local.
 let removeMark: u32 = 0;
@@ -96,10 +107,31 @@ export function journalTakeLost(): u32 {
   return (flags & Q_DURABLE_SET) == 0 || (flags & Q_DURABLE) != 0;
 }
 
+/**
+ * The next PUSH record this thread journals (the push of opPushEx) carries dedupId (d, dl),
+ * remembered until `expiresAt`. Cleared by that record, or by journalDedupClear.
+ */
+export function journalDedupNext(d: usize, dl: usize, expiresAt: f64): void {
+  dedupPtr = d;
+  dedupLen = dl;
+  dedupExpires = expiresAt;
+}
+
+export function journalDedupClear(): void {
+  dedupLen = 0;
+}
+
 /** Writes a record header for `topic` with `body` bytes after it; returns the body's address, 0 if out of memory. */
 function begin(topic: usize, type: u8, flags: u8, body: usize): usize {
   let ql = <usize>load<u8>(topic + T_QUEUE_LEN);
   let tl = <usize>load<u8>(topic + T_TOPIC_LEN);
+  // A push's dedupId goes first in its body (see the top of this file).
+  let dl = type == J_PUSH ? dedupLen : 0;
+  if (dl > 0) {
+    flags |= J_FLAG_DEDUP;
+    body += 9 + dl;
+    dedupLen = 0;
+  }
   let length = J_HEADER + ql + tl + body;
   let p = writerEnsure(journal, <u32>length);
   if (p == 0) {
@@ -114,7 +146,14 @@ function begin(topic: usize, type: u8, flags: u8, body: usize): usize {
   store<u8>(p, <u8>tl, 11);
   memory.copy(p + J_HEADER, topic + T_NAMES, ql + tl);
   writerAdvance(journal, <u32>length);
-  return p + J_HEADER + ql + tl;
+  let at = p + J_HEADER + ql + tl;
+  if (dl > 0) {
+    store<f64>(at, dedupExpires);
+    store<u8>(at, <u8>dl, 8);
+    memory.copy(at + 9, dedupPtr, dl);
+    at += 9 + dl;
+  }
+  return at;
 }
 
 /** PUSH of one message (data, len) with id `id`, ready now. */
@@ -190,18 +229,6 @@ export function journalMeta(topic: usize, id: u64, meta: u32, due: f64): void {
   store<u64>(p, id);
   store<u32>(p, meta, 8);
   if (due > 0) store<f64>(p, due, 12);
-}
-
-/**
- * DEDUP: a push with dedupId (d, dl) was stored in `topic`; a retry of it within the window,
- * until `expiresAt`, stores nothing - after a restart too (recovery restores the window).
- */
-export function journalDedup(topic: usize, d: usize, dl: usize, expiresAt: f64): void {
-  if (!journaled(topic)) return;
-  let p = begin(topic, J_DEDUP, 0, 8 + dl);
-  if (p == 0) return;
-  store<f64>(p, expiresAt);
-  memory.copy(p + 8, d, dl);
 }
 
 // ── REMOVE, built id by id (consecutive ids become one range) ────────────────────────

@@ -407,6 +407,10 @@ export class Compactor {
         return;
       case RECORD_PUSH: {
         const [key, t] = this.#topicOf(buf, rec);
+        if (rec.dedupLength > 0) {
+          s.dedupBytes += 9 + rec.dedupLength;
+          if (rec.dedupExpires > s.dedupUntil) s.dedupUntil = rec.dedupExpires;
+        }
         let pushes = s.pushes.get(key);
         if (pushes === undefined) s.pushes.set(key, pushes = new SegmentPushes());
         // Runs of consecutive ids (a batch) are applied as one range.
@@ -547,6 +551,12 @@ export class Compactor {
     /** Per topic: dedupId (latin1) -> latest expiry, for windows still open. */
     const dedups = new Map<string, Map<string, number>>();
     const now = Date.now();
+    const keepDedup = (key: string, id: string, expiresAt: number) => {
+      if (expiresAt <= now) return;
+      let d = dedups.get(key);
+      if (d === undefined) dedups.set(key, d = new Map());
+      if (!(expiresAt <= (d.get(id) ?? -Infinity))) d.set(id, expiresAt);
+    };
     const touched = new Set<string>();
     const rec = new DecodedRecord();
     for (const s of inputs) {
@@ -570,6 +580,7 @@ export class Compactor {
         const [key, t] = this.#topicOf(buf, rec);
         touched.add(key);
         if (rec.type === RECORD_PUSH) {
+          if (rec.dedupLength > 0) keepDedup(key, buf.toString('latin1', rec.dedupStart, rec.dedupStart + rec.dedupLength), rec.dedupExpires);
           for (let p = rec.recordsStart; p < rec.end; p += STORED_HEADER_BYTES + readU32(buf, p)) {
             const id = readU64(buf, p + 8);
             if (!t.live.has(id)) continue;
@@ -585,11 +596,7 @@ export class Compactor {
             set.addRange(first, first + readU32(buf, p + 8));
           }
         } else if (rec.type === RECORD_DEDUP) {
-          if (rec.dueAt <= now) continue;
-          let d = dedups.get(key);
-          if (d === undefined) dedups.set(key, d = new Map());
-          const id = buf.toString('latin1', rec.bodyStart + 8, rec.end);
-          if (!(rec.dueAt <= (d.get(id) ?? -Infinity))) d.set(id, rec.dueAt);
+          keepDedup(key, buf.toString('latin1', rec.bodyStart + 8, rec.end), rec.dueAt);
         } else if (rec.type === RECORD_META) {
           let m = metas.get(key);
           if (m === undefined) metas.set(key, m = new Map());

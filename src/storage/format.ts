@@ -66,6 +66,8 @@ export const RECORD_DEDUP = 7;
 export const MAX_DEDUP_ID_BYTES = 255;
 
 export const FLAG_DUE = 1 << 0;
+/** PUSH: the body starts with [f64 expiresAt][u8 length][dedupId] (a push with a dedupId; assembly/journal.ts). */
+export const FLAG_DEDUP = 1 << 1;
 
 export const STORED_HEADER_BYTES = 16;
 export const REMOVE_RANGE_BYTES = 12;
@@ -196,11 +198,18 @@ export class RecordEncoder {
     this.#length -= n;
   }
 
-  /** PUSH of stored records (one or many, back to back) with an optional due time. */
-  push(queue: Uint8Array, topic: Uint8Array, records: Uint8Array, dueAt?: number): void {
+  /** PUSH of stored records (one or many, back to back) with an optional due time and dedupId. */
+  push(queue: Uint8Array, topic: Uint8Array, records: Uint8Array, dueAt?: number, dedup?: { id: Uint8Array; expiresAt: number }): void {
     const due = dueAt !== undefined;
-    const at = this.#begin(RECORD_PUSH, due ? FLAG_DUE : 0, queue, topic, (due ? 8 : 0) + records.length);
+    const dedupBytes = dedup === undefined ? 0 : 9 + dedup.id.length;
+    const at = this.#begin(RECORD_PUSH, (due ? FLAG_DUE : 0) | (dedup === undefined ? 0 : FLAG_DEDUP), queue, topic, dedupBytes + (due ? 8 : 0) + records.length);
     let p = at + RECORD_HEADER_BYTES + queue.length + topic.length;
+    if (dedup !== undefined) {
+      writeF64(this.#buf, p, dedup.expiresAt);
+      this.#buf[p + 8] = dedup.id.length;
+      this.#buf.set(dedup.id, p + 9);
+      p += dedupBytes;
+    }
     if (due) { writeF64(this.#buf, p, dueAt); p += 8; }
     this.#buf.set(records, p);
     this.#end(at, p + records.length);
@@ -366,6 +375,10 @@ export class DecodedRecord {
   /** PUSH: the due time or NaN; first stored record's offset. META: id, meta, dueAt (NaN: none). DEDUP: dueAt is the expiry; the dedupId is [bodyStart + 8, end). */
   dueAt = NaN;
   recordsStart = 0;
+  /** PUSH with FLAG_DEDUP: the dedupId at [dedupStart, dedupStart + dedupLength) and its window's end; dedupLength 0: none. */
+  dedupStart = 0;
+  dedupLength = 0;
+  dedupExpires = 0;
   id = 0;
   meta = 0;
   /** Why the record is corrupt or incomplete. */
@@ -429,8 +442,18 @@ export function decodeRecord(b: Uint8Array, at: number, end: number, out: Decode
     case RECORD_PUSH: {
       let p = bodyStart;
       out.dueAt = NaN;
+      out.dedupLength = 0;
+      if ((flags & FLAG_DEDUP) !== 0) {
+        if (bodyBytes < 9) break;
+        const dl = b[p + 8]!;
+        if (dl === 0 || p + 9 + dl > recordEnd) break;
+        out.dedupExpires = readF64(b, p);
+        out.dedupStart = p + 9;
+        out.dedupLength = dl;
+        p += 9 + dl;
+      }
       if (due) {
-        if (bodyBytes < 8) break;
+        if (recordEnd - p < 8) break;
         out.dueAt = readF64(b, p);
         p += 8;
       }

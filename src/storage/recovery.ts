@@ -306,6 +306,7 @@ export async function recover(dir: string, options: RecoverOptions = {}): Promis
       }
       switch (type) {
         case RECORD_PUSH: {
+          if (rec.dedupLength > 0 && rec.dedupExpires > nowMs) acc.addDedup(buf.toString('latin1', rec.dedupStart, rec.dedupStart + rec.dedupLength), rec.dedupExpires);
           const dueAt = rec.dueAt;
           const recordEnd = rec.end;
           let p = rec.recordsStart;

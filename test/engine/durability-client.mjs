@@ -6,8 +6,13 @@
 //   producer ID URL TOPIC...   pushes "ID:SEQ" (SEQ = 0, 1, ...; each SEQ tried once, alternately
 //                              one push and a pushMany of 8) round robin over the topics:
 //                              "P TOPIC SEQ" once the push (or the whole pushMany) was acknowledged
+//   retrier ID URL TOPIC...    pushes "ID:SEQ" one at a time with dedupId "ID:SEQ", round robin
+//                              over the topics, and retries a push whose outcome the kill left
+//                              unknown (same topic, same SEQ) until it is acknowledged: "P TOPIC
+//                              SEQ" then. The broker must store each SEQ once (dedupId windows
+//                              survive the restarts).
 //   consumer ID URL TOPIC      leased popMany (up to 16) and ack of each:
-//                              "D TOPIC DATA" for every delivery received,
+//                              "D TOPIC DATA MSGID" for every delivery received,
 //                              "A TOPIC DATA" for every ack the broker acknowledged
 //
 // A line "stop" on stdin makes it finish the operation in hand, close and print "done".
@@ -38,7 +43,7 @@ async function connect() {
     try {
       return await TurboClient.connect(url, { connectTimeoutMs: 2000 });
     } catch {
-      if (stopping && role === 'producer') return undefined;
+      if (stopping && role !== 'consumer') return undefined;
       await new Promise((r) => setTimeout(r, 20));
     }
   }
@@ -70,6 +75,24 @@ async function produce() {
   }
 }
 
+async function retry() {
+  let seq = 0;
+  while (!stopping) {
+    const client = await connect();
+    if (client === undefined) break;
+    const queue = client.getQueue('crash');
+    try {
+      while (!stopping) {
+        const topic = topics[seq % topics.length];
+        await queue.push(topic, `${id}:${seq}`, { dedupId: `${id}:${seq}` });
+        report(`P ${topic} ${seq}`);
+        seq++;
+      }
+    } catch { /* the broker died: the same SEQ is pushed again after reconnecting */ }
+    await client.close().catch(() => {});
+  }
+}
+
 async function consume() {
   const topic = topics[0];
   for (;;) {
@@ -82,7 +105,7 @@ async function consume() {
           return;
         }
         const batch = await queue.popMany(topic, 16, { timeoutMs: 50, ack: true, leaseMs: 60_000 });
-        for (const m of batch) report(`D ${topic} ${m.content}`);
+        for (const m of batch) report(`D ${topic} ${m.content} ${m.id}`);
         // Acks of one batch go out together; each one that resolves was acknowledged.
         const results = await Promise.allSettled(batch.map((m) => m.ack()));
         let failed = false;
@@ -98,7 +121,7 @@ async function consume() {
 }
 
 try {
-  await (role === 'producer' ? produce() : consume());
+  await (role === 'producer' ? produce() : role === 'retrier' ? retry() : consume());
 } finally {
   flushOut();
   process.stdout.write('done\n');

@@ -7,6 +7,8 @@
 //   - every acknowledged push was consumed (its ack acknowledged) or is still there;
 //   - nothing is there twice, nothing acknowledged as consumed is there or came again,
 //     no push that was tried once is there twice (unacknowledged pushes may be missing);
+//   - a producer that retries each push with a dedupId until it is acknowledged, across the
+//     kills, has every push stored once (one message id), the dedupId windows surviving;
 //   - FIFO per producer per topic: first deliveries and what is left are in push order.
 
 import t from 'tap';
@@ -24,6 +26,8 @@ const clientScript = fileURLToPath(new URL('./durability-client.mjs', import.met
 const KILLS = Number(process.env.CRASH_KILLS ?? 20);
 const TOPICS = ['t0', 't1'];
 const PRODUCERS = ['p0', 'p1'];
+/** Retries each push until acknowledged, with a dedupId: must be stored once. */
+const RETRIER = 'r0';
 
 async function freePort(): Promise<number> {
   const server = net.createServer();
@@ -99,7 +103,7 @@ async function crashLoop(t: Tap.Test, fsync: string): Promise<void> {
   const port = await freePort();
   const url = `tcp://127.0.0.1:${port}`;
   let broker = await startBroker(dir, fsync, port);
-  const producers = PRODUCERS.map((p) => startClient(['producer', p, url, ...TOPICS]));
+  const producers = [...PRODUCERS.map((p) => startClient(['producer', p, url, ...TOPICS])), startClient(['retrier', RETRIER, url, ...TOPICS])];
   const consumers = TOPICS.map((topic, i) => startClient(['consumer', `c${i}`, url, topic]));
   let kills = 0;
   for (; kills < KILLS; kills++) {
@@ -115,6 +119,7 @@ async function crashLoop(t: Tap.Test, fsync: string): Promise<void> {
 
   // Whatever is left, drained by one plain consumer: in order, each once.
   const left = new Map<string, string[]>();
+  const leftIds: [string, string][] = [];
   const client = await TurboClient.connect(url);
   const queue = client.getQueue('crash');
   for (const topic of TOPICS) {
@@ -124,7 +129,10 @@ async function crashLoop(t: Tap.Test, fsync: string): Promise<void> {
     for (;;) {
       const batch = await queue.popMany(topic, 1000, 0);
       if (batch.length === 0) break;
-      for (const m of batch) all.push(m.content);
+      for (const m of batch) {
+        all.push(m.content);
+        leftIds.push([`${topic} ${m.content}`, m.id]);
+      }
     }
     left.set(topic, all);
   }
@@ -136,20 +144,29 @@ async function crashLoop(t: Tap.Test, fsync: string): Promise<void> {
   for (const [i, p] of producers.entries()) {
     for (const line of p.lines) {
       const [kind, topic, seq] = line.split(' ');
-      if (kind === 'P') pushed.add(`${topic} ${PRODUCERS[i]}:${seq}`);
+      if (kind === 'P') pushed.add(`${topic} ${[...PRODUCERS, RETRIER][i]}:${seq}`);
     }
   }
   const consumed = new Map<string, number>(); // acks acknowledged, per message
+  // The message ids each pushed data was stored under (deliveries and what is left): a push
+  // retried with its dedupId must have one.
+  const copies = new Map<string, Set<string>>();
+  const storedAs = (key: string, messageId: string) => {
+    let ids = copies.get(key);
+    if (ids === undefined) copies.set(key, ids = new Set());
+    ids.add(messageId);
+  };
   const delivered = new Set<string>();
   let deliveries = 0, redeliveredAfterAck = 0, fifoBreaks = 0;
   for (const c of consumers) {
     const firstSeen = new Set<string>();
     const lastSeq = new Map<string, number>();
     for (const line of c.lines) {
-      const [kind, topic, data] = line.split(' ') as [string, string, string];
+      const [kind, topic, data, messageId] = line.split(' ') as [string, string, string, string];
       const key = `${topic} ${data}`;
       if (kind === 'D') {
         deliveries++;
+        storedAs(key, messageId);
         delivered.add(key);
         if (consumed.has(key)) redeliveredAfterAck++;
         if (!firstSeen.has(key)) {
@@ -164,6 +181,9 @@ async function crashLoop(t: Tap.Test, fsync: string): Promise<void> {
       }
     }
   }
+  for (const [key, messageId] of leftIds) storedAs(key, messageId);
+  const retried = [...pushed].filter((k) => k.split(' ')[1]!.startsWith(`${RETRIER}:`));
+  const storedTwice = [...copies].filter(([k, ids]) => k.split(' ')[1]!.startsWith(`${RETRIER}:`) && ids.size > 1).map(([k, ids]) => `${k} as ${[...ids].join(', ')}`);
   const remaining = new Map<string, number>();
   let leftFifoBreaks = 0;
   for (const [topic, all] of left) {
@@ -188,6 +208,8 @@ async function crashLoop(t: Tap.Test, fsync: string): Promise<void> {
   t.ok(consumed.size > 0, 'the consumers acked messages');
   t.same(missing.slice(0, 5), [], `no acknowledged push is missing (${missing.length}), except consumed ones`);
   if (missing.length > 0 && process.env.CRASH_KEEP) t.comment(`dir ${dir} missing: ${missing.join(', ')}`);
+  t.ok(retried.length > 20 * KILLS / 20, `the retrying producer got ${retried.length} pushes through`);
+  t.same(storedTwice.slice(0, 5), [], `a push retried with its dedupId across the kills was stored once (${storedTwice.length} twice)`);
   t.same(twiceConsumed.slice(0, 5), [], 'no message acked twice');
   t.same(consumedAndLeft.slice(0, 5), [], 'nothing acked is still there');
   t.same(leftTwice.slice(0, 5), [], 'nothing is there twice');

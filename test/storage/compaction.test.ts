@@ -197,12 +197,11 @@ t.test('open dedup windows are carried through compaction until they expire, the
   const a = await openLog(dir, { fsync: 'no', threadIndex: 1 });
   const b = await openLog(dir, { fsync: 'no', threadIndex: 2 });
   const expiresAt = Date.now() + 1500;
-  // 200 pushes with dedupIds (journaled as the core does: PUSH, then DEDUP), all consumed.
+  // 200 pushes with dedupIds (journaled as the core does: in the PUSH record), all consumed.
   const data = 'd'.repeat(500);
   for (let id = 0; id < 200; id++) {
     const j = new RecordEncoder();
-    j.push(Q, T, storedRecords([{ id, data }]));
-    j.dedup(Q, T, Buffer.from(`k${id}`), expiresAt + id);
+    j.push(Q, T, storedRecords([{ id, data }]), undefined, { id: Buffer.from(`k${id}`), expiresAt: expiresAt + id });
     a.appendJournal(j.bytes());
   }
   b.appendRemove(Q, T, Array.from({ length: 200 }, (_, i) => i));

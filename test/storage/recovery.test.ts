@@ -6,6 +6,7 @@ import t from 'tap';
 import type * as Tap from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { recover } from '../../src/storage/recovery.ts';
 import { openLog } from '../../src/storage/log.ts';
 import {
@@ -233,7 +234,8 @@ t.test('dedup windows: the latest expiry of a dedupId wins, closed windows are d
   const now = 1_000_000;
   writeSegment(dir, writerSegmentName(1, 1), 1, (e) => {
     e.push(Q, T, storedRecords([{ id: 1, data: 'x' }]));
-    e.dedup(Q, T, Buffer.from('b'), now + 500);
+    e.push(Q, T, storedRecords([{ id: 2, data: 'y' }]), now + 50, { id: Buffer.from('b'), expiresAt: now + 500 }); // as the core journals it
+    e.push(Q, T, storedRecords([{ id: 3, data: 'z' }]), undefined, { id: Buffer.from('gone'), expiresAt: now - 5 });
     e.dedup(Q, T, Buffer.from('a'), now + 900);
     e.dedup(Q, T, Buffer.from('closed'), now - 1);
     e.dedup(Q, Buffer.from('only dedup'), Buffer.from('a'), now + 100);
@@ -245,6 +247,8 @@ t.test('dedup windows: the latest expiry of a dedupId wins, closed windows are d
   });
   const r = await recoverAll(dir, { nowMs: now });
   t.same(r.topics.get('q/t')!.dedupIds, [`a@${now + 900}`, `c@${now + 900}`, `b@${now + 1000}`]);
+  t.same(r.topics.get('q/t')!.ready.map((m) => m.data), ['x', 'z'], 'a push with a dedupId is a push like any other');
+  t.same(r.topics.get('q/t')!.delayed.map((m) => [m.data, m.dueAt]), [['y', now + 50]], 'with its due time after the dedupId');
   t.same(r.topics.get('q/only dedup')!.dedupIds, [`a@${now + 100}`], 'a topic with only a dedup window is reported');
   t.same(r.warnings, []);
   const later = await recoverAll(dir, { nowMs: now + 950 });
@@ -261,6 +265,17 @@ t.test('dedup windows: the latest expiry of a dedupId wins, closed windows are d
   ok.dedup(Q, T, Buffer.alloc(255, 1), now + 5);
   t.equal(decodeRecord(ok.bytes(), 0, ok.length, rec), DECODE_OK);
   t.equal(rec.dueAt, now + 5, 'the expiry is read into dueAt');
+  const push = new RecordEncoder();
+  push.push(Q, T, storedRecords([{ id: 9, data: 'p' }]), now + 7, { id: Buffer.from('key'), expiresAt: now + 9 });
+  t.equal(decodeRecord(push.bytes(), 0, push.length, rec), DECODE_OK);
+  t.same([rec.dueAt, rec.dedupExpires, push.bytes().toString('latin1', rec.dedupStart, rec.dedupStart + rec.dedupLength)], [now + 7, now + 9, 'key'], 'a PUSH carries its dedupId and due time');
+  // A dedupId length of 0, or one running into the records, is malformed.
+  for (const [at, value] of [[rec.dedupStart - 1, 0], [rec.dedupStart - 1, 250]] as const) {
+    const broken = Buffer.from(push.bytes());
+    broken[at] = value;
+    broken.writeUInt32LE(zlib.crc32(broken.subarray(8)), 4);
+    t.not(decodeRecord(broken, 0, broken.length, rec), DECODE_OK, `dedupId length ${value} is malformed`);
+  }
 });
 
 t.test('every topic a record names is reported with its next id, also with nothing live', async (t) => {
