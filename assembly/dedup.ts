@@ -130,15 +130,20 @@ export function dedupBegin(q: usize, ql: usize, t: usize, tl: usize, d: usize, d
   let seg = dedupSegment(hash);
   lock(seg + SEG_LOCK);
   expire(seg, now);
-  let buckets = <usize>load<u32>(seg + SEG_BUCKETS);
-  if (buckets != 0) {
-    let e = <usize>load<u32>(buckets + (<usize>(hash & load<u32>(seg + SEG_MASK)) << 2));
-    while (e != 0) {
-      if (load<u32>(e + DE_HASH) == hash && load<f64>(e + DE_EXPIRES) > now && keyMatches(e, q, ql, t, tl, d, dl)) return DEDUP_SEEN;
-      e = <usize>load<u32>(e + DE_NEXT);
-    }
-  }
+  if (find(seg, hash, q, ql, t, tl, d, dl, now) != 0) return DEDUP_SEEN;
   return insert(seg, hash, q, ql, t, tl, d, dl, now + windowMs);
+}
+
+/** The key's entry still open at `now` (the segment is locked), or 0. */
+function find(seg: usize, hash: u32, q: usize, ql: usize, t: usize, tl: usize, d: usize, dl: usize, now: f64): usize {
+  let buckets = <usize>load<u32>(seg + SEG_BUCKETS);
+  if (buckets == 0) return 0;
+  let e = <usize>load<u32>(buckets + (<usize>(hash & load<u32>(seg + SEG_MASK)) << 2));
+  while (e != 0) {
+    if (load<u32>(e + DE_HASH) == hash && load<f64>(e + DE_EXPIRES) > now && keyMatches(e, q, ql, t, tl, d, dl)) return e;
+    e = <usize>load<u32>(e + DE_NEXT);
+  }
+  return 0;
 }
 
 /** A new entry for the key, expiring at `expiresAt`, newest of the segment's list (the segment is locked). */
@@ -187,19 +192,12 @@ export function dedupRestore(q: usize, ql: usize, t: usize, tl: usize, d: usize,
   let seg = dedupSegment(hash);
   lock(seg + SEG_LOCK);
   expire(seg, now);
-  let buckets = <usize>load<u32>(seg + SEG_BUCKETS);
-  if (buckets != 0) {
-    let e = <usize>load<u32>(buckets + (<usize>(hash & load<u32>(seg + SEG_MASK)) << 2));
-    while (e != 0) {
-      if (load<u32>(e + DE_HASH) == hash && keyMatches(e, q, ql, t, tl, d, dl)) {
-        if (expiresAt > load<f64>(e + DE_EXPIRES)) store<f64>(e + DE_EXPIRES, expiresAt);
-        unlock(seg + SEG_LOCK);
-        return true;
-      }
-      e = <usize>load<u32>(e + DE_NEXT);
-    }
+  let e = find(seg, hash, q, ql, t, tl, d, dl, now);
+  if (e != 0) {
+    if (expiresAt > load<f64>(e + DE_EXPIRES)) store<f64>(e + DE_EXPIRES, expiresAt);
+  } else {
+    e = insert(seg, hash, q, ql, t, tl, d, dl, expiresAt);
   }
-  let e = insert(seg, hash, q, ql, t, tl, d, dl, expiresAt);
   unlock(seg + SEG_LOCK);
   return e != DEDUP_NO_MEMORY;
 }

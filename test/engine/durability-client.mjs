@@ -49,48 +49,50 @@ async function connect() {
   }
 }
 
-async function produce() {
-  let seq = 0, round = 0;
+/** Runs `work(queue)` on a connection until stopping; after the broker dies, on a new one. */
+async function untilStopped(work) {
   while (!stopping) {
     const client = await connect();
     if (client === undefined) break;
-    const queue = client.getQueue('crash');
     try {
-      while (!stopping) {
-        const topic = topics[round++ % topics.length];
-        if (round % 2 === 0) {
-          const first = seq;
-          const items = [];
-          for (let i = 0; i < 8; i++) items.push(`${id}:${seq++}`);
-          await queue.pushMany(topic, items);
-          for (let i = 0; i < 8; i++) report(`P ${topic} ${first + i}`);
-        } else {
-          const s = seq++;
-          await queue.push(topic, `${id}:${s}`);
-          report(`P ${topic} ${s}`);
-        }
-      }
-    } catch { /* the broker died: its outcome is unknown, that SEQ is never tried again */ }
+      await work(client.getQueue('crash'));
+    } catch { /* the broker died */ }
     await client.close().catch(() => {});
   }
 }
 
+async function produce() {
+  let seq = 0, round = 0;
+  // A push cut off by a kill has an unknown outcome: that SEQ is never tried again.
+  await untilStopped(async (queue) => {
+    while (!stopping) {
+      const topic = topics[round++ % topics.length];
+      if (round % 2 === 0) {
+        const first = seq;
+        const items = [];
+        for (let i = 0; i < 8; i++) items.push(`${id}:${seq++}`);
+        await queue.pushMany(topic, items);
+        for (let i = 0; i < 8; i++) report(`P ${topic} ${first + i}`);
+      } else {
+        const s = seq++;
+        await queue.push(topic, `${id}:${s}`);
+        report(`P ${topic} ${s}`);
+      }
+    }
+  });
+}
+
 async function retry() {
   let seq = 0;
-  while (!stopping) {
-    const client = await connect();
-    if (client === undefined) break;
-    const queue = client.getQueue('crash');
-    try {
-      while (!stopping) {
-        const topic = topics[seq % topics.length];
-        await queue.push(topic, `${id}:${seq}`, { dedupId: `${id}:${seq}` });
-        report(`P ${topic} ${seq}`);
-        seq++;
-      }
-    } catch { /* the broker died: the same SEQ is pushed again after reconnecting */ }
-    await client.close().catch(() => {});
-  }
+  // A push cut off by a kill is pushed again (same topic, same SEQ, same dedupId) on the next connection.
+  await untilStopped(async (queue) => {
+    while (!stopping) {
+      const topic = topics[seq % topics.length];
+      await queue.push(topic, `${id}:${seq}`, { dedupId: `${id}:${seq}` });
+      report(`P ${topic} ${seq}`);
+      seq++;
+    }
+  });
 }
 
 async function consume() {
