@@ -227,6 +227,30 @@ t.test('open dedup windows are carried through compaction until they expire, the
   t.ok(segmentBytes(dir) < after, `${segmentBytes(dir)} bytes left`);
 });
 
+t.test('following the log in pieces: records larger than a piece, and many pieces in one pass', async (t) => {
+  const dir = tempDir(t);
+  const lock = await lockFor(t, dir);
+  const compactor = startCompaction(lock, { intervalMs: 60_000 });
+  t.teardown(() => compactor.stop());
+  const log = await openLog(dir, { fsync: 'no', threadIndex: 1 });
+  // 9 MiB of small records (several 4 MiB pieces), a 6 MiB message (more than a piece), more small ones.
+  let id = 0;
+  for (let i = 0; i < 9 * 1024; i++, id++) log.appendPush(Q, T, storedRecords([{ id, data: 'x'.repeat(1000) }]));
+  const big = id++;
+  log.appendPush(Q, T, storedRecords([{ id: big, data: 'b'.repeat(6 * 1024 * 1024) }]));
+  for (let i = 0; i < 100; i++, id++) log.appendPush(Q, T, storedRecords([{ id, data: 'y' }]));
+  await log.commit();
+  const pass = await compactor.runOnce();
+  t.ok(pass.scannedBytes > 15 * 1024 * 1024, `one pass followed all of it (${pass.scannedBytes} bytes)`);
+  t.equal(compactor.stats().liveMessages, id, 'every message, the large one included, is known live');
+  log.appendRemove(Q, T, Array.from({ length: id }, (_, i) => i));
+  await log.commit();
+  await log.close();
+  await compactor.runOnce();
+  t.equal(compactor.stats().liveMessages, 0);
+  t.ok(segmentBytes(dir) < 64 * 1024, `all given back (${segmentBytes(dir)} bytes left)`);
+});
+
 t.test('one compactor per lock (boot)', async (t) => {
   const dir = tempDir(t);
   const lock = await lockFor(t, dir);
