@@ -373,6 +373,8 @@ export class Compactor {
       return total;
     } finally {
       await fh?.close();
+      // A buffer grown for one large record is not kept.
+      if (this.#readBuffer.length > READ_CHUNK_BYTES) this.#readBuffer = Buffer.alloc(0);
     }
     return total;
   }

@@ -258,7 +258,7 @@ export class RecordEncoder {
     this.#end(at, p + 8);
   }
 
-  /** DEDUP: a push with `dedupId` was stored; a retry until `expiresAt` (ms since the epoch) stores nothing. */
+  /** DEDUP: a dedupId window still open after its push is gone (compaction): a retry until `expiresAt` (ms since the epoch) stores nothing. */
   dedup(queue: Uint8Array, topic: Uint8Array, dedupId: Uint8Array, expiresAt: number): void {
     const at = this.#begin(RECORD_DEDUP, 0, queue, topic, 8 + dedupId.length);
     const p = at + RECORD_HEADER_BYTES + queue.length + topic.length;
@@ -285,7 +285,7 @@ export class RecordEncoder {
     for (let p = 0; p < bytes.length; n++) {
       const len = p + 4 <= bytes.length ? readU32(bytes, p) : 0;
       const type = bytes[p + 8];
-      if (len < RECORD_HEADER_BYTES || p + len > bytes.length || (type !== RECORD_PUSH && type !== RECORD_REMOVE && type !== RECORD_META && type !== RECORD_DEDUP)) {
+      if (len < RECORD_HEADER_BYTES || p + len > bytes.length || (type !== RECORD_PUSH && type !== RECORD_REMOVE && type !== RECORD_META)) {
         throw new RangeError(`turbomq log: malformed journal record at offset ${p} of ${bytes.length}`);
       }
       p += len;

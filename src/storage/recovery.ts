@@ -120,7 +120,7 @@ class TopicAcc {
   removeEnd = new Float64Array(4);
   removesSorted = true;
   metas: Map<number, { meta: number; dueAt: number }> | null = null;
-  /** dedupId (latin1) -> the latest expiry any DEDUP record gives it. */
+  /** dedupId (latin1) -> the latest expiry a PUSH (flag FLAG_DEDUP) or DEDUP record gives it. */
   dedups: Map<string, number> | null = null;
   maxId = -1;
 
