@@ -169,9 +169,9 @@ export class DataDirectory {
   readonly #lock: DataDirLock;
   readonly #log: LogWriter;
   readonly #compactor: Compactor;
-  readonly recovered: { ready: number; delayed: number; ms: number };
+  readonly recovered: { ready: number; delayed: number; dedupIds: number; ms: number };
 
-  private constructor(dir: string, fsync: FsyncPolicy, lock: DataDirLock, log: LogWriter, compactor: Compactor, recovered: { ready: number; delayed: number; ms: number }) {
+  private constructor(dir: string, fsync: FsyncPolicy, lock: DataDirLock, log: LogWriter, compactor: Compactor, recovered: { ready: number; delayed: number; dedupIds: number; ms: number }) {
     this.dir = dir;
     this.fsync = fsync;
     this.#lock = lock;
@@ -193,7 +193,7 @@ export class DataDirectory {
       const compactor = startCompaction(lock, { logger });
       const ms = Date.now() - started;
       logger.info({ dir: lock.dir, fsync, ready: counts.ready, delayed: counts.delayed, dedupIds: counts.dedupIds, topics: recovery.stats.topics, ms }, 'turbomq data directory recovered');
-      return new DataDirectory(lock.dir, fsync, lock, log, compactor, { ready: counts.ready, delayed: counts.delayed, ms });
+      return new DataDirectory(lock.dir, fsync, lock, log, compactor, { ...counts, ms });
     } catch (err) {
       await log?.close().catch(() => {});
       await lock.release().catch(() => {});
@@ -209,7 +209,7 @@ export class DataDirectory {
   }
 
   /** For /stats: the main thread's log statistics. */
-  stats(): { dir: string; fsync: FsyncPolicy; recovered: { ready: number; delayed: number; ms: number } } {
+  stats(): { dir: string; fsync: FsyncPolicy; recovered: { ready: number; delayed: number; dedupIds: number; ms: number } } {
     return { dir: this.dir, fsync: this.fsync, recovered: this.recovered };
   }
 }

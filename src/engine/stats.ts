@@ -84,7 +84,8 @@ export interface EngineStats {
 export interface StorageStats {
   dir: string;
   fsync: string;
-  recovered: { ready: number; delayed: number; ms: number };
+  /** Messages ready and delayed, and dedupId windows still open, that the start restored; how long it took. */
+  recovered: { ready: number; delayed: number; dedupIds: number; ms: number };
   fsyncs: number;
   fsyncSeconds: number;
 }

@@ -171,7 +171,10 @@ t.test('dedupId windows survive a restart: a producer retrying after a crash is 
   t.equal(await b.q('short').length('t'), 2, 'a window that had closed is not restored');
   await b.q('volatile').push('t', 'volatile again', { dedupId: 'v' });
   t.equal(await b.q('volatile').length('t'), 1, 'a durable: false queue starts empty, its windows too');
-  t.match((await b.engine.stats()).storage, { recovered: { ready: 50 + 1 + 1, delayed: 0 } });
+  const recovered = (await b.engine.stats()).storage!.recovered;
+  t.match(recovered, { ready: 50 + 1 + 1, delayed: 0 });
+  // 50 + 1 windows of 'orders', and the 200 ms one of 'short' if it was still open when the start ran.
+  t.ok(recovered.dedupIds === 51 || recovered.dedupIds === 52, `stats: the start reopened ${recovered.dedupIds} windows`);
   await b.stop();
 
   // Once the windows have closed, the DEDUP records are dropped: a restart then restores none.
