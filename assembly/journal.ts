@@ -22,6 +22,7 @@
 //             flags bit 1: dedupId          stored records [len][meta][id][data]...
 //  REMOVE (2)                         body: (u64 firstId, u32 count)...
 //  META   (3) flags bit 0: dueAt      body: u64 id, u32 meta, [f64 dueAt]
+//  DELIVERED (8)                      body: (u64 id, u32 meta)...: leased deliveries (their new counts)
 //
 // A push with a dedupId carries it in its own PUSH record (bit 1), not in a record of its
 // own: one record, one checksum, so a torn write can never keep the push without its
@@ -45,6 +46,8 @@ import { RECORD_HEADER, PUSH_RECORD_HEADER, R_ID, recordSize } from "./record";
 // @ts-ignore: decorator
 @inline const J_META: u8 = 3;
 // @ts-ignore: decorator
+@inline const J_DELIVERED: u8 = 8;
+// @ts-ignore: decorator
 @inline const J_FLAG_DUE: u8 = 1;
 // @ts-ignore: decorator
 @inline const J_FLAG_DEDUP: u8 = 2;
@@ -62,6 +65,11 @@ let journalLost: u32 = 0;
 let dedupPtr: usize = 0;
 let dedupLen: usize = 0;
 let dedupExpires: f64 = 0;
+
+// The DELIVERED record being built (deliveredBegin .. deliveredEnd), thread-local.
+let deliveredMark: u32 = 0;
+let deliveredOpen: bool = false;
+let deliveredCount: u32 = 0;
 
 // The REMOVE record being built (removeBegin .. removeEnd), thread-local.
 let removeMark: u32 = 0;
@@ -229,6 +237,47 @@ export function journalMeta(topic: usize, id: u64, meta: u32, due: f64): void {
   store<u64>(p, id);
   store<u32>(p, meta, 8);
   if (due > 0) store<f64>(p, due, 12);
+}
+
+// ── DELIVERED, built message by message ─────────────────────────────────────────────
+//
+// A leased delivery changes nothing on disk but the message's deliveries count. It is
+// journaled all the same, so that a message in flight when the broker dies comes back with
+// that delivery counted (maxDeliveries holds across crashes, as RabbitMQ's quorum queues and
+// SQS's receive count do). One record per leased pop, one entry per message.
+
+/** Starts a DELIVERED record for `topic` (nothing if it is not journaled); add with deliveredAdd, finish with deliveredEnd. */
+export function deliveredBegin(topic: usize): void {
+  deliveredOpen = false;
+  if (!journaled(topic)) return;
+  deliveredMark = writerLength(journal);
+  deliveredOpen = begin(topic, J_DELIVERED, 0, 0) != 0;
+  deliveredCount = 0;
+}
+
+/** Message `id` was delivered under a lease; `meta` holds its new deliveries count. */
+export function deliveredAdd(id: u64, meta: u32): void {
+  if (!deliveredOpen) return;
+  let p = writerEnsure(journal, <u32>RANGE_BYTES);
+  if (p == 0) {
+    // Out of memory mid-record: drop the whole record (the deliveries are a count, not data).
+    writerTruncate(journal, deliveredMark);
+    deliveredOpen = false;
+    journalLost++;
+    return;
+  }
+  store<u64>(p, id);
+  store<u32>(p, meta, 8);
+  writerAdvance(journal, <u32>RANGE_BYTES);
+  let rec = writerData(journal) + <usize>deliveredMark;
+  store<u32>(rec, load<u32>(rec) + <u32>RANGE_BYTES);
+  deliveredCount++;
+}
+
+export function deliveredEnd(): void {
+  if (!deliveredOpen) return;
+  deliveredOpen = false;
+  if (deliveredCount == 0) writerTruncate(journal, deliveredMark);
 }
 
 // ── REMOVE, built id by id (consecutive ids become one range) ────────────────────────

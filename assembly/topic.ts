@@ -43,6 +43,7 @@ import { alloc, free } from "./alloc";
 import { invariant } from "./debug";
 import {
   journaled, journalPushOne, journalPushWire, journalPushStored, journalPushBlocks, journalUndo, journalMeta,
+  deliveredBegin, deliveredAdd, deliveredEnd,
   journalRemoveOne, journalRemoveRecords, removeBegin, removeEnd,
 } from "./journal";
 
@@ -326,7 +327,9 @@ export function topicPop(
       n = <i32>fifoPopInto(topic, w, max, maxBytes, exclusive);
       if (n > 0 && journaled(topic)) journalRemoveRecords(topic, writerData(w) + <usize>from, <u32>n);
     } else {
+      deliveredBegin(topic);
       n = leaseFromFifo(topic, w, max, maxBytes, owner, leaseLength(topic, leaseMs), now, 0);
+      deliveredEnd();
     }
     if (n == 0) n = E_NO_MEMORY;
   } else if (waiterToken != 0 && waiterPark(topic, waiterToken) == 0) {
@@ -367,6 +370,7 @@ function leaseFromFifo(topic: usize, w: usize, max: u32, maxBytes: usize, owner:
  */
 function writeLeased(w: usize, block: usize, topic: usize, owner: usize, leaseMs: f64, now: f64): void {
   store<u32>(block, delivered(load<u32>(block, R_META)), R_META);
+  deliveredAdd(load<u64>(block, R_ID), load<u32>(block, R_META)); // the caller began the DELIVERED record
   atomic.store<u32>(topic + T_IN_FLIGHT, load<u32>(topic + T_IN_FLIGHT) + 1);
   topicRetain(topic);
   let lease = leaseCreate(block, topic, owner, leaseMs, now);
@@ -406,11 +410,16 @@ export function waiterDeliverLeased(waiter: usize, w: usize, moreMax: u32, maxBy
   let size = recordSize(waiterMessage(waiter)) + (LEASED_RECORD_HEADER - RECORD_HEADER);
   if (writerEnsure(w, <u32>size) == 0 || !leaseReserve()) return E_NO_MEMORY;
   let length = leaseLength(topic, leaseMs);
+  deliveredBegin(topic);
   writeLeased(w, waiterTakeMessage(waiter), topic, owner, length, now);
-  if (moreMax == 0 || size >= maxBytes) return 1;
+  if (moreMax == 0 || size >= maxBytes) {
+    deliveredEnd();
+    return 1;
+  }
   lock(topic + T_LOCK);
   let more: i32 = excluded(topic, token) ? 0 : leaseFromFifo(topic, w, moreMax, maxBytes, owner, length, now, size);
   unlock(topic + T_LOCK);
+  deliveredEnd();
   return 1 + more;
 }
 

@@ -30,8 +30,8 @@ import path from 'node:path';
 import type { Logger } from '../engine/options.ts';
 import {
   RecordEncoder, DecodedRecord, decodeRecord, isZeroTail, decodeSegmentHeader, encodeSegmentHeader, DECODE_OK, DECODE_INCOMPLETE,
-  readU32, readU64, readF64, writeU32, deliveriesOf,
-  RECORD_PUSH, RECORD_REMOVE, RECORD_META, RECORD_SETTINGS, RECORD_NEXT_ID, RECORD_SEAL, RECORD_DEDUP,
+  readU32, readU64, readF64, writeU32, deliveriesOf, newerMeta, metaOverrides, type MetaRecord,
+  RECORD_PUSH, RECORD_REMOVE, RECORD_META, RECORD_SETTINGS, RECORD_NEXT_ID, RECORD_SEAL, RECORD_DEDUP, RECORD_DELIVERED, DELIVERED_ENTRY_BYTES,
   REMOVE_RANGE_BYTES, STORED_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_KIND_COMPACTED,
 } from './format.ts';
 import { listSegments, listTmpFiles, compactedSegmentName, highestSeq, fsyncDir, describeFsError, TMP_SUFFIX } from './files.ts';
@@ -486,6 +486,15 @@ export class Compactor {
         if (rec.id > t.maxId) t.maxId = rec.id;
         return;
       }
+      case RECORD_DELIVERED: {
+        const [, t] = this.#topicOf(buf, rec);
+        s.otherBytes += length;
+        for (let p = rec.bodyStart; p < rec.end; p += DELIVERED_ENTRY_BYTES) {
+          const id = readU64(buf, p);
+          if (id > t.maxId) t.maxId = id;
+        }
+        return;
+      }
       case RECORD_NEXT_ID: {
         const [, t] = this.#topicOf(buf, rec);
         s.otherBytes += length;
@@ -579,7 +588,7 @@ export class Compactor {
     interface Live { id: number; buf: Buffer; off: number; meta: number; dueAt: number }
     const lives = new Map<string, Live[]>();
     const removed = new Map<string, RangeSet>();
-    const metas = new Map<string, Map<number, { meta: number; dueAt: number }>>();
+    const metas = new Map<string, Map<number, MetaRecord>>();
     const settings = new Map<string, { queue: Buffer; boot: number; stamp: number; json: Buffer }>();
     /** Per topic: dedupId (latin1) -> latest expiry, for windows still open. */
     const dedups = new Map<string, Map<string, number>>();
@@ -633,8 +642,14 @@ export class Compactor {
         } else if (rec.type === RECORD_META) {
           let m = metas.get(key);
           if (m === undefined) metas.set(key, m = new Map());
-          const old = m.get(rec.id);
-          if (old === undefined || deliveriesOf(rec.meta) >= deliveriesOf(old.meta)) m.set(rec.id, { meta: rec.meta, dueAt: rec.dueAt });
+          m.set(rec.id, newerMeta(m.get(rec.id), rec.meta, rec.dueAt, false));
+        } else if (rec.type === RECORD_DELIVERED) {
+          let m = metas.get(key);
+          if (m === undefined) metas.set(key, m = new Map());
+          for (let p = rec.bodyStart; p < rec.end; p += DELIVERED_ENTRY_BYTES) {
+            const id = readU64(buf, p);
+            m.set(id, newerMeta(m.get(id), readU32(buf, p + 8), NaN, true));
+          }
         }
       }
     }
@@ -663,7 +678,7 @@ export class Compactor {
       for (const c of copies) {
         inPushes.add(c.id);
         const newer = m?.get(c.id);
-        if (newer !== undefined && deliveriesOf(newer.meta) >= deliveriesOf(c.meta)) { c.meta = newer.meta; c.dueAt = newer.dueAt; }
+        if (newer !== undefined && metaOverrides(newer, c.meta)) { c.meta = newer.meta; c.dueAt = newer.dueAt; }
       }
       // PUSH records of consecutive copies with the same due time, up to 1 MiB each.
       let k = 0;
@@ -720,12 +735,24 @@ export class Compactor {
         }
         flush();
       }
-      // Metas of live messages whose push is elsewhere, or not seen yet.
+      // Metas of live messages whose push is elsewhere, or not seen yet (a delivery count as
+      // what it was, so that a lease end elsewhere still wins the tie).
       if (m !== undefined) {
+        const deliveredIds: number[] = [], deliveredMetas: number[] = [];
         for (const [id, v] of m) {
           if (inPushes.has(id)) continue;
           if (t.seen.has(id) && !t.live.has(id)) continue;
+          if (v.delivered) {
+            deliveredIds.push(id);
+            deliveredMetas.push(v.meta);
+            continue;
+          }
           enc.meta(t.queue, t.topic, id, v.meta, v.dueAt === v.dueAt ? v.dueAt : undefined);
+          records++;
+        }
+        for (let i = 0; i < deliveredIds.length; i += 65536) {
+          const n = Math.min(65536, deliveredIds.length - i);
+          enc.delivered(t.queue, t.topic, deliveredIds.slice(i, i + n), deliveredMetas.slice(i, i + n), n);
           records++;
         }
       }

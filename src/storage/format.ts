@@ -62,6 +62,9 @@ export const RECORD_SETTINGS = 4;
 export const RECORD_NEXT_ID = 5;
 export const RECORD_SEAL = 6;
 export const RECORD_DEDUP = 7;
+export const RECORD_DELIVERED = 8;
+/** DELIVERED: bytes per entry (u64 id, u32 meta). */
+export const DELIVERED_ENTRY_BYTES = 12;
 /** Longest dedupId (the core keys them with a u8 length). */
 export const MAX_DEDUP_ID_BYTES = 255;
 
@@ -239,6 +242,18 @@ export class RecordEncoder {
     this.#end(at, p);
   }
 
+  /** DELIVERED: messages `ids[i]` were delivered under a lease; `metas[i]` holds the new deliveries count (i < n). */
+  delivered(queue: Uint8Array, topic: Uint8Array, ids: ArrayLike<number>, metas: ArrayLike<number>, n: number): void {
+    const at = this.#begin(RECORD_DELIVERED, 0, queue, topic, n * DELIVERED_ENTRY_BYTES);
+    let p = at + RECORD_HEADER_BYTES + queue.length + topic.length;
+    for (let i = 0; i < n; i++) {
+      writeU64(this.#buf, p, ids[i]!);
+      writeU32(this.#buf, p + 8, metas[i]! >>> 0);
+      p += DELIVERED_ENTRY_BYTES;
+    }
+    this.#end(at, p);
+  }
+
   /** SETTINGS: a queue's full settings as JSON; the latest (boot, stamp) wins. */
   settings(queue: Uint8Array, boot: number, stamp: number, json: Uint8Array): void {
     const at = this.#begin(RECORD_SETTINGS, 0, queue, EMPTY, 12 + json.length);
@@ -285,7 +300,7 @@ export class RecordEncoder {
     for (let p = 0; p < bytes.length; n++) {
       const len = p + 4 <= bytes.length ? readU32(bytes, p) : 0;
       const type = bytes[p + 8];
-      if (len < RECORD_HEADER_BYTES || p + len > bytes.length || (type !== RECORD_PUSH && type !== RECORD_REMOVE && type !== RECORD_META)) {
+      if (len < RECORD_HEADER_BYTES || p + len > bytes.length || (type !== RECORD_PUSH && type !== RECORD_REMOVE && type !== RECORD_META && type !== RECORD_DELIVERED)) {
         throw new RangeError(`turbomq log: malformed journal record at offset ${p} of ${bytes.length}`);
       }
       p += len;
@@ -482,6 +497,9 @@ export function decodeRecord(b: Uint8Array, at: number, end: number, out: Decode
       if (bodyBytes !== 8) break;
       out.id = readU64(b, bodyStart);
       return DECODE_OK;
+    case RECORD_DELIVERED:
+      if (bodyBytes === 0 || bodyBytes % DELIVERED_ENTRY_BYTES !== 0) break;
+      return DECODE_OK;
     case RECORD_DEDUP:
       if (bodyBytes < 9 || bodyBytes > 8 + MAX_DEDUP_ID_BYTES) break;
       out.dueAt = readF64(b, bodyStart); // the expiry
@@ -522,4 +540,36 @@ export function countStoredRecords(records: Uint8Array): number {
 /** The deliveries count in a meta word. */
 export function deliveriesOf(meta: number): number {
   return meta & DELIVERIES_MASK;
+}
+
+/** What a META or DELIVERED record says of a message: its meta word, due time (NaN: ready), and which kind. */
+export interface MetaRecord {
+  meta: number;
+  dueAt: number;
+  /** A leased delivery (DELIVERED), not the end of a lease (META). */
+  delivered: boolean;
+}
+
+/**
+ * Which of two records about one message's meta holds (recovery and compaction): the most
+ * deliveries; on a tie the end of a lease (META) over the delivery that began it (DELIVERED
+ * with the same count: the lease end came later, whichever file either is in); else the
+ * later one, `meta`.
+ */
+export function newerMeta(old: MetaRecord | undefined, meta: number, dueAt: number, delivered: boolean): MetaRecord {
+  if (old !== undefined) {
+    const d = deliveriesOf(meta), od = deliveriesOf(old.meta);
+    if (d < od || (d === od && delivered && !old.delivered)) return old;
+  }
+  return { meta, dueAt, delivered };
+}
+
+/**
+ * Whether record `m` decides the meta and due time of a push whose own stored meta is
+ * `pushMeta`: a lease end with at least as many deliveries, a delivery with more (a push
+ * with as many was written later, by compaction merging the lease end in).
+ */
+export function metaOverrides(m: MetaRecord, pushMeta: number): boolean {
+  const d = deliveriesOf(m.meta), pd = deliveriesOf(pushMeta);
+  return m.delivered ? d > pd : d >= pd;
 }

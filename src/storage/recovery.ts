@@ -26,8 +26,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../engine/options.ts';
 import {
-  decodeRecord, decodeSegmentHeader, DecodedRecord, DECODE_OK, isZeroTail, readU32, readU64, readF64, deliveriesOf,
-  RECORD_PUSH, RECORD_REMOVE, RECORD_META, RECORD_SETTINGS, RECORD_NEXT_ID, RECORD_SEAL, RECORD_DEDUP, REMOVE_RANGE_BYTES, STORED_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+  decodeRecord, decodeSegmentHeader, DecodedRecord, DECODE_OK, isZeroTail, readU32, readU64, readF64, deliveriesOf, newerMeta, metaOverrides, type MetaRecord,
+  RECORD_PUSH, RECORD_REMOVE, RECORD_META, RECORD_SETTINGS, RECORD_NEXT_ID, RECORD_SEAL, RECORD_DEDUP, RECORD_DELIVERED, DELIVERED_ENTRY_BYTES, REMOVE_RANGE_BYTES, STORED_HEADER_BYTES, SEGMENT_HEADER_BYTES,
   writeU32,
 } from './format.ts';
 import { listSegments, listTmpFiles } from './files.ts';
@@ -119,7 +119,7 @@ class TopicAcc {
   removeFirst = new Float64Array(4);
   removeEnd = new Float64Array(4);
   removesSorted = true;
-  metas: Map<number, { meta: number; dueAt: number }> | null = null;
+  metas: Map<number, MetaRecord> | null = null;
   /** dedupId (latin1) -> the latest expiry a PUSH (flag FLAG_DEDUP) or DEDUP record gives it. */
   dedups: Map<string, number> | null = null;
   maxId = -1;
@@ -163,12 +163,11 @@ class TopicAcc {
     this.removeN = k + 1;
   }
 
-  addMeta(id: number, meta: number, dueAt: number): void {
+  /** A lease ended (META), or a leased delivery (DELIVERED: `delivered`, no due time). */
+  addMeta(id: number, meta: number, dueAt: number, delivered = false): void {
     if (id > this.maxId) this.maxId = id;
     this.metas ??= new Map();
-    const old = this.metas.get(id);
-    // Most deliveries wins; on a tie the later record (this one).
-    if (old === undefined || deliveriesOf(meta) >= deliveriesOf(old.meta)) this.metas.set(id, { meta, dueAt });
+    this.metas.set(id, newerMeta(this.metas.get(id), meta, dueAt, delivered));
   }
 
   addDedup(id: string, expiresAt: number): void {
@@ -326,6 +325,9 @@ export async function recover(dir: string, options: RecoverOptions = {}): Promis
         case RECORD_META:
           acc.addMeta(rec.id, rec.meta, rec.dueAt);
           break;
+        case RECORD_DELIVERED:
+          for (let p = rec.bodyStart; p < rec.end; p += DELIVERED_ENTRY_BYTES) acc.addMeta(readU64(buf, p), readU32(buf, p + 8), NaN, true);
+          break;
         case RECORD_NEXT_ID:
           if (rec.id - 1 > acc.maxId) acc.maxId = rec.id - 1;
           break;
@@ -478,7 +480,7 @@ function resolveTopic(acc: TopicAcc, files: FileEntry[], nowMs: number, chunkByt
     let dueAt = dues === null ? NaN : dues[i]!;
     if (metas !== null) {
       const m = metas.get(id);
-      if (m !== undefined && deliveriesOf(m.meta) >= deliveriesOf(meta)) { meta = m.meta; dueAt = m.dueAt; }
+      if (m !== undefined && metaOverrides(m, meta)) { meta = m.meta; dueAt = m.dueAt; }
     }
     if (id === prevId) {
       // Another copy of the same push (a compaction cut short): keep the one with more deliveries.

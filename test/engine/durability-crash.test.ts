@@ -221,3 +221,37 @@ async function crashLoop(t: Tap.Test, fsync: string): Promise<void> {
 for (const fsync of ['everysec', 'always', 'no']) {
   t.test(`fsync ${fsync}: the broker is killed ${KILLS} times under load and nothing acknowledged is lost or duplicated`, (t) => crashLoop(t, fsync));
 }
+
+t.test('a leased delivery counts across kill -9: deliveries go on from where they were, and maxDeliveries holds', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'turbomq-crash-deliveries-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const port = await freePort();
+  const url = `tcp://127.0.0.1:${port}`;
+  let broker = await startBroker(dir, 'everysec', port);
+  t.teardown(() => kill(broker));
+  let client = await TurboClient.connect(url);
+  await client.getQueue('jobs').configure({ maxDeliveries: 3, deadLetterTopic: 'dead', leaseMs: 60_000 });
+  await client.getQueue('jobs').pushMany('t', ['poison', 'other']);
+  const seen: number[] = [];
+  for (let round = 0; round < 3; round++) {
+    // A consumer takes the message and the broker dies with the lease open (no nack, no expiry).
+    const [m] = await client.getQueue('jobs').popMany('t', 1, { ack: true });
+    t.equal(m!.content, 'poison');
+    seen.push(m!.deliveries);
+    await client.close().catch(() => {});
+    await kill(broker);
+    broker = await startBroker(dir, 'everysec', port);
+    client = await TurboClient.connect(url);
+  }
+  t.same(seen, [1, 2, 3], 'each delivery cut off by a crash was counted');
+  // The third lease was open at the kill: the message came back with 3 deliveries, the queue's
+  // maxDeliveries. Its next lease end (here an expiry) dead-letters it.
+  const q = client.getQueue('jobs');
+  const again = await q.pop('t', { ack: true, leaseMs: 100 });
+  t.equal(again!.content, 'poison');
+  t.equal(again!.deliveries, 4);
+  const dead = await q.pop('dead', 3000);
+  t.match(dead?.content, /poison$/, 'dead-lettered once maxDeliveries was reached');
+  t.equal((await q.pop('t', 0))?.content, 'other', 'the other message was never delivered');
+  await client.close();
+});

@@ -251,6 +251,37 @@ t.test('following the log in pieces: records larger than a piece, and many piece
   t.ok(segmentBytes(dir) < 64 * 1024, `all given back (${segmentBytes(dir)} bytes left)`);
 });
 
+t.test('leased deliveries (DELIVERED) survive a rewrite as they were: counted, and losing the tie to the lease end', async (t) => {
+  const dir = tempDir(t);
+  const lock = await lockFor(t, dir);
+  const compactor = startCompaction(lock, { intervalMs: 60_000 });
+  t.teardown(() => compactor.stop());
+  const producer = await openLog(dir, { fsync: 'no', threadIndex: 1 });
+  const consumer = await openLog(dir, { fsync: 'no', threadIndex: 2 });
+  const later = Date.now() + 60_000;
+  producer.appendPush(Q, T, storedRecords(Array.from({ length: 100 }, (_, id) => ({ id, data: `m${id}` }))));
+  await producer.commit();
+  const j = new RecordEncoder();
+  j.delivered(Q, T, Array.from({ length: 50 }, (_, i) => i), Array.from({ length: 50 }, () => 1), 50);
+  consumer.appendJournal(j.bytes());
+  for (let id = 0; id < 10; id++) consumer.appendMeta(Q, T, id, 1, later); // nacked with a delay
+  consumer.appendRemove(Q, T, Array.from({ length: 50 }, (_, i) => 50 + i));
+  await consumer.commit();
+  await consumer.close(); // sealed: it can be rewritten; the producer's segment stays open
+  const before = await recoverAll(dir);
+  const pass = await compactor.runOnce();
+  t.equal(pass.inputs, 1, 'the consumer\'s segment was rewritten');
+  const after = await recoverAll(dir);
+  const summary = (r: typeof before) => ({
+    ready: r.topics.get('q/t')!.ready.map((m) => `${m.id}:${m.meta}`),
+    delayed: r.topics.get('q/t')!.delayed.map((m) => `${m.id}:${m.meta}`),
+  });
+  t.same(summary(after), summary(before), 'the same after the rewrite');
+  t.same(summary(after).delayed, Array.from({ length: 10 }, (_, id) => `${id}:1`), 'the nacked ones delayed, one delivery each');
+  t.same(summary(after).ready, Array.from({ length: 40 }, (_, i) => `${10 + i}:1`), 'the ones in flight ready, their delivery counted');
+  await producer.close();
+});
+
 t.test('one compactor per lock (boot)', async (t) => {
   const dir = tempDir(t);
   const lock = await lockFor(t, dir);

@@ -187,6 +187,36 @@ t.test('the record with the most deliveries decides meta and due time', async (t
   t.same(topic.delayed.map((m) => [m.id, m.meta, m.dueAt - now]), [[1, 3, 10_000], [2, 0, 100_000]]);
 });
 
+t.test('leased deliveries (DELIVERED) count, but never undo the due time of the lease end that followed them', async (t) => {
+  const dir = tempDir(t);
+  const now = Date.now();
+  // Thread 1: the pushes; 10..14 as a compaction output had merged a lease end (1 delivery, due) into them.
+  writeSegment(dir, compactedSegmentName(1), 1, (e) => {
+    e.push(Q, T, storedRecords([{ id: 14, meta: 1, data: 'merged' }]), now + 40_000);
+  }, SEGMENT_KIND_COMPACTED);
+  writeSegment(dir, writerSegmentName(1, 1), 1, (e) => {
+    e.push(Q, T, storedRecords([10, 11, 12, 13].map((id) => ({ id, data: `m${id}` }))), now + 100_000);
+  });
+  // Thread 2 (read after thread 1): the leases' ends; thread 3 (read last): the deliveries that began them.
+  writeSegment(dir, writerSegmentName(2, 1), 1, (e) => {
+    e.meta(Q, T, 11, 1, now + 20_000);    // nacked with a delay after its first delivery
+    e.meta(Q, T, 12, 1, now + 30_000);    // the same, then delivered again (below: 2)
+  });
+  writeSegment(dir, writerSegmentName(3, 1), 1, (e) => {
+    e.delivered(Q, T, [10, 11, 12, 12, 14], [1, 1, 1, 2, 1], 5);
+  });
+  const r = await recoverAll(dir, { nowMs: now });
+  const topic = r.topics.get('q/t')!;
+  t.same(topic.ready.map((m) => [m.id, m.meta]), [[10, 1], [12, 2]],
+    '10: in flight at the crash, its delivery counted, ready; 12: delivered again after its delay, ready with 2');
+  t.same(topic.delayed.map((m) => [m.id, m.meta, m.dueAt - now]), [[11, 1, 20_000], [14, 1, 40_000], [13, 0, 100_000]],
+    '11: its lease end wins the tie with the delivery read after it; 14: a push holding as many deliveries wins the tie; 13: never delivered');
+  // A DELIVERED record is checked like any other.
+  const bad = new RecordEncoder();
+  bad.delivered(Q, T, [], [], 0);
+  t.not(decodeRecord(bad.bytes(), 0, bad.length, new DecodedRecord()), DECODE_OK, 'a DELIVERED with no entry is malformed');
+});
+
 t.test('delayed messages come back in due-time order (ties by id), due ones ready in id order', async (t) => {
   const dir = tempDir(t);
   const now = 1_000_000;
