@@ -23,6 +23,10 @@ import { TurboClient } from '../../src/index.ts';
 
 const cli = fileURLToPath(new URL('../../build/js/cli/main.js', import.meta.url));
 const clientScript = fileURLToPath(new URL('./durability-client.mjs', import.meta.url));
+// 20 kills per policy, three policies and the deliveries test: about 2 to 3 minutes on two
+// cores, more when CI runs another test file beside it.
+t.setTimeout(420_000);
+
 const KILLS = Number(process.env.CRASH_KILLS ?? 20);
 const TOPICS = ['t0', 't1'];
 const PRODUCERS = ['p0', 'p1'];

@@ -228,7 +228,12 @@ t.test('a full disk: pushes fail with ERR_STORAGE and the connection stays usabl
   const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'turbomq-full-'));
   t.teardown(() => fs.rmSync(mnt, { recursive: true, force: true }));
   try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt], { stdio: 'ignore' });
+    // Room for what a broker under 'always' takes besides its messages - every worker's log
+    // preallocates 1 MiB of its segment, compaction writes its output before it deletes the
+    // inputs - once the filler is gone: with 2 MiB and a 512 KiB filler, the space freed went
+    // to another writer's preallocation first when the machine was loaded, and the failed log
+    // found none for its retry.
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mnt], { stdio: 'ignore' });
   } catch {
     t.skip('cannot mount a tmpfs here (not root?); test/storage/log.test.ts simulates a full disk for the log');
     return;
@@ -236,7 +241,7 @@ t.test('a full disk: pushes fail with ERR_STORAGE and the connection stays usabl
   t.teardown(() => { try { execFileSync('umount', ['-l', mnt], { stdio: 'ignore' }); } catch { /* gone */ } });
   const dir = path.join(mnt, 'data');
   const filler = path.join(mnt, 'filler');
-  fs.writeFileSync(filler, Buffer.alloc(512 * 1024));
+  fs.writeFileSync(filler, Buffer.alloc(4 * 1024 * 1024));
   let b = await broker(t, dir, { fsync: 'always' });
   await b.q('other').configure({ durable: false });
   const q = b.q('q');
