@@ -258,20 +258,31 @@ export function deliveredBegin(topic: usize): void {
 /** Message `id` was delivered under a lease; `meta` holds its new deliveries count. */
 export function deliveredAdd(id: u64, meta: u32): void {
   if (!deliveredOpen) return;
-  let p = writerEnsure(journal, <u32>RANGE_BYTES);
-  if (p == 0) {
-    // Out of memory mid-record: drop the whole record (the deliveries are a count, not data).
-    writerTruncate(journal, deliveredMark);
+  if (!appendEntry(deliveredMark, id, meta)) {
     deliveredOpen = false;
-    journalLost++;
     return;
   }
-  store<u64>(p, id);
-  store<u32>(p, meta, 8);
-  writerAdvance(journal, <u32>RANGE_BYTES);
-  let rec = writerData(journal) + <usize>deliveredMark;
-  store<u32>(rec, load<u32>(rec) + <u32>RANGE_BYTES);
   deliveredCount++;
+}
+
+/**
+ * Appends a (u64, u32) entry to the record that starts at journal offset `mark` (the last
+ * record: REMOVE ranges, DELIVERED entries), growing its length. Out of memory: drops the
+ * whole record (never a partial one), counts the change lost, returns false.
+ */
+function appendEntry(mark: u32, a: u64, b: u32): bool {
+  let p = writerEnsure(journal, <u32>RANGE_BYTES);
+  if (p == 0) {
+    writerTruncate(journal, mark);
+    journalLost++;
+    return false;
+  }
+  store<u64>(p, a);
+  store<u32>(p, b, 8);
+  writerAdvance(journal, <u32>RANGE_BYTES);
+  let rec = writerData(journal) + <usize>mark;
+  store<u32>(rec, load<u32>(rec) + <u32>RANGE_BYTES);
+  return true;
 }
 
 export function deliveredEnd(): void {
@@ -302,20 +313,7 @@ export function removeAdd(id: u64): void {
 
 function flushRange(): void {
   if (removeCount == 0) return;
-  let p = writerEnsure(journal, <u32>RANGE_BYTES);
-  if (p == 0) {
-    // Out of memory mid-record: drop the whole record (never write a partial removal).
-    writerTruncate(journal, removeMark);
-    removeOpen = false;
-    journalLost++;
-    return;
-  }
-  store<u64>(p, removeFirst);
-  store<u32>(p, removeCount, 8);
-  writerAdvance(journal, <u32>RANGE_BYTES);
-  // The record's length grows with each range.
-  let rec = writerData(journal) + <usize>removeMark;
-  store<u32>(rec, load<u32>(rec) + <u32>RANGE_BYTES);
+  if (!appendEntry(removeMark, removeFirst, removeCount)) removeOpen = false;
   removeCount = 0;
 }
 
