@@ -63,7 +63,7 @@ export const RECORD_NEXT_ID = 5;
 export const RECORD_SEAL = 6;
 export const RECORD_DEDUP = 7;
 export const RECORD_DELIVERED = 8;
-/** DELIVERED: bytes per entry (u64 id, u32 meta). */
+/** DELIVERED: bytes per entry (u64 id, u32 meta), the size of a REMOVE range. */
 export const DELIVERED_ENTRY_BYTES = 12;
 /** Longest dedupId (the core keys them with a u8 length). */
 export const MAX_DEDUP_ID_BYTES = 255;
@@ -220,11 +220,16 @@ export class RecordEncoder {
 
   /** REMOVE of id ranges: `firsts[i]`, `counts[i]` for i < n. */
   removeRanges(queue: Uint8Array, topic: Uint8Array, firsts: ArrayLike<number>, counts: ArrayLike<number>, n: number): void {
-    const at = this.#begin(RECORD_REMOVE, 0, queue, topic, n * REMOVE_RANGE_BYTES);
+    this.#entries(RECORD_REMOVE, queue, topic, firsts, counts, n);
+  }
+
+  /** A record whose body is n x (u64 a[i], u32 b[i]): REMOVE ranges, DELIVERED entries (both 12 bytes each). */
+  #entries(type: number, queue: Uint8Array, topic: Uint8Array, a: ArrayLike<number>, b: ArrayLike<number>, n: number): void {
+    const at = this.#begin(type, 0, queue, topic, n * REMOVE_RANGE_BYTES);
     let p = at + RECORD_HEADER_BYTES + queue.length + topic.length;
     for (let i = 0; i < n; i++) {
-      writeU64(this.#buf, p, firsts[i]!);
-      writeU32(this.#buf, p + 8, counts[i]!);
+      writeU64(this.#buf, p, a[i]!);
+      writeU32(this.#buf, p + 8, b[i]! >>> 0);
       p += REMOVE_RANGE_BYTES;
     }
     this.#end(at, p);
@@ -244,14 +249,7 @@ export class RecordEncoder {
 
   /** DELIVERED: messages `ids[i]` were delivered under a lease; `metas[i]` holds the new deliveries count (i < n). */
   delivered(queue: Uint8Array, topic: Uint8Array, ids: ArrayLike<number>, metas: ArrayLike<number>, n: number): void {
-    const at = this.#begin(RECORD_DELIVERED, 0, queue, topic, n * DELIVERED_ENTRY_BYTES);
-    let p = at + RECORD_HEADER_BYTES + queue.length + topic.length;
-    for (let i = 0; i < n; i++) {
-      writeU64(this.#buf, p, ids[i]!);
-      writeU32(this.#buf, p + 8, metas[i]! >>> 0);
-      p += DELIVERED_ENTRY_BYTES;
-    }
-    this.#end(at, p);
+    this.#entries(RECORD_DELIVERED, queue, topic, ids, metas, n);
   }
 
   /** SETTINGS: a queue's full settings as JSON; the latest (boot, stamp) wins. */
@@ -482,6 +480,7 @@ export function decodeRecord(b: Uint8Array, at: number, end: number, out: Decode
       return DECODE_OK;
     }
     case RECORD_REMOVE:
+    case RECORD_DELIVERED:
       if (bodyBytes === 0 || bodyBytes % REMOVE_RANGE_BYTES !== 0) break;
       return DECODE_OK;
     case RECORD_META:
@@ -496,9 +495,6 @@ export function decodeRecord(b: Uint8Array, at: number, end: number, out: Decode
     case RECORD_NEXT_ID:
       if (bodyBytes !== 8) break;
       out.id = readU64(b, bodyStart);
-      return DECODE_OK;
-    case RECORD_DELIVERED:
-      if (bodyBytes === 0 || bodyBytes % DELIVERED_ENTRY_BYTES !== 0) break;
       return DECODE_OK;
     case RECORD_DEDUP:
       if (bodyBytes < 9 || bodyBytes > 8 + MAX_DEDUP_ID_BYTES) break;
