@@ -31,6 +31,20 @@ export function within<T>(promise: Promise<T>, ms: number, what = 'operation'): 
   ]);
 }
 
+/** Pushes `data` to `topic` until a push is refused (at most `max` tries); the pushes stored and the refusal. */
+export async function pushUntilRefused(q: Queue, topic: string, data: Uint8Array, max = Infinity): Promise<{ stored: number; error: unknown }> {
+  let stored = 0;
+  for (let i = 0; i < max; i++) {
+    try {
+      await q.push(topic, data);
+      stored++;
+    } catch (err) {
+      return { stored, error: err };
+    }
+  }
+  return { stored, error: undefined };
+}
+
 /** Pushes an empty message, every byte value and 1 MiB to topic 'b' of `q`, and checks they pop back exactly. */
 export async function checkBinaryRoundTrip(t: Test, q: Queue): Promise<void> {
   const all = new Uint8Array(256).map((_, i) => i);

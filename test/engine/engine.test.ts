@@ -3,7 +3,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import { TurboEngine, TurboClient } from '../../src/index.ts';
-import { startEngine, connect, delay, within } from '../helpers.ts';
+import { startEngine, connect, delay, pushUntilRefused, within } from '../helpers.ts';
 
 t.test('run() resolves once every worker listens; url, urls and threads are resolved', async (t) => {
   const engine = await startEngine(t, { threads: 2 });
@@ -158,16 +158,7 @@ t.test('when maxMemoryMiB is full, pushes fail with ERR_NO_MEMORY and store noth
   const client = await connect(t, engine.url);
   const q = client.getQueue('full');
   const chunk = new Uint8Array(256 * 1024);
-  let stored = 0;
-  let error: unknown;
-  for (let i = 0; i < 200 && error === undefined; i++) {
-    try {
-      await q.push('t', chunk);
-      stored++;
-    } catch (err) {
-      error = err;
-    }
-  }
+  const { stored, error } = await pushUntilRefused(q, 't', chunk, 200);
   t.match(error, { code: 'ERR_NO_MEMORY' }, 'the broker says it is full');
   t.ok(stored > 10 && stored < 64, `${stored} messages of 256 KiB fit in 16 MiB`);
   t.equal(await q.length('t'), stored, 'the failed push stored nothing');

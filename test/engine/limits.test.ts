@@ -8,7 +8,7 @@ import type { Test } from 'tap';
 import net from 'node:net';
 import { ErrorCode, Op, TIMEOUT_INFINITE } from '../../src/protocol.ts';
 import { rawFrame } from '../support/raw.ts';
-import { connect, delay, startEngine, within } from '../helpers.ts';
+import { connect, delay, pushUntilRefused, startEngine, within } from '../helpers.ts';
 import { frame, hello, ping, push, rawConnect } from '../support/raw-socket.ts';
 import type { EngineOptions, TurboEngine, TurboError } from '../../src/index.ts';
 
@@ -248,17 +248,8 @@ t.test('parked pops count against maxMemoryMiB: a full broker refuses to park on
   const engine = await startEngine(t, { threads: 1, maxMemoryMiB: 2 });
   const client = await connect(t, engine.url);
   const q = client.getQueue('mem');
-  const big = new Uint8Array(64 * 1024);
-  let stored = 0;
-  for (;;) {
-    try {
-      await q.push('full', big);
-      stored++;
-    } catch (err) {
-      t.equal((err as TurboError).code, 'ERR_NO_MEMORY');
-      break;
-    }
-  }
+  const { stored, error } = await pushUntilRefused(q, 'full', new Uint8Array(64 * 1024));
+  t.equal((error as TurboError).code, 'ERR_NO_MEMORY');
   // What is left (under one 64 KiB message) takes some parked pops, then none.
   const parkedPops: Promise<unknown>[] = [];
   let refused: TurboError | undefined;

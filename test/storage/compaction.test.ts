@@ -7,10 +7,19 @@ import type * as Tap from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
 import { openLog, type LogWriter } from '../../src/storage/log.ts';
-import { startCompaction } from '../../src/storage/compaction.ts';
+import { startCompaction, type Compactor } from '../../src/storage/compaction.ts';
 import { tempDir, lockFor, storedRecords, recoverAll, segmentBytes, segmentFiles, Q, T } from './support.ts';
 import { lockDataDir } from '../../src/storage/lock.ts';
 import { RecordEncoder } from '../../src/storage/format.ts';
+
+/** A locked directory whose compactor runs only when the test calls runOnce() (stopped at the end). */
+async function manualCompaction(t: Tap.Test): Promise<{ dir: string; compactor: Compactor }> {
+  const dir = tempDir(t);
+  const lock = await lockFor(t, dir);
+  const compactor = startCompaction(lock, { intervalMs: 60_000 });
+  t.teardown(() => compactor.stop());
+  return { dir, compactor };
+}
 
 t.test('100 MB pushed and then removed: under half of it on disk 10 s later', async (t) => {
   const dir = tempDir(t);
@@ -164,10 +173,7 @@ t.test('a compaction cut short (output written, inputs not yet deleted) recovers
 });
 
 t.test('a segment still being written is never rewritten; a removal seen before its push stays pending', async (t) => {
-  const dir = tempDir(t);
-  const lock = await lockFor(t, dir);
-  const compactor = startCompaction(lock, { intervalMs: 60_000 });
-  t.teardown(() => compactor.stop());
+  const { dir, compactor } = await manualCompaction(t);
   const a = await openLog(dir, { fsync: 'no', threadIndex: 1, maxSegmentBytes: 1024 });
   const b = await openLog(dir, { fsync: 'no', threadIndex: 2, maxSegmentBytes: 1024 });
   // b logs the removal of id 5 first, in segments that get sealed and compacted.
@@ -190,10 +196,7 @@ t.test('a segment still being written is never rewritten; a removal seen before 
 });
 
 t.test('open dedup windows are carried through compaction until they expire, then dropped', async (t) => {
-  const dir = tempDir(t);
-  const lock = await lockFor(t, dir);
-  const compactor = startCompaction(lock, { intervalMs: 60_000 });
-  t.teardown(() => compactor.stop());
+  const { dir, compactor } = await manualCompaction(t);
   const a = await openLog(dir, { fsync: 'no', threadIndex: 1 });
   const b = await openLog(dir, { fsync: 'no', threadIndex: 2 });
   const expiresAt = Date.now() + 1500;
@@ -228,10 +231,7 @@ t.test('open dedup windows are carried through compaction until they expire, the
 });
 
 t.test('following the log in pieces: records larger than a piece, and many pieces in one pass', async (t) => {
-  const dir = tempDir(t);
-  const lock = await lockFor(t, dir);
-  const compactor = startCompaction(lock, { intervalMs: 60_000 });
-  t.teardown(() => compactor.stop());
+  const { dir, compactor } = await manualCompaction(t);
   const log = await openLog(dir, { fsync: 'no', threadIndex: 1 });
   // 9 MiB of small records (several 4 MiB pieces), a 6 MiB message (more than a piece), more small ones.
   let id = 0;
@@ -252,10 +252,7 @@ t.test('following the log in pieces: records larger than a piece, and many piece
 });
 
 t.test('leased deliveries (DELIVERED) survive a rewrite as they were: counted, and losing the tie to the lease end', async (t) => {
-  const dir = tempDir(t);
-  const lock = await lockFor(t, dir);
-  const compactor = startCompaction(lock, { intervalMs: 60_000 });
-  t.teardown(() => compactor.stop());
+  const { dir, compactor } = await manualCompaction(t);
   const producer = await openLog(dir, { fsync: 'no', threadIndex: 1 });
   const consumer = await openLog(dir, { fsync: 'no', threadIndex: 2 });
   const later = Date.now() + 60_000;
