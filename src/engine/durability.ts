@@ -17,6 +17,10 @@ import { countStoredRecords } from '../storage/format.ts';
 import { lockDataDir, recover, openLog, startCompaction, type DataDirLock, type Compactor, type LogWriter, type Recovery } from '../storage/index.ts';
 import type { FsyncPolicy, Logger } from './options.ts';
 import { countersOf } from './metrics.ts';
+import type { StorageStats } from './stats.ts';
+
+/** What a start recovered (stats().storage.recovered). */
+type Recovered = StorageStats['recovered'];
 
 const textDecoder = new TextDecoder();
 const textEncoder = new TextEncoder();
@@ -169,9 +173,9 @@ export class DataDirectory {
   readonly #lock: DataDirLock;
   readonly #log: LogWriter;
   readonly #compactor: Compactor;
-  readonly recovered: { ready: number; delayed: number; dedupIds: number; ms: number };
+  readonly recovered: Recovered;
 
-  private constructor(dir: string, fsync: FsyncPolicy, lock: DataDirLock, log: LogWriter, compactor: Compactor, recovered: { ready: number; delayed: number; dedupIds: number; ms: number }) {
+  private constructor(dir: string, fsync: FsyncPolicy, lock: DataDirLock, log: LogWriter, compactor: Compactor, recovered: Recovered) {
     this.dir = dir;
     this.fsync = fsync;
     this.#lock = lock;
@@ -209,7 +213,7 @@ export class DataDirectory {
   }
 
   /** For /stats: the main thread's log statistics. */
-  stats(): { dir: string; fsync: FsyncPolicy; recovered: { ready: number; delayed: number; dedupIds: number; ms: number } } {
+  stats(): { dir: string; fsync: FsyncPolicy; recovered: Recovered } {
     return { dir: this.dir, fsync: this.fsync, recovered: this.recovered };
   }
 }
