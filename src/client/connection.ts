@@ -135,6 +135,9 @@ interface WaitingCall {
 
 const noop = (): void => {};
 
+/** A copy (a Buffer's own slice() would be a view). */
+const copyOf = (bytes: Uint8Array): Uint8Array => Uint8Array.prototype.slice.call(bytes);
+
 const SCRATCH_BYTES = 1024;
 const SCRATCH_QUEUE = 0;
 const SCRATCH_TOPIC = 256;
@@ -175,6 +178,8 @@ export class Connection {
   /** The chunk being decoded and where the decoder holds its first byte: replies inside it are read from it. */
   #chunk: Uint8Array | undefined;
   #chunkAt = 0;
+  /** The transport reuses its chunks: #chunk is copied (once) before a message views it. */
+  #chunkReused = false;
   #chunkUtf8: Utf8Ranges | undefined;
   /** Set while a pushMany reads its items: a request made from in there (a getter) would land inside its frame. */
   recordsOpen = false;
@@ -531,9 +536,10 @@ export class Connection {
     const len = e.writerLength(this.#writer);
     if (len === 0) return;
     const start = e.writerData(this.#writer);
-    const bytes = sendCopy(this.#c.core.view.span(start + len), start, start + len);
+    const memory = this.#c.core.view.span(start + len);
+    if (transport.sendCopyOf !== undefined) transport.sendCopyOf(memory.subarray(start, start + len));
+    else transport.send(sendCopy(memory, start, start + len));
     e.writerReset(this.#writer);
-    transport.send(bytes);
   }
 
   /** Routes DELIVER frames for `id` to `sub` (and keeps it across reconnects). */
@@ -598,6 +604,7 @@ export class Connection {
     this.#chunk = chunk;
     this.#chunkAt = at;
     this.#chunkUtf8 = undefined;
+    this.#chunkReused = this.#transport!.reusesChunks === true;
     try {
       for (;;) {
         const n = e.decoderNext(decoder);
@@ -698,6 +705,10 @@ export class Connection {
     const dp = view.u32(d + D_DP), dl = view.u32(d + D_DL);
     let bytes: Uint8Array, p: number, utf8: Utf8Ranges;
     if (this.#chunk !== undefined && dp >= this.#chunkAt) {
+      if (this.#chunkReused) {
+        this.#chunk = copyOf(this.#chunk);
+        this.#chunkReused = false;
+      }
       bytes = this.#chunk;
       p = dp - this.#chunkAt;
       utf8 = this.#chunkUtf8 ??= this.#utf8For(bytes);

@@ -13,6 +13,10 @@ import { TurboError } from '../errors.ts';
 import { ErrorCode } from '../protocol.ts';
 import { encodeErrorFrame } from '../core/raw-frames.ts';
 import { Listener, type Admission } from './listener.ts';
+import { SendBuffers } from './send-buffers.ts';
+
+/** The client socket's read buffer (the size Node reads with by default). */
+const READ_BUFFER_BYTES = 64 * 1024;
 
 /** How long a connection the broker ends may take to receive its last bytes (a fatal ERROR). */
 const END_GRACE_MS = 2000;
@@ -127,14 +131,19 @@ export function connectSocket(url: BrokerUrl, timeoutMs: number, tlsOptions: Tls
   const where = url.scheme === 'unix' ? url.path : `${url.host}:${url.port}`;
   return new Promise((resolve, reject) => {
     let socket: net.Socket;
+    // Plain sockets read into one buffer of their own (`onread`), so a read allocates nothing
+    // (Node otherwise allocates 64 KiB per read and trims it); the connection copies a chunk
+    // only when messages keep views of it (Transport.reusesChunks). TLS sockets cannot.
+    let deliver: (chunk: Uint8Array) => void = () => {};
+    const onread = { buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES), callback: (n: number, buf: Uint8Array): boolean => { deliver(buf.subarray(0, n)); return true; } };
     if (url.scheme === 'tls') {
       // SNI only for names: Node refuses an IP address as servername.
       const servername = net.isIP(url.host) === 0 ? url.host : undefined;
       socket = tls.connect({ host: url.host, port: url.port, servername, ...tlsOptions } as tls.ConnectionOptions);
     } else if (url.scheme === 'unix') {
-      socket = net.connect({ path: url.path });
+      socket = net.connect({ path: url.path, onread });
     } else {
-      socket = net.connect({ host: url.host, port: url.port, noDelay: true });
+      socket = net.connect({ host: url.host, port: url.port, noDelay: true, onread });
     }
     const timer = setTimeout(() => {
       socket.destroy();
@@ -153,18 +162,25 @@ export function connectSocket(url: BrokerUrl, timeoutMs: number, tlsOptions: Tls
       socket.removeAllListeners('error');
       socket.removeAllListeners('close');
       if (url.scheme === 'tls') socket.setNoDelay(true);
+      const reusesChunks = url.scheme !== 'tls';
+      const sends = new SendBuffers(socket);
       const transport: Transport = {
         onData: () => {},
         onClose: () => {},
+        reusesChunks,
         send(bytes) {
           socket.write(bytes);
+        },
+        sendCopyOf(bytes) {
+          sends.send(bytes);
         },
         close() {
           socket.end();
           socket.destroySoon();
         },
       };
-      socket.on('data', (chunk: Buffer) => transport.onData(chunk));
+      if (reusesChunks) deliver = (chunk) => transport.onData(chunk);
+      else socket.on('data', (chunk: Buffer) => transport.onData(chunk));
       let closeError: Error | undefined;
       socket.on('error', (err) => { closeError = err; });
       socket.on('close', () => transport.onClose(closeError));
