@@ -59,6 +59,12 @@ export interface SessionLimits {
 export interface SessionIO {
   /** Sends bytes (the session hands over ownership of the array). */
   write(bytes: Uint8Array): void;
+  /**
+   * Sends a copy of bytes valid only during the call (a view of the session's writer): a
+   * transport that reuses its own buffers (tcp.ts, send-buffers.ts) offers it, and the
+   * session then makes no array per reply.
+   */
+  writeCopyOf?(bytes: Uint8Array): void;
   /** Closes the connection after what was written (the transport then calls session.close()). */
   end(): void;
   /** Bytes written and not sent yet (the transport's buffer); without it, 0 (an in-process pipe). */
@@ -795,17 +801,22 @@ export class Session {
     const e = this.#e;
     const len = e.writerLength(this.#writer);
     if (len === 0) return;
-    const bytes = this.#thread.core.view.copy(e.writerData(this.#writer), len);
-    e.writerReset(this.#writer);
     // Durability: a reply goes out only once what it acknowledges is in the log as the
     // fsync policy asks (docs/durability.md). Under 'everysec' and 'no' persist() has
     // written it already; under 'always' (or after a failed write) the replies wait for
-    // the group commit, in order behind any that wait already.
+    // the group commit, in order behind any that wait already (a copy of their own).
+    const view = this.#thread.core.view;
     if (this.#thread.log !== undefined && (this.#waitingOutput !== undefined || !this.#thread.persist())) {
+      const bytes = view.copy(e.writerData(this.#writer), len);
+      e.writerReset(this.#writer);
       this.#waitForLog(bytes);
       return;
     }
-    this.#io.write(bytes);
+    const io = this.#io;
+    // (Views are taken after persist(): a core call may grow the memory.)
+    if (io.writeCopyOf !== undefined) io.writeCopyOf(view.bytes(e.writerData(this.#writer), len));
+    else io.write(view.copy(e.writerData(this.#writer), len));
+    e.writerReset(this.#writer);
     // A backstop for replies that are not messages (errors, statistics): checked after the
     // caller is done with the writer, which closing frees.
     if (this.#output.overLimit()) queueMicrotask(() => { if (!this.#closed && this.#output.overLimit()) this.#closeForOutput('replies were not read'); });

@@ -190,6 +190,12 @@ const host: SessionHost = {
         counters.onBytesSent(bytes.length);
         io.write(bytes);
       },
+      ...(io.writeCopyOf === undefined ? {} : {
+        writeCopyOf: (bytes: Uint8Array) => {
+          counters.onBytesSent(bytes.length);
+          io.writeCopyOf!(bytes);
+        },
+      }),
       bufferedBytes: () => io.bufferedBytes(),
       end: () => io.end(),
       destroy: () => io.destroy(),

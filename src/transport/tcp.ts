@@ -26,6 +26,8 @@ export interface ConnectionIO {
   /** "host:port" of the peer, for logs. */
   remoteAddress: string;
   write(bytes: Uint8Array): void;
+  /** Writes a copy of bytes valid only during the call (the session's writer), if the transport can reuse its buffers. */
+  writeCopyOf?(bytes: Uint8Array): void;
   /** Bytes written and not sent yet. */
   bufferedBytes(): number;
   end(): void;
@@ -61,11 +63,15 @@ export function listenTcp(url: BrokerUrl, secureContext: tls.SecureContext | und
     refuse: (socket, reason) => { if (secureContext === undefined) socket.write(encodeErrorFrame(0, ErrorCode.ERR_LIMIT, reason)); },
     onEvent: host.onEvent,
     onConnection({ socket, established }) {
+      const sends = new SendBuffers(socket);
       const session = host.accept({
         remoteAddress: formatRemoteAddress(socket.remoteAddress, socket.remotePort),
         write(bytes) {
           // Backpressure: a client that does not read its replies stops being read from.
           if (!socket.write(bytes)) socket.pause();
+        },
+        writeCopyOf(bytes) {
+          if (!sends.send(bytes)) socket.pause();
         },
         bufferedBytes: () => socket.writableLength,
         end() {

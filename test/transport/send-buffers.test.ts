@@ -7,7 +7,7 @@
 import t, { type Test } from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
-import { SendBuffers } from '../../src/transport/send-buffers.ts';
+import { SendBuffers, slabStats } from '../../src/transport/send-buffers.ts';
 import { TurboClient } from '../../src/index.ts';
 import { startEngine } from '../helpers.ts';
 
@@ -23,8 +23,8 @@ async function socketPair(t: Test): Promise<{ writer: net.Socket; reader: net.So
   return { writer, reader };
 }
 
-/** Sizes on every path: on-heap copies, pooled buffers (several per pool buffer size), own buffers. */
-const SIZES = [1, 64, 65, 1000, 20_000, 65_536, 65_537, 200_000];
+/** Sizes on every path: on-heap copies, slab pieces (several per slab), exact copies. */
+const SIZES = [1, 64, 65, 1000, 20_000, 32_768, 32_769, 200_000];
 
 function fill(bytes: Uint8Array, seed: number): void {
   for (let i = 0; i < bytes.length; i++) bytes[i] = (seed * 31 + i * 7) & 0xff;
@@ -91,4 +91,36 @@ t.test('popped messages keep their bytes after later reads into the same buffer'
   let bad = 0;
   for (let i = 0; i < N; i++) if (held[i]!.content !== payload(i)) bad++;
   t.equal(bad, 0, 'every held message reads as it was pushed');
+});
+
+t.test('a socket whose writes queue gets exact copies: a slow reader pins no more slabs', async (t) => {
+  const { writer, reader } = await socketPair(t);
+  reader.pause();
+  const sends = new SendBuffers(writer);
+  const piece = new Uint8Array(20_000);
+  let k = 0;
+  // Fill the kernel's buffers (a few MiB on loopback) until writes queue in the socket.
+  while (writer.writableLength === 0 && k < 5000) { fill(piece, k++); sends.send(piece); }
+  t.ok(writer.writableLength > 0, 'writes queue behind the paused reader');
+  const made = slabStats().made;
+  const queuedFrom = k;
+  for (let i = 0; i < 100; i++) { fill(piece, k++); sends.send(piece); }
+  t.equal(slabStats().made, made, 'no slab made for the 100 sends that queued');
+  t.ok(writer.writableLength >= 100 * piece.length, 'they are counted as queued bytes');
+  const total = k * piece.length;
+  let got = 0;
+  const received: Buffer[] = [];
+  reader.on('data', (chunk: Buffer) => { received.push(chunk); got += chunk.length; });
+  reader.resume();
+  while (got < total) await once(reader, 'data');
+  const all = Buffer.concat(received);
+  let bad = 0;
+  const want = new Uint8Array(piece.length);
+  for (let i = 0; i < k; i++) {
+    fill(want, i);
+    if (Buffer.compare(all.subarray(i * piece.length, (i + 1) * piece.length), want) !== 0) bad++;
+  }
+  t.equal(bad, 0, `all ${k} sends intact (${queuedFrom} before the queue)`);
+  await new Promise((resolve) => setImmediate(resolve));
+  t.ok(slabStats().free >= 1, 'the slabs came back once their writes were called back');
 });
