@@ -15,19 +15,22 @@
 //                              +------------------- released() (in order) --------------+
 //
 // Memory: slabs are shared by every socket of the thread, so an idle connection holds
-// none. A socket whose writes queue (a reader slower than its replies) gets exact copies
-// instead (socket.writableLength > 0), counted by the output limit like any queued byte;
-// at most the piece its first queued write took keeps one slab from being reused.
+// none; a thread keeps at most MAX_FREE_SLABS free. A socket whose writes queue (a reader
+// slower than its replies) gets exact copies instead (socket.writableLength > 0), counted by
+// the output limit like any queued byte; at most the piece its first queued write took keeps
+// one slab from being reused - and only once the kernel's buffers for that socket (several
+// MiB on loopback) are full. Pieces go up to 256 KiB, so that 64 pipelined pushMany or popMany
+// of 64 (85-130 KiB a send) are cut from slabs too.
 
 import type { Duplex } from 'node:stream';
 
 /** A slab's size, and the largest send cut from one (larger sends get an exact copy). */
-const SLAB_BYTES = 128 * 1024;
-const MAX_PIECE_BYTES = 32 * 1024;
+const SLAB_BYTES = 1024 * 1024;
+const MAX_PIECE_BYTES = 256 * 1024;
 /** Sends up to this size are plain on-heap copies (cheaper than a piece's Buffer view). */
 const ON_HEAP_MAX_BYTES = 64;
 /** Free slabs a thread keeps (more are left to the GC). */
-const MAX_FREE_SLABS = 8;
+const MAX_FREE_SLABS = 4;
 
 interface Slab {
   readonly buffer: Buffer;

@@ -24,7 +24,7 @@ async function socketPair(t: Test): Promise<{ writer: net.Socket; reader: net.So
 }
 
 /** Sizes on every path: on-heap copies, slab pieces (several per slab), exact copies. */
-const SIZES = [1, 64, 65, 1000, 20_000, 32_768, 32_769, 200_000];
+const SIZES = [1, 64, 65, 1000, 20_000, 262_144, 262_145, 100_000];
 
 function fill(bytes: Uint8Array, seed: number): void {
   for (let i = 0; i < bytes.length; i++) bytes[i] = (seed * 31 + i * 7) & 0xff;
@@ -56,7 +56,7 @@ async function sendAndCheck(t: Test, pauseReader: boolean, scratch: Uint8Array):
   const all = Buffer.concat(received);
   t.equal(all.length, total, 'every byte arrived');
   let at = 0, bad = 0;
-  const want = new Uint8Array(256 * 1024);
+  const want = new Uint8Array(512 * 1024);
   for (let k = 0; k < expected.length; k++) {
     const n = expected[k]!;
     fill(want.subarray(0, n), k);
@@ -68,9 +68,9 @@ async function sendAndCheck(t: Test, pauseReader: boolean, scratch: Uint8Array):
 
 // One scratch area the "caller" reuses for every send, as the client's writer is; a Buffer
 // too (whose slice() is a view, not a copy).
-t.test('sends arrive intact though the caller reuses its bytes', (t) => sendAndCheck(t, false, new Uint8Array(256 * 1024)));
-t.test('and while a slow reader leaves the writes queued', (t) => sendAndCheck(t, true, new Uint8Array(256 * 1024)));
-t.test('from a Buffer as well', (t) => sendAndCheck(t, true, Buffer.alloc(256 * 1024)));
+t.test('sends arrive intact though the caller reuses its bytes', (t) => sendAndCheck(t, false, new Uint8Array(512 * 1024)));
+t.test('and while a slow reader leaves the writes queued', (t) => sendAndCheck(t, true, new Uint8Array(512 * 1024)));
+t.test('from a Buffer as well', (t) => sendAndCheck(t, true, Buffer.alloc(512 * 1024)));
 
 t.test('popped messages keep their bytes after later reads into the same buffer', async (t) => {
   const engine = await startEngine(t, { threads: 1 });
