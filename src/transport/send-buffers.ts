@@ -1,4 +1,4 @@
-// A socket's outgoing copies, cut from slabs this thread reuses. The client and the broker's
+// A socket's outgoing copies (TCP, TLS, unix), cut from slabs this thread reuses. The client and the broker's
 // sessions encode every frame into a writer in Wasm memory and reuse it at once, so each send
 // is copied; a fresh array per send (or a fresh slab now and then) costs more than the copy:
 // a new ArrayBuffer is zeroed, its pages faulted in, and counted as external memory until a

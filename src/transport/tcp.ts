@@ -141,15 +141,15 @@ export function connectSocket(url: BrokerUrl, timeoutMs: number, tlsOptions: Tls
     // (Node otherwise allocates 64 KiB per read and trims it); the connection copies a chunk
     // only when messages keep views of it (Transport.reusesChunks). TLS sockets cannot.
     let deliver: (chunk: Uint8Array) => void = () => {};
-    const onread = { buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES), callback: (n: number, buf: Uint8Array): boolean => { deliver(buf.subarray(0, n)); return true; } };
+    const onread = () => ({ buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES), callback: (n: number, buf: Uint8Array): boolean => { deliver(buf.subarray(0, n)); return true; } });
     if (url.scheme === 'tls') {
       // SNI only for names: Node refuses an IP address as servername.
       const servername = net.isIP(url.host) === 0 ? url.host : undefined;
       socket = tls.connect({ host: url.host, port: url.port, servername, ...tlsOptions } as tls.ConnectionOptions);
     } else if (url.scheme === 'unix') {
-      socket = net.connect({ path: url.path, onread });
+      socket = net.connect({ path: url.path, onread: onread() });
     } else {
-      socket = net.connect({ host: url.host, port: url.port, noDelay: true, onread });
+      socket = net.connect({ host: url.host, port: url.port, noDelay: true, onread: onread() });
     }
     const timer = setTimeout(() => {
       socket.destroy();
