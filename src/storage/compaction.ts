@@ -503,7 +503,7 @@ export class Compactor {
       }
       case RECORD_DEDUP:
         s.dedupBytes += length;
-        if (rec.dueAt > s.dedupUntil) s.dedupUntil = rec.dueAt;
+        if (rec.dedupExpires > s.dedupUntil) s.dedupUntil = rec.dedupExpires;
         return;
     }
   }
@@ -638,7 +638,7 @@ export class Compactor {
             set.addRange(first, first + readU32(buf, p + 8));
           }
         } else if (rec.type === RECORD_DEDUP) {
-          keepDedup(key, buf.toString('latin1', rec.bodyStart + 8, rec.end), rec.dueAt);
+          keepDedup(key, buf.toString('latin1', rec.dedupStart, rec.dedupStart + rec.dedupLength), rec.dedupExpires);
         } else if (rec.type === RECORD_META) {
           let m = metas.get(key);
           if (m === undefined) metas.set(key, m = new Map());

@@ -385,10 +385,10 @@ export class DecodedRecord {
   topicLength = 0;
   /** The body (after the names). */
   bodyStart = 0;
-  /** PUSH: the due time or NaN; first stored record's offset. META: id, meta, dueAt (NaN: none). DEDUP: dueAt is the expiry; the dedupId is [bodyStart + 8, end). */
+  /** PUSH: the due time or NaN; first stored record's offset. META: id, meta, dueAt (NaN: none). DEDUP: dueAt is the expiry. */
   dueAt = NaN;
   recordsStart = 0;
-  /** PUSH with FLAG_DEDUP: the dedupId at [dedupStart, dedupStart + dedupLength) and its window's end; dedupLength 0: none. */
+  /** PUSH with FLAG_DEDUP, and DEDUP: the dedupId at [dedupStart, dedupStart + dedupLength) and its window's end; dedupLength 0 (a PUSH): none. */
   dedupStart = 0;
   dedupLength = 0;
   dedupExpires = 0;
@@ -498,7 +498,10 @@ export function decodeRecord(b: Uint8Array, at: number, end: number, out: Decode
       return DECODE_OK;
     case RECORD_DEDUP:
       if (bodyBytes < 9 || bodyBytes > 8 + MAX_DEDUP_ID_BYTES) break;
-      out.dueAt = readF64(b, bodyStart); // the expiry
+      // Described as a PUSH's dedupId is (so that readers treat both alike), the expiry in dueAt too.
+      out.dueAt = out.dedupExpires = readF64(b, bodyStart);
+      out.dedupStart = bodyStart + 8;
+      out.dedupLength = bodyBytes - 8;
       return DECODE_OK;
     default:
       out.reason = `unknown record type ${type}`;

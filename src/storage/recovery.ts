@@ -332,7 +332,7 @@ export async function recover(dir: string, options: RecoverOptions = {}): Promis
           if (rec.id - 1 > acc.maxId) acc.maxId = rec.id - 1;
           break;
         case RECORD_DEDUP:
-          if (rec.dueAt > nowMs) acc.addDedup(buf.toString('latin1', rec.bodyStart + 8, rec.end), rec.dueAt);
+          if (rec.dedupExpires > nowMs) acc.addDedup(buf.toString('latin1', rec.dedupStart, rec.dedupStart + rec.dedupLength), rec.dedupExpires);
           break;
       }
       at = rec.end;
