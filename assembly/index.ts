@@ -14,7 +14,7 @@ import { heapInit } from "./alloc";
 import { threadId, setThreadId } from "./thread";
 import { raiseIdFloor } from "./table";
 import { queueRetain, queueRelease } from "./queues";
-import { queueIsDurable, journalDedupNext, journalDedupClear } from "./journal";
+import { queueIsDurable, journalDedupNext, journalDedupClear, journalDependsOnPeers, logMarkSettle } from "./journal";
 import { tableInit, topicAcquire, topicRelease, topicFindLocked, topicUnlock, TOPIC_NO_MEMORY, T_LENGTH, T_USERS, T_QUEUE } from "./table";
 import { queuesInit, Q_DEDUP_WINDOW_MS } from "./queues";
 import { delaysInit } from "./delays";
@@ -72,6 +72,7 @@ export function attach(): i32 {
       if (old & bit) break;
       if (atomic.cmpxchg<u32>(word, old, old | bit) == old) {
         atomic.store<u32>(threadSlot(id) + SLOT_METRICS, 0);
+        logMarkSettle(id); // a reused id: nothing of a predecessor is waited for
         setThreadId(id);
         return <i32>id;
       }
@@ -89,6 +90,7 @@ export function detach(now: f64): void {
   let id = threadId;
   if (id == 0) return;
   reapLeases(id, now);
+  logMarkSettle(id);
   atomic.and<u32>(H_THREAD_BITS + ((<usize>id >> 5) << 2), ~(<u32>1 << (id & 31)));
   setThreadId(0);
 }
@@ -181,6 +183,8 @@ export function opPushEx(
     if (entry == DEDUP_SEEN || entry == DEDUP_NO_MEMORY) {
       dedupEnd(load<u32>(scratch), entry, true);
       topicRelease(topic);
+      // The "stored" this duplicate is answered with is the first push's: wait for its log.
+      if (entry == DEDUP_SEEN) journalDependsOnPeers();
       return entry == DEDUP_SEEN ? 0 : E_NO_MEMORY;
     }
   }
@@ -311,7 +315,7 @@ export function opSettle(w: usize, reqId: u32, entries: usize, count: u32, conne
 
 // ── Durability (assembly/journal.ts, src/engine/durability.ts) ───────────────────────
 
-export { journalSet, journalLength, journalData, journalTakeLost } from "./journal";
+export { journalSet, journalLength, journalData, journalTakeLost, logMarksBehind } from "./journal";
 
 /** Every topic created from now on starts its ids at `floor` or above (recovery: above every id in the log). */
 export function setIdFloor(floor: f64): void {

@@ -38,6 +38,8 @@ import { writerEnsure, writerAdvance, writerLength, writerTruncate, writerData }
 import { T_QUEUE, T_QUEUE_LEN, T_TOPIC_LEN, T_NAMES } from "./table";
 import { queueFlags, Q_DURABLE_SET, Q_DURABLE } from "./queues";
 import { RECORD_HEADER, PUSH_RECORD_HEADER, R_ID, recordSize } from "./record";
+import { threadSlot, SLOT_JOURNALED, SLOT_LOGGED, SLOT_LOGGED_WAITERS, H_THREAD_BITS, MAX_THREADS } from "./layout";
+import { threadId } from "./thread";
 
 // @ts-ignore: decorator
 @inline const J_PUSH: u8 = 1;
@@ -58,6 +60,15 @@ import { RECORD_HEADER, PUSH_RECORD_HEADER, R_ID, recordSize } from "./record";
 
 /** This thread's journal writer (codec.ts writer), 0 when the broker has no data directory. */
 let journal: usize = 0;
+/** This thread's `journaled` word (layout.ts ThreadSlot), set with the journal. */
+let journaledWord: usize = 0;
+/**
+ * This thread made a change, or gave an answer, about messages another thread may have
+ * journaled and not yet written (a removal, a delivery, a nack, a duplicate refused):
+ * its replies must wait for the other threads' logs (logMarksBehind). A push of its own
+ * does not set it: a push depends on no other thread's records.
+ */
+let dependsOnPeers: bool = false;
 /** Changes that could not be journaled for lack of memory. */
 let journalLost: u32 = 0;
 
@@ -80,6 +91,7 @@ let removeCount: u32 = 0;
 /** Turns journaling on for this thread (writer `w`), or off (0). */
 export function journalSet(w: usize): void {
   journal = w;
+  journaledWord = threadSlot(threadId) + SLOT_JOURNALED;
 }
 
 /** The journal writer's bytes (for JS to move to the log, then writerReset). */
@@ -154,6 +166,9 @@ function begin(topic: usize, type: u8, flags: u8, body: usize): usize {
   store<u8>(p, <u8>tl, 11);
   memory.copy(p + J_HEADER, topic + T_NAMES, ql + tl);
   writerAdvance(journal, <u32>length);
+  // Published before the topic's lock is released: a thread that sees this change (pops
+  // the message) sees the count too, and waits until this thread's log has written it.
+  atomic.store<i32>(journaledWord, load<i32>(journaledWord) + 1);
   let at = p + J_HEADER + ql + tl;
   if (dl > 0) {
     store<f64>(at, dedupExpires);
@@ -232,6 +247,7 @@ export function journalUndo(mark: i64): void {
 
 /** META: message `id`'s lease ended without ack; it is ready again (due <= 0) or due at `due`. */
 export function journalMeta(topic: usize, id: u64, meta: u32, due: f64): void {
+  dependsOnPeers = true;
   let p = begin(topic, J_META, due > 0 ? J_FLAG_DUE : 0, due > 0 ? 20 : 12);
   if (p == 0) return;
   store<u64>(p, id);
@@ -250,6 +266,7 @@ export function journalMeta(topic: usize, id: u64, meta: u32, due: f64): void {
 export function deliveredBegin(topic: usize): void {
   deliveredOpen = false;
   if (!journaled(topic)) return;
+  dependsOnPeers = true;
   deliveredMark = writerLength(journal);
   deliveredOpen = begin(topic, J_DELIVERED, 0, 0) != 0;
   deliveredCount = 0;
@@ -295,6 +312,7 @@ export function deliveredEnd(): void {
 
 /** Starts a REMOVE record for `topic`; add ids with removeAdd, finish with removeEnd. */
 export function removeBegin(topic: usize): void {
+  dependsOnPeers = true;
   removeMark = writerLength(journal);
   removeOpen = begin(topic, J_REMOVE, 0, 0) != 0;
   removeCount = 0;
@@ -343,4 +361,59 @@ export function journalRemoveRecords(topic: usize, records: usize, count: u32): 
     p += recordSize(p);
   }
   removeEnd();
+}
+
+/** A push was refused as a duplicate: the push it duplicates may be another thread's, not written yet. */
+export function journalDependsOnPeers(): void {
+  dependsOnPeers = true;
+}
+
+// ── Across threads: the journaled and logged counts (layout.ts ThreadSlot) ─────────────
+//
+// Each thread's log is its own file, written at the end of that thread's turn. A message
+// pushed through thread A may be popped through thread B before A's log has the PUSH; B's
+// reply must then wait for A's log, or a crash in between leaves a consumer holding a
+// message the log never had (the producer, never answered, pushes it again). So every
+// record a thread journals bumps its `journaled` count (begin(), above), the thread
+// publishes in `logged` the count its log has made safe (src/core/thread.ts), and a thread
+// that is about to reply for a change that depends on other threads' records
+// (dependsOnPeers) takes the counts of every other thread whose `logged` is behind
+// (logMarksBehind) and waits for them.
+
+/**
+ * If this thread depended on other threads' records since the last call: writes
+ * (address of `logged`, `journaled`) as two u32 for every attached thread other than this
+ * one whose log is behind its journal, at most `max` pairs at `out`. Returns how many.
+ */
+export function logMarksBehind(out: usize, max: u32): u32 {
+  if (!dependsOnPeers) return 0;
+  dependsOnPeers = false;
+  let n: u32 = 0;
+  for (let w: u32 = 0; w < (MAX_THREADS >> 5); w++) {
+    let bits = atomic.load<u32>(H_THREAD_BITS + (<usize>w << 2));
+    while (bits != 0) {
+      let id = (w << 5) + <u32>ctz(bits);
+      bits &= bits - 1;
+      if (id == threadId) continue;
+      let slot = threadSlot(id);
+      let journaled = atomic.load<i32>(slot + SLOT_JOURNALED);
+      if (atomic.load<i32>(slot + SLOT_LOGGED) == journaled) continue;
+      if (n == max) return n;
+      store<u32>(out + (<usize>n << 3), <u32>(slot + SLOT_LOGGED));
+      store<i32>(out + (<usize>n << 3), journaled, 4);
+      n++;
+    }
+  }
+  return n;
+}
+
+/**
+ * Thread `id` will write no more of what it journaled (it detached, or died and was
+ * reaped): nobody may wait for it any longer. What it had not written is not in the log.
+ */
+export function logMarkSettle(id: u32): void {
+  let slot = threadSlot(id);
+  atomic.store<i32>(slot + SLOT_LOGGED, atomic.load<i32>(slot + SLOT_JOURNALED));
+  atomic.store<i32>(slot + SLOT_LOGGED_WAITERS, 0);
+  atomic.notify(slot + SLOT_LOGGED, -1);
 }

@@ -25,9 +25,9 @@
 //                              to its next id, so a name used again never repeats an id (the log
 //                              identifies messages by (queue, topic, id): docs/durability.md)
 //  +96   i64  freeHeads[CLASS_COUNT]   lock-free free lists: ptr | tag << 32 (alloc.ts)
-//  +MAILBOXES  ThreadSlot[MAX_THREADS]  one cache line per thread id:
+//  +MAILBOXES  ThreadSlot[MAX_THREADS]  two cache lines per thread id:
 //
-//   ╒═══════ ThreadSlot (64 bytes; written by its thread, read by all) ═══════╕
+//   ╒═══════ ThreadSlot (128 bytes; written by its thread, read by all) ══════╕
 //    +0  u32 mailbox   head of the wake-up list for this thread (waiters.ts)
 //    +4  i32 signal    bumped + notified after every mailbox push (Atomics.waitAsync)
 //    +8  u32 leases    this thread's LeaseTable (leases.ts), 0 until its first lease
@@ -38,6 +38,14 @@
 //                         freed by another thread makes one slot negative, the sum is right
 //    +32 i64 events[4]    core events on this thread: dropped, dead-lettered,
 //                         redelivered, acked (stats.ts); summed on demand
+//    +64 i32 journaled    bumped by this thread for every record it journals
+//                         (journal.ts), under the lock of the change it records
+//    +68 i32 logged       the `journaled` count this thread's log has written (fsync
+//                         always: synced); published by src/core/thread.ts. A pop on
+//                         another thread waits until every thread's `logged` passes the
+//                         `journaled` it saw (docs/durability.md, "Across threads")
+//    +72 i32 loggedWaiters  nonzero: some thread waits on `logged` (notify it)
+//    +76 ..128            unused
 //   ╘══════════════════════════════════════════════════════════════════════════╛
 // ╘═════════════════════════════════════════════════════════════════════╛
 
@@ -46,7 +54,7 @@
 // @ts-ignore: decorator
 @inline export const HEADER_MAGIC: u32 = 0x31514d54; // "TMQ1"
 // @ts-ignore: decorator
-@inline export const LAYOUT_VERSION: u32 = 2;
+@inline export const LAYOUT_VERSION: u32 = 3;
 
 // @ts-ignore: decorator
 @inline export const H_MAGIC: usize = HEADER + 0;
@@ -87,7 +95,7 @@
 // @ts-ignore: decorator
 @inline export const MAX_THREADS: u32 = 256;
 // @ts-ignore: decorator
-@inline export const SLOT_SIZE: usize = 64;
+@inline export const SLOT_SIZE: usize = 128;
 // @ts-ignore: decorator
 @inline export const SLOT_MAILBOX: usize = 0;
 // @ts-ignore: decorator
@@ -103,6 +111,12 @@
 // @ts-ignore: decorator
 @inline export const SLOT_EVENTS: usize = 32;
 // @ts-ignore: decorator
+@inline export const SLOT_JOURNALED: usize = 64;
+// @ts-ignore: decorator
+@inline export const SLOT_LOGGED: usize = 68;
+// @ts-ignore: decorator
+@inline export const SLOT_LOGGED_WAITERS: usize = 72;
+// @ts-ignore: decorator
 @inline export const H_SLOTS: usize = (H_FREE_HEADS + (<usize>CLASS_COUNT << 3) + 63) & ~63;
 // @ts-ignore: decorator
 @inline export const HEADER_END: usize = H_SLOTS + <usize>MAX_THREADS * SLOT_SIZE;
@@ -114,5 +128,5 @@
 /** Address of the ThreadSlot of thread `id`. */
 // @ts-ignore: decorator
 @inline export function threadSlot(id: u32): usize {
-  return H_SLOTS + (<usize>id << 6);
+  return H_SLOTS + (<usize>id << 7);
 }

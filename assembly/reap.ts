@@ -13,6 +13,7 @@ import { T_LOCK, T_NEXT, SEGMENT_COUNT, lockSegmentAt, unlockSegment, segmentBuc
 import { reapWaiters, mailboxTakeOf, waiterReturn, waiterNext } from "./waiters";
 import { reapExclusive } from "./consumers";
 import { reapLeases } from "./leases";
+import { logMarkSettle } from "./journal";
 
 /**
  * Cleans up after thread `dead`, which must never run again. Returns the number of
@@ -49,6 +50,7 @@ export function reapThread(dead: u32, now: f64): u32 {
     reversed = next;
   }
   returned += reapLeases(dead, now);
+  logMarkSettle(dead);
   atomic.and<u32>(H_THREAD_BITS + ((<usize>dead >> 5) << 2), ~(<u32>1 << (dead & 31)));
   return returned;
 }
