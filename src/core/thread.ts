@@ -33,6 +33,22 @@ export interface ThreadLog {
 /** Initial size of a thread's journal writer (it grows with the changes of one turn). */
 const JOURNAL_INITIAL_BYTES = 64 * 1024;
 
+// The cross-thread log marks (assembly/layout.ts ThreadSlot, assembly/journal.ts): words
+// of a slot relative to its `logged` word.
+const SIGNAL_FROM_LOGGED = (4 - 68) >> 2;
+const JOURNALED_FROM_LOGGED = (64 - 68) >> 2;
+const WAITERS_FROM_LOGGED = (72 - 68) >> 2;
+/** Most threads a reply can wait for (thread ids are 1..255). */
+const MAX_PEERS = 255;
+/**
+ * A thread whose log stays behind this long is rung (its mailbox signal): it moves and
+ * commits whatever it journaled. Normally it writes at the end of its turn by itself.
+ */
+const RING_PEER_MS = 10;
+const noop = (): void => {};
+/** Wrap-safe `a >= b` for the i32 counts. */
+const reached = (a: number, b: number): boolean => ((a - b) | 0) >= 0;
+
 export interface WaiterHandler {
   /** The waiter `waiter` was handed a message. The handler must release or return it. */
   onHanded(waiter: number): void;
@@ -116,6 +132,16 @@ export class CoreThread {
   #journal = 0;
   /** Records appended to the log directly (settings) since the journal was last moved. */
   #directAppends = false;
+  /** The header words (the ThreadSlots live there) and this thread's `logged` word in them. */
+  #marks: Int32Array | undefined;
+  #loggedWord = 0;
+  /** The `journaled` count the last move took; the `logged` count published. */
+  #movedMark = 0;
+  #publishedMark = 0;
+  /** Resolves when every other thread's log has what it had journaled at our last move. */
+  #peersLogged: Promise<void> | undefined;
+  /** Where logMarksBehind writes its pairs (MAX_PEERS x 8 bytes). */
+  #peerPairs = 0;
   /** Reports a background log failure (a timer's changes could not be written; retried by the log). */
   onLogError: ((err: Error) => void) | undefined;
 
@@ -146,9 +172,15 @@ export class CoreThread {
     if (this.#log !== undefined) throw new Error('turbomq core: this thread already has a log');
     const w = this.exports.writerNew(JOURNAL_INITIAL_BYTES);
     if (w === 0) throw new Error('turbomq core: out of memory for the journal');
+    const pairs = this.exports.alloc(MAX_PEERS * 8);
+    if (pairs === 0) throw new Error('turbomq core: out of memory for the journal');
     this.#journal = w;
+    this.#peerPairs = pairs;
     this.#log = log;
     this.exports.journalSet(w);
+    this.#marks = this.core.view.headerWords();
+    this.#loggedWord = (this.exports.mailboxSignalAddress() >>> 2) - SIGNAL_FROM_LOGGED;
+    this.#movedMark = this.#publishedMark = Atomics.load(this.#marks, this.#loggedWord);
   }
 
   get log(): ThreadLog | undefined {
@@ -162,20 +194,25 @@ export class CoreThread {
   persist(): boolean {
     const log = this.#log;
     if (log === undefined) return true;
+    let safe: boolean;
     if (!this.#moveJournal(log)) {
       // Nothing journaled since the last move. That does not prove these replies acknowledge
       // nothing: another connection's flush may have moved their records along (a delivery
       // made in the same mailbox drain), so they wait until the log is settled. Only while the
       // log cannot write at all do they go out at once, so that durable: false queues (and
       // LENGTH, PING, ...) keep working on a full disk.
-      return log.settled || !log.writable;
+      safe = log.settled || !log.writable;
+    } else {
+      // 'everysec' and 'no': written now (one write(2) per flushed chunk), so the replies go
+      // out in the same turn. 'always': the write and the fsync wait for the group commit,
+      // once per event-loop turn (setImmediate: after every socket read of the turn) for every
+      // connection of this thread. (Deferring 'everysec' to the turn's group as well measured
+      // no better in A/B runs: 0.81x to 1.34x depending on the run, within this machine's noise.)
+      safe = log.fsync === 'always' ? log.settled : log.commitSync();
     }
-    // 'everysec' and 'no': written now (one write(2) per flushed chunk), so the replies go
-    // out in the same turn. 'always': the write and the fsync wait for the group commit,
-    // once per event-loop turn (setImmediate: after every socket read of the turn) for every
-    // connection of this thread. (Deferring 'everysec' to the turn's group as well measured
-    // no better in A/B runs: 0.81x to 1.34x depending on the run, within this machine's noise.)
-    return log.fsync === 'always' ? log.settled : log.commitSync();
+    if (log.settled) this.#publish(this.#movedMark);
+    // When false the caller awaits commit(), which publishes this thread's mark.
+    return safe && this.#peersLogged === undefined;
   }
 
   /** Resolves when everything journaled so far is safe under the fsync policy (rejects with ERR_STORAGE). */
@@ -183,7 +220,9 @@ export class CoreThread {
     const log = this.#log;
     if (log === undefined) return Promise.resolve();
     this.#moveJournal(log);
-    return log.commit();
+    const own = this.#commitAndPublish(log);
+    const peers = this.#peersLogged;
+    return peers === undefined ? own : Promise.all([own, peers]).then(noop);
   }
 
   /** Changes nobody waits for (timers, closing connections): written soon, failures reported. */
@@ -191,7 +230,92 @@ export class CoreThread {
     const log = this.#log;
     if (log === undefined) return;
     this.#moveJournal(log);
-    log.commit().catch((err: Error) => this.onLogError?.(err));
+    this.#commitAndPublish(log).catch((err: Error) => this.onLogError?.(err));
+  }
+
+  /** log.commit(), and once it resolves, this thread's `logged` mark for what it covers. */
+  #commitAndPublish(log: ThreadLog): Promise<void> {
+    const mark = this.#movedMark;
+    const done = log.commit();
+    done.then(() => this.#publish(mark), noop);
+    return done;
+  }
+
+  /**
+   * Tells other threads that this thread's log has made safe everything it had journaled
+   * when its count was `mark` (never moves back: commits resolve in order, but a
+   * commitSync() may have published a later mark first).
+   */
+  #publish(mark: number): void {
+    if (reached(this.#publishedMark, mark)) return;
+    this.#publishedMark = mark;
+    const words = this.#marks!;
+    Atomics.store(words, this.#loggedWord, mark);
+    // Dekker with the waiter (#waitForPeer): it raises the flag, then reads `logged`; we
+    // store `logged`, then read the flag. Sequentially consistent atomics: one of us sees
+    // the other, so a waiter is never left asleep on a mark that passed.
+    if (Atomics.load(words, this.#loggedWord + WAITERS_FROM_LOGGED) !== 0) {
+      Atomics.store(words, this.#loggedWord + WAITERS_FROM_LOGGED, 0);
+      Atomics.notify(words, this.#loggedWord);
+    }
+  }
+
+  /**
+   * At a move: the replies that follow may answer for a message another thread pushed (or
+   * dead-lettered, or nacked) whose record that thread's log has not written yet - its
+   * write comes at the end of its own turn: a pop, an ack, a duplicate refused. If the
+   * core says so (logMarksBehind: only after such a change), take every other thread's
+   * journaled count now (the topic locks ordered its change before ours) and make the
+   * replies wait until each of those logs has it (docs/durability.md, "Across threads").
+   */
+  #awaitPeers(): void {
+    const e = this.exports;
+    const n = e.logMarksBehind(this.#peerPairs, MAX_PEERS);
+    if (n === 0) return;
+    const view = this.core.view;
+    const words = this.#marks!;
+    let waits: Promise<void>[] | undefined;
+    for (let i = 0; i < n; i++) {
+      const logged = view.u32(this.#peerPairs + i * 8) >>> 2;
+      const journaled = view.u32(this.#peerPairs + i * 8 + 4) | 0;
+      if (reached(Atomics.load(words, logged), journaled)) continue; // written meanwhile
+      (waits ??= []).push(this.#waitForPeer(logged, journaled));
+    }
+    if (waits === undefined) return;
+    const previous = this.#peersLogged;
+    if (previous !== undefined) waits.push(previous);
+    const all: Promise<void> = Promise.all(waits).then(() => {
+      if (this.#peersLogged === all) this.#peersLogged = undefined;
+    });
+    this.#peersLogged = all;
+  }
+
+  /** Resolves once the `logged` word at index `logged` reaches `mark`. */
+  async #waitForPeer(logged: number, mark: number): Promise<void> {
+    const words = this.#marks!;
+    for (;;) {
+      Atomics.store(words, logged + WAITERS_FROM_LOGGED, 1);
+      const now = Atomics.load(words, logged);
+      if (reached(now, mark)) return;
+      const wait = Atomics.waitAsync(words, logged, now, RING_PEER_MS);
+      if (!wait.async) continue; // changed meanwhile: look again
+      if (await wait.value === 'timed-out') {
+        // That thread has not written it by itself: ring it (the mailbox signal), so it
+        // moves and commits what it journaled (#loop, #catchUp). A dead thread is settled
+        // by its reaper (assembly/reap.ts).
+        Atomics.add(words, logged + SIGNAL_FROM_LOGGED, 1);
+        Atomics.notify(words, logged + SIGNAL_FROM_LOGGED);
+      }
+    }
+  }
+
+  /** Woken (another thread waits for our log, or a hand-over): commit what is not written yet. */
+  #catchUp(): void {
+    const log = this.#log;
+    if (log === undefined) return;
+    if (Atomics.load(this.#marks!, this.#loggedWord + JOURNALED_FROM_LOGGED) === this.#publishedMark) return;
+    this.#moveJournal(log);
+    this.#commitAndPublish(log).catch(noop); // a failure is reported to those waiting for the commit
   }
 
   /** Appends a queue's settings to the log (for the reply that follows, as the core's journal). */
@@ -204,6 +328,8 @@ export class CoreThread {
   /** Moves the journal to the log; true when anything was appended since the last move. */
   #moveJournal(log: ThreadLog): boolean {
     const e = this.exports;
+    // Read before the bytes move: every record counted so far is in them (same thread).
+    this.#movedMark = Atomics.load(this.#marks!, this.#loggedWord + JOURNALED_FROM_LOGGED);
     const len = e.journalLength();
     let moved = this.#directAppends;
     this.#directAppends = false;
@@ -215,6 +341,7 @@ export class CoreThread {
     const lost = e.journalTakeLost();
     // Only when the Wasm memory is exhausted: the change was made but is not in the log.
     if (lost > 0) this.onLogError?.(new Error(`turbomq core: out of memory for the journal; ${lost} change(s) to durable queues are not in the log`));
+    this.#awaitPeers();
     return moved;
   }
 
@@ -298,6 +425,7 @@ export class CoreThread {
     const words = this.#signalWords!;
     const seen = Atomics.load(words, this.#signalIndex);
     this.drain();
+    this.#catchUp();
     if (!this.#running) return;
     const wait = Atomics.waitAsync(words, this.#signalIndex, seen);
     if (wait.async) wait.value.then(this.#loop);
@@ -356,7 +484,9 @@ export class CoreThread {
       this.persistLater();
       this.exports.journalSet(0);
       this.exports.writerFree(this.#journal);
+      this.exports.free(this.#peerPairs);
       this.#journal = 0;
+      this.#peerPairs = 0;
     }
   }
 }
