@@ -14,7 +14,9 @@
 // - single, 16 in flight: 16 pushes outstanding per producer (pipelined on its connection);
 // - batch 64: pushMany of 64 / one LPUSH with 64 values / 64 JetStream publishes awaited together,
 //   one batch at a time per producer;
-// with 1 and 4 producers. Every (workload, system, repetition) gets a fresh broker process with a
+// with 1 and 4 producers; and the consume path: 4 producers and 4 consumers together (4P/4C), each
+// consumer popping one at a time (single) or up to 64 (batch 64) with a blocking pop (BRPOP / BLMPOP
+// for Redis; JetStream sits these out), the figure being messages consumed/s. Every (workload, system, repetition) gets a fresh broker process with a
 // fresh data directory in os.tmpdir() (so every system starts each run empty, on the same disk),
 // an untimed warm-up of WARMUP_S, then DURATION_S of pushes; the figure is acknowledged
 // messages/s, the median of REPEAT repetitions; the systems take turns within each repetition.
@@ -67,6 +69,8 @@ export interface SystemSpec {
   label: string;
   start(): Promise<Server | undefined>;
   pusher(server: Server, run: number): Promise<Pusher>;
+  /** A consumer's connection (the produce-and-consume workloads); absent: the system sits those out. */
+  popper?(server: Server): Promise<Popper>;
   hint: string;
 }
 
@@ -75,6 +79,15 @@ interface Pusher {
   send(items: Buffer[]): Promise<void>;
   close(): Promise<void>;
 }
+
+/** One consumer's connection: `receive(max)` takes up to `max` messages, waiting up to POP_WAIT_MS for the first; resolves to how many. */
+interface Popper {
+  receive(max: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** How long a consumer's blocking pop waits for a first message (then it pops again, or stops). */
+const POP_WAIT_MS = 250;
 
 // Below the file-descriptor limit, so the broker does not warn about it at every start (no effect on the figures).
 const MAX_CONNECTIONS = ['--max-connections', '4096'];
@@ -95,6 +108,23 @@ export const turbomqSystem = (key: string, label: string, fsync: 'always' | 'eve
       close: () => client.close(),
     };
   },
+  async popper(server) {
+    const client = await TurboClient.connect((server as Server & { url: string }).url);
+    const queue = client.getQueue('bench');
+    return {
+      async receive(max) {
+        if (max === 1) return (await queue.pop('t', POP_WAIT_MS)) === null ? 0 : 1;
+        return (await queue.popMany('t', max, POP_WAIT_MS)).length;
+      },
+      close: () => client.close(),
+    };
+  },
+});
+
+const redisConnect = (port: number, autoPipelining: boolean) => new Promise<Redis>((resolve, reject) => {
+  const c = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 0, enableAutoPipelining: autoPipelining });
+  c.once('ready', () => resolve(c));
+  c.once('error', reject);
 });
 
 export const redisSystem = (key: string, label: string, appendfsync: 'always' | 'everysec'): SystemSpec => ({
@@ -102,13 +132,23 @@ export const redisSystem = (key: string, label: string, appendfsync: 'always' | 
   start: () => startRedisAof(appendfsync),
   async pusher(server) {
     // Auto-pipelining: the commands of one event-loop turn go out in one write (as turbomq's client does).
-    const r = await new Promise<Redis>((resolve, reject) => {
-      const c = new Redis({ host: '127.0.0.1', port: server.port, maxRetriesPerRequest: 0, enableAutoPipelining: true });
-      c.once('ready', () => resolve(c));
-      c.once('error', reject);
-    });
+    const r = await redisConnect(server.port, true);
     return {
       async send(items) { await r.lpush('bench:t', ...items); },
+      async close() { r.disconnect(); },
+    };
+  },
+  async popper(server) {
+    // One request in flight per consumer (ioredis's auto-pipelining mangles callBuffer('BLMPOP', ...)).
+    // Redis replicates a pop to the AOF as the RPOP it did: under `always` it is fsync'd before the reply.
+    const r = await redisConnect(server.port, false);
+    const seconds = (POP_WAIT_MS / 1000).toFixed(3);
+    return {
+      async receive(max) {
+        if (max === 1) return (await r.brpopBuffer('bench:t', seconds)) === null ? 0 : 1;
+        const reply = await r.callBuffer('BLMPOP', seconds, '1', 'bench:t', 'RIGHT', 'COUNT', String(max)) as [Buffer, Buffer[]] | null;
+        return reply === null ? 0 : reply[1].length;
+      },
       async close() { r.disconnect(); },
     };
   },
@@ -153,13 +193,20 @@ export const DURABLE_SYSTEMS: SystemSpec[] = [
   turbomqSystem('turbomq-memory', 'turbomq memory', undefined),
 ];
 
-export interface WorkloadSpec { name: string; producers: number; inFlight: number; batch: number }
+/** `consumers` > 0: producers and consumers together, the figure is messages consumed (each consumer pops `batch` at most). */
+export interface WorkloadSpec { name: string; producers: number; consumers: number; inFlight: number; batch: number }
 export const DURABLE_WORKLOADS: WorkloadSpec[] = [];
 for (const [batch, inFlight] of [[1, 1], [1, 16], [64, 1]] as const) {
   for (const producers of [1, 4]) {
     const name = `${producers}P ${batch === 1 ? (inFlight === 1 ? 'single, awaited' : `single, ${inFlight} in flight`) : `batch ${batch}`}`;
-    DURABLE_WORKLOADS.push({ name, producers, inFlight, batch });
+    DURABLE_WORKLOADS.push({ name, producers, consumers: 0, inFlight, batch });
   }
+}
+// The consume path: a pop's reply waits for its REMOVE record under the same policy as a push's
+// OK, and for the PUSH record when another worker stored the message (docs/durability.md,
+// "Across threads"); Redis logs the pop as the RPOP it did.
+for (const batch of [1, 64]) {
+  DURABLE_WORKLOADS.push({ name: `4P/4C ${batch === 1 ? 'single, awaited' : `batch ${batch}`}`, producers: 4, consumers: 4, inFlight: 1, batch });
 }
 
 interface RunResult {
@@ -177,22 +224,26 @@ function brokerCpuMs(server: Server): number | undefined {
 /**
  * `producers` connections, each keeping `inFlight` sends of `batch` messages outstanding, for
  * WARMUP_MS (not counted) then DURATION_MS; acknowledged messages/s over the timed part. With
- * one producer and one send in flight, also each timed send's latency (ms).
+ * one producer and one send in flight, also each timed send's latency (ms). With `consumers`,
+ * that many connections popping up to `batch` at a time meanwhile, and the figure is the
+ * messages they took over the timed part.
  */
 export async function pushLoad(system: SystemSpec, server: Server, w: WorkloadSpec, run: number): Promise<RunResult> {
   const pushers = await Promise.all(Array.from({ length: w.producers }, () => system.pusher(server, run)));
+  const poppers = await Promise.all(Array.from({ length: w.consumers }, () => system.popper!(server)));
   const items = Array.from({ length: w.batch }, (_, i) => { const b = Buffer.alloc(SIZE); b.writeUInt32LE(i, 0); return b; });
   const recordLatency = w.producers === 1 && w.inFlight === 1 && w.batch === 1;
   let lat = new Float64Array(recordLatency ? 1 << 16 : 0);
   let nLat = 0;
   let phase: 'warm' | 'timed' | 'stop' = 'warm';
   let acked = 0;
+  let consumed = 0;
   const loop = async (p: Pusher) => {
     while (phase !== 'stop') {
       const counted = phase === 'timed';
       const t0 = performance.now();
       await p.send(items);
-      if (counted && phase === 'timed') {
+      if (counted && phase === 'timed' && w.consumers === 0) {
         acked += w.batch;
         if (recordLatency) {
           if (nLat === lat.length) { const bigger = new Float64Array(lat.length * 2); bigger.set(lat); lat = bigger; }
@@ -201,18 +252,25 @@ export async function pushLoad(system: SystemSpec, server: Server, w: WorkloadSp
       }
     }
   };
-  const loops = pushers.flatMap((p) => Array.from({ length: w.inFlight }, () => loop(p)));
+  const consume = async (c: Popper) => {
+    while (phase !== 'stop') {
+      const counted = phase === 'timed';
+      const n = await c.receive(w.batch);
+      if (counted && phase === 'timed') consumed += n;
+    }
+  };
+  const loops = [...pushers.flatMap((p) => Array.from({ length: w.inFlight }, () => loop(p))), ...poppers.map(consume)];
   await new Promise((r) => setTimeout(r, WARMUP_MS));
   phase = 'timed';
   const cpu0 = brokerCpuMs(server);
   const t0 = performance.now();
   await new Promise((r) => setTimeout(r, DURATION_MS));
   const ms = performance.now() - t0;
-  const counted = acked;
+  const counted = w.consumers === 0 ? acked : consumed;
   const cpu1 = brokerCpuMs(server);
   phase = 'stop';
   await Promise.all(loops);
-  await Promise.all(pushers.map((p) => p.close()));
+  await Promise.all([...pushers, ...poppers].map((p) => p.close()));
   return {
     rate: counted * 1000 / ms,
     latencies: recordLatency ? lat.subarray(0, nLat) : undefined,
@@ -288,6 +346,7 @@ export async function runDurable(log: (line: string) => void = console.log): Pro
     cpus.set(w.name, cpuPerSystem);
     for (let r = 0; r < REPEAT; r++) {
       for (const s of systems) {
+        if (w.consumers > 0 && s.popper === undefined) continue; // '–' in the tables
         let server: Server | undefined;
         try {
           server = await s.start();
@@ -368,7 +427,7 @@ export async function runDurable(log: (line: string) => void = console.log): Pro
     `Machine: ${machine}. ${versions}.`,
     `Data directories in ${os.tmpdir()}: ${fsType}. Load average ${loadAtStart.map((x) => x.toFixed(2)).join(' ')} at the start, ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} at the end; ${minutes.toFixed(1)} minutes.`,
     '',
-    `Acknowledged pushes/s, 16 B, producers only, median of ${REPEAT} (each run: a fresh broker, ${WARMUP_MS / 1000} s warm-up, ${DURATION_MS / 1000} s timed):`,
+    `Acknowledged pushes/s, 16 B, producers only, median of ${REPEAT} (each run: a fresh broker, ${WARMUP_MS / 1000} s warm-up, ${DURATION_MS / 1000} s timed); the 4P/4C rows: messages consumed/s with 4 producers and 4 consumers (plain pops, one at a time or up to 64) running together (JetStream: not measured):`,
     '',
     throughput,
     '',
@@ -376,7 +435,7 @@ export async function runDurable(log: (line: string) => void = console.log): Pro
     '',
     ratioTable,
     '',
-    `Broker CPU (user + system, all threads, from /proc) per acknowledged message over the timed part, µs, median of ${REPEAT} (the clock ticks are 10 ms: coarse for the slow runs):`,
+    `Broker CPU (user + system, all threads, from /proc) per acknowledged message (4P/4C: per message consumed) over the timed part, µs, median of ${REPEAT} (the clock ticks are 10 ms: coarse for the slow runs):`,
     '',
     cpuTable,
     '',
