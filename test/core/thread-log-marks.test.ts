@@ -12,10 +12,11 @@ import type { Test } from 'tap';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fs from 'node:fs';
 import { newSharedMemory, instantiateSharedCore } from '../../src/core/wasm.ts';
 import { sharedCoreModule } from '../../src/core/load.ts';
 import { CoreThread } from '../../src/core/thread.ts';
-import { openLog, type LogWriter } from '../../src/storage/log.ts';
+import { openLog, type LogWriter, type LogOptions } from '../../src/storage/log.ts';
 import { Op } from '../../src/protocol.ts';
 
 const enc = new TextEncoder();
@@ -28,9 +29,9 @@ async function setup(t: Test) {
   const logs: LogWriter[] = [];
   /** Threads to stop at the end (a test that stops or reaps one takes it out). */
   const threads = new Set<CoreThread>();
-  const thread = async (index: number) => {
+  const thread = async (index: number, options: Partial<LogOptions> = {}) => {
     const th = new CoreThread(await instantiateSharedCore(memory, module));
-    const log = await openLog(dir, { fsync: 'everysec', threadIndex: index });
+    const log = await openLog(dir, { fsync: 'everysec', ...options, threadIndex: index });
     th.attachLog(log);
     logs.push(log);
     threads.add(th);
@@ -166,4 +167,31 @@ t.test('only other threads\' unwritten records make a reply wait', async (t) => 
   t.equal(a.th.persist(), true);
   t.equal(b.pop(), 1);
   t.equal(b.th.persist(), true, 'a wrote before b popped: no wait');
+});
+
+t.test('under always a pop waits for the other thread\'s fdatasync, not only its write', async (t) => {
+  const { thread } = await setup(t);
+  // a's fdatasyncs through the thread pool are held until released (a slow disk).
+  const held: (() => void)[] = [];
+  let synced = 0;
+  const a = await thread(1, {
+    fsync: 'always',
+    fs: { fdatasync: (fd, cb) => { held.push(() => fs.fdatasync(fd, (err) => { synced++; cb(err); })); } },
+  });
+  const b = await thread(2, { fsync: 'always' });
+  a.push('synced-by-a');
+  t.equal(a.th.persist(), false, 'a\'s push waits for its fsync');
+  // Two commits in one turn: a group of two, so the fdatasync goes to the pool (held), not inline.
+  const aDone = Promise.all([a.th.commit(), a.th.commit()]);
+  await sleep(5);
+  t.equal(await a.logged('synced-by-a'), true, 'a has written the PUSH (not synced yet)');
+  t.equal(b.pop(), 1);
+  t.equal(b.th.persist(), false);
+  const committed = b.th.commit();
+  t.equal(await settlesWithin(committed, 60), false, 'b waits while a\'s fdatasync is held, though a wrote');
+  t.equal(synced, 0);
+  for (const release of held.splice(0)) release();
+  t.equal(await settlesWithin(aDone, 1000), true, 'a\'s commits resolve once synced');
+  t.equal(await settlesWithin(committed, 1000), true, 'then b\'s commit resolves');
+  t.ok(synced >= 1, 'after a\'s fdatasync');
 });
