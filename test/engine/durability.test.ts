@@ -134,6 +134,7 @@ for (const fsync of ['always', 'everysec', 'no'] as const) {
     t.ok(BigInt(after!.id) > BigInt(ids.get('c')!), 'new ids continue above the recovered ones');
     const stats = await b.engine.stats();
     t.match(stats.storage, { dir: fs.realpathSync(dir), fsync, recovered: { ready: 10 + 1 + 3 + 1 + 2, delayed: 1 } }, 'stats: the data directory and what the start recovered');
+    t.match(stats.storage, { peerLogWaits: Number, peerLogRings: Number }, 'stats: the cross-worker log waits are counted');
     if (fsync === 'always') {
       t.ok(stats.storage!.fsyncs > 0, `fsyncs are counted (${stats.storage!.fsyncs}, ${(stats.storage!.fsyncSeconds * 1000).toFixed(1)} ms in all)`);
       const metrics = await (await fetch(`${b.engine.httpUrl}/metrics`)).text();
@@ -162,7 +163,11 @@ t.test('dedupId windows survive a restart: a producer retrying after a crash is 
   for (let i = 0; i < 50; i++) await again.push('t', `order ${i} (retried)`, { dedupId: `o${i}` });
   await again.push('other', 'retried', { dedupId: 'o0' });
   await again.push('t', 'a new one', { dedupId: 'o50' });
-  if (Date.now() - pushedAt < 1400) {
+  // On a loaded machine the restart can outlast the 1.5 s window: the retries are then new
+  // pushes with windows of their own, and what follows checks nothing about the old ones.
+  const retriedInWindow = Date.now() - pushedAt < 1400;
+  if (!retriedInWindow) t.comment(`the restart and the retries took ${Date.now() - pushedAt} ms: the windows checks are skipped`);
+  if (retriedInWindow) {
     t.equal(await again.length('t'), 51, 'every retry within the window stored nothing; a new dedupId was stored');
     t.equal(await again.length('other'), 1, 'windows are per topic, as before the restart');
   }
@@ -181,7 +186,7 @@ t.test('dedupId windows survive a restart: a producer retrying after a crash is 
   await delay(Math.max(0, 1600 - (Date.now() - pushedAt)));
   b = await broker(t, dir, { fsync: 'everysec' });
   await b.q('orders').push('t', 'window closed', { dedupId: 'o1' });
-  t.equal(await b.q('orders').length('t'), 52, 'after the window a dedupId is new again');
+  if (retriedInWindow) t.equal(await b.q('orders').length('t'), 52, 'after the window a dedupId is new again');
 });
 
 t.test('durable: true needs a data directory; durable: false is never written', async (t) => {
