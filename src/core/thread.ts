@@ -142,6 +142,12 @@ export class CoreThread {
   #peersLogged: Promise<void> | undefined;
   /** Where logMarksBehind writes its pairs (MAX_PEERS x 8 bytes). */
   #peerPairs = 0;
+  /**
+   * Counts the cross-thread waits (docs/durability.md, "Across threads"): 'wait' when replies
+   * are held for other threads' logs, 'ring' (once per thread waited for) when one of those
+   * threads had not written within 10 ms and was rung.
+   */
+  onPeerLog: ((event: 'wait' | 'ring') => void) | undefined;
   /** Reports a background log failure (a timer's changes could not be written; retried by the log). */
   onLogError: ((err: Error) => void) | undefined;
 
@@ -282,6 +288,7 @@ export class CoreThread {
       (waits ??= []).push(this.#waitForPeer(logged, journaled));
     }
     if (waits === undefined) return;
+    this.onPeerLog?.('wait');
     const previous = this.#peersLogged;
     if (previous !== undefined) waits.push(previous);
     const all: Promise<void> = Promise.all(waits).then(() => {
@@ -293,6 +300,7 @@ export class CoreThread {
   /** Resolves once the `logged` word at index `logged` reaches `mark`. */
   async #waitForPeer(logged: number, mark: number): Promise<void> {
     const words = this.#marks!;
+    let rung = false;
     for (;;) {
       Atomics.store(words, logged + WAITERS_FROM_LOGGED, 1);
       const now = Atomics.load(words, logged);
@@ -303,6 +311,8 @@ export class CoreThread {
         // That thread has not written it by itself: ring it (the mailbox signal), so it
         // moves and commits what it journaled (#loop, #catchUp). A dead thread is settled
         // by its reaper (assembly/reap.ts).
+        if (!rung) this.onPeerLog?.('ring'); // counted once per wait, rung every 10 ms
+        rung = true;
         Atomics.add(words, logged + SIGNAL_FROM_LOGGED, 1);
         Atomics.notify(words, logged + SIGNAL_FROM_LOGGED);
       }

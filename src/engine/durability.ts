@@ -220,7 +220,9 @@ export class DataDirectory {
 
 /** A thread's log (the main thread's is index 0; a worker's its slot + 1), attached to its core thread. */
 export async function openThreadLog(dir: string, fsync: FsyncPolicy, threadIndex: number, thread: CoreThread, logger: Logger): Promise<LogWriter> {
-  const log = await openLog(dir, { fsync, threadIndex, logger, onFsync: (seconds) => countersOf(thread).observeFsyncSeconds(seconds) });
+  const counters = countersOf(thread);
+  const log = await openLog(dir, { fsync, threadIndex, logger, onFsync: (seconds) => counters.observeFsyncSeconds(seconds) });
+  thread.onPeerLog = (event) => { if (event === 'wait') counters.onPeerLogWait(); else counters.onPeerLogRing(); };
   thread.attachLog(log);
   return log;
 }

@@ -27,7 +27,10 @@
 //  [16] fsyncCount          fsync latency histogram: observations                counter
 //  [17] fsyncSumSeconds                              their sum                   counter
 //  [18..18+B)               per bucket (FSYNC_BUCKETS_SECONDS, not cumulative)   counter
-//  [..32) reserved
+//  [32] peerLogWaits        replies held for another thread's log to catch up    counter
+//                           (docs/durability.md, "Across threads")
+//  [33] peerLogRings        ... of which that thread had to be rung (10 ms)      counter
+//  [..40) reserved
 // ╘═══════════════════════════════════════════════════════════════════════════════╛
 //
 // Why f64 words written without Atomics: one writer per block, and an aligned 8-byte store
@@ -64,10 +67,11 @@ export const FSYNC_BUCKETS_SECONDS: readonly number[] = Object.freeze([
 
 const PUSHED = 0, POPPED = 1, ACKED = 2, REDELIVERED = 3, DEAD_LETTERED = 4, DROPPED = 5, READY = 6, IN_FLIGHT = 7,
   CONNECTIONS = 8, CONNECTIONS_TOTAL = 9, CONNECTIONS_REFUSED = 10, PROTOCOL_ERRORS = 11, BYTES_RECEIVED = 12,
-  BYTES_SENT = 13, LOOP_UTILIZATION = 14, PARKED_POPS = 15, FSYNC_COUNT = 16, FSYNC_SUM = 17, FSYNC_BUCKETS = 18;
-const COUNTER_WORDS = 32;
+  BYTES_SENT = 13, LOOP_UTILIZATION = 14, PARKED_POPS = 15, FSYNC_COUNT = 16, FSYNC_SUM = 17, FSYNC_BUCKETS = 18,
+  PEER_LOG_WAITS = 32, PEER_LOG_RINGS = 33;
+const COUNTER_WORDS = 40;
 export const COUNTER_BYTES = COUNTER_WORDS * 8;
-if (FSYNC_BUCKETS + FSYNC_BUCKETS_SECONDS.length > COUNTER_WORDS) throw new Error('turbomq: counter block too small');
+if (FSYNC_BUCKETS + FSYNC_BUCKETS_SECONDS.length > PEER_LOG_WAITS) throw new Error('turbomq: counter block too small');
 
 /** One thread's counters, written only by that thread. */
 export class ThreadCounters {
@@ -191,6 +195,16 @@ export class ThreadCounters {
     // Over the last bound: counted in +Inf only (fsyncCount).
   }
 
+  /** A reply was held until another thread's log had what it depends on (CoreThread.onPeerLog). */
+  onPeerLogWait(): void {
+    this.#w()[PEER_LOG_WAITS] += 1;
+  }
+
+  /** That thread had not written within 10 ms and was rung. */
+  onPeerLogRing(): void {
+    this.#w()[PEER_LOG_RINGS] += 1;
+  }
+
   /** Unpublishes and frees the block (its thread is ending and nobody folds it). */
   dispose(): void {
     this.#thread.exports.setThreadMetrics(this.#thread.id, 0);
@@ -238,6 +252,8 @@ export interface CounterValues {
   fsyncSumSeconds: number;
   /** Per FSYNC_BUCKETS_SECONDS bound, not cumulative. */
   fsyncBuckets: number[];
+  peerLogWaits: number;
+  peerLogRings: number;
 }
 
 export function zeroCounters(): CounterValues {
@@ -245,6 +261,7 @@ export function zeroCounters(): CounterValues {
     pushed: 0, popped: 0, acked: 0, redelivered: 0, deadLettered: 0, dropped: 0, ready: 0, inFlight: 0,
     connections: 0, connectionsTotal: 0, connectionsRefused: 0, protocolErrors: 0, bytesReceived: 0, bytesSent: 0,
     loopUtilization: 0, parkedPops: 0, fsyncCount: 0, fsyncSumSeconds: 0, fsyncBuckets: FSYNC_BUCKETS_SECONDS.map(() => 0),
+    peerLogWaits: 0, peerLogRings: 0,
   };
 }
 
@@ -260,6 +277,7 @@ export function readCounters(core: Core, threadId: number): CounterValues | unde
     protocolErrors: w[PROTOCOL_ERRORS], bytesReceived: w[BYTES_RECEIVED], bytesSent: w[BYTES_SENT],
     loopUtilization: w[LOOP_UTILIZATION], parkedPops: w[PARKED_POPS], fsyncCount: w[FSYNC_COUNT], fsyncSumSeconds: w[FSYNC_SUM],
     fsyncBuckets: FSYNC_BUCKETS_SECONDS.map((_, i) => w[FSYNC_BUCKETS + i]),
+    peerLogWaits: w[PEER_LOG_WAITS], peerLogRings: w[PEER_LOG_RINGS],
   };
 }
 
@@ -286,6 +304,8 @@ export function addCounters(into: CounterValues, from: CounterValues, retiring =
   into.fsyncCount += from.fsyncCount;
   into.fsyncSumSeconds += from.fsyncSumSeconds;
   for (let i = 0; i < into.fsyncBuckets.length; i++) into.fsyncBuckets[i] += from.fsyncBuckets[i]!;
+  into.peerLogWaits += from.peerLogWaits;
+  into.peerLogRings += from.peerLogRings;
 }
 
 /**

@@ -88,6 +88,9 @@ export interface StorageStats {
   recovered: { ready: number; delayed: number; dedupIds: number; ms: number };
   fsyncs: number;
   fsyncSeconds: number;
+  /** Replies held until another worker's log had what they depend on, and how many of those rang it (docs/durability.md, "Across threads"). */
+  peerLogWaits: number;
+  peerLogRings: number;
 }
 
 /** What stats are built from (the engine fills it in). */
@@ -102,7 +105,7 @@ export interface StatsSource {
   urls: string[];
   messageLimitBytes: number;
   workerRestarts: number;
-  storage?: Omit<StorageStats, 'fsyncs' | 'fsyncSeconds'>;
+  storage?: Omit<StorageStats, 'fsyncs' | 'fsyncSeconds' | 'peerLogWaits' | 'peerLogRings'>;
 }
 
 /** Counters summed over every live thread and the retired ones; per worker on the side. */
@@ -203,6 +206,6 @@ export function collectStats(source: StatsSource): EngineStats {
     messages: { pushed: total.pushed, popped: total.popped, ...coreMessageStats(core) },
     largestTopics: core ? largestTopics(core) : [],
     workerRestarts: source.workerRestarts,
-    ...(source.storage === undefined ? {} : { storage: { ...source.storage, fsyncs: total.fsyncCount, fsyncSeconds: total.fsyncSumSeconds } }),
+    ...(source.storage === undefined ? {} : { storage: { ...source.storage, fsyncs: total.fsyncCount, fsyncSeconds: total.fsyncSumSeconds, peerLogWaits: total.peerLogWaits, peerLogRings: total.peerLogRings } }),
   };
 }

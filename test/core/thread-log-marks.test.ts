@@ -33,6 +33,8 @@ async function setup(t: Test) {
     const th = new CoreThread(await instantiateSharedCore(memory, module));
     const log = await openLog(dir, { fsync: 'everysec', ...options, threadIndex: index });
     th.attachLog(log);
+    const peerLog = { waits: 0, rings: 0 };
+    th.onPeerLog = (event) => { if (event === 'wait') peerLog.waits++; else peerLog.rings++; };
     logs.push(log);
     threads.add(th);
     const e = th.exports, v = th.core.view;
@@ -43,6 +45,8 @@ async function setup(t: Test) {
     return {
       th,
       log,
+      /** What onPeerLog reported (the counters behind turbomq_log_peer_waits_total). */
+      peerLog,
       push(text: string): void {
         const b = enc.encode(text);
         v.write(data, b);
@@ -102,6 +106,7 @@ t.test('a pop of a message another thread has not logged yet waits for that thre
   t.equal(a.th.persist(), true, 'a writes its journal (everysec: at once)');
   t.equal(await settlesWithin(committed, 1000), true, 'then b\'s commit resolves');
   t.equal(await a.logged('pushed-through-a'), true, 'by then a\'s log has the PUSH');
+  t.same(b.peerLog, { waits: 1, rings: 1 }, 'one wait counted, and one ring (a, without a mailbox loop, was rung every 10 ms)');
   // Nothing new from a: b's next reply does not wait.
   a.push('second');
   t.equal(a.th.persist(), true);
@@ -118,6 +123,8 @@ t.test('a thread that has not written by itself is rung and writes', async (t) =
   t.equal(b.th.persist(), false);
   t.equal(await settlesWithin(b.th.commit(), 2000), true, 'b\'s commit resolves without a persisting on its own');
   t.equal(await a.logged('rung'), true, 'a\'s log has the PUSH');
+  t.equal(b.peerLog.waits, 1);
+  t.equal(b.peerLog.rings, 1, 'the ring is counted');
 });
 
 t.test('a thread that detaches or is reaped is no longer waited for', async (t) => {
@@ -167,6 +174,7 @@ t.test('only other threads\' unwritten records make a reply wait', async (t) => 
   t.equal(a.th.persist(), true);
   t.equal(b.pop(), 1);
   t.equal(b.th.persist(), true, 'a wrote before b popped: no wait');
+  t.same(b.peerLog, { waits: 0, rings: 0 }, 'nothing counted');
 });
 
 t.test('under always a pop waits for the other thread\'s fdatasync, not only its write', async (t) => {

@@ -98,7 +98,7 @@ t.test('/metrics counts traffic: push 10, scrape, see +10; pops, ready, connecti
     'turbomq_messages_pushed_total', 'turbomq_messages_popped_total', 'turbomq_messages_acked_total',
     'turbomq_messages_redelivered_total', 'turbomq_messages_dead_lettered_total', 'turbomq_messages_dropped_total',
     'turbomq_connections', 'turbomq_topics', 'turbomq_messages_ready', 'turbomq_messages_in_flight', 'turbomq_memory_bytes',
-    'turbomq_fsync_seconds_count',
+    'turbomq_fsync_seconds_count', 'turbomq_log_peer_waits_total', 'turbomq_log_peer_rings_total',
   ]) t.ok(Number.isFinite(sample(before.body, name)), `${name} is exported`);
   t.match(before.body, /# TYPE turbomq_fsync_seconds histogram/);
   t.match(before.body, /turbomq_fsync_seconds_bucket\{le="\+Inf"\} 0/);
