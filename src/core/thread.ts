@@ -473,6 +473,8 @@ export class CoreThread {
    * over right after unlocking the topic), so wait for each of them and return its message.
    */
   stop(): void {
+    // Its counters may be freed once it has stopped; a wait still pending reports nothing.
+    this.onPeerLog = undefined;
     this.#leaseTimer.stop();
     this.#delayTimer.stop();
     clearInterval(this.#dedupSweep);

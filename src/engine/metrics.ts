@@ -27,9 +27,9 @@
 //  [16] fsyncCount          fsync latency histogram: observations                counter
 //  [17] fsyncSumSeconds                              their sum                   counter
 //  [18..18+B)               per bucket (FSYNC_BUCKETS_SECONDS, not cumulative)   counter
-//  [32] peerLogWaits        replies held for another thread's log to catch up    counter
+//  [32] peerLogWaits        flushes whose replies waited for other threads' logs counter
 //                           (docs/durability.md, "Across threads")
-//  [33] peerLogRings        ... of which that thread had to be rung (10 ms)      counter
+//  [33] peerLogRings        threads waited for that had to be rung (10 ms)       counter
 //  [..40) reserved
 // ╘═══════════════════════════════════════════════════════════════════════════════╛
 //

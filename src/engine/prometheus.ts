@@ -115,7 +115,7 @@ export class BrokerMetrics {
         for (const [thread, fraction] of snap().loopUtilization) this.set({ thread }, fraction);
       },
     });
-    counter('turbomq_log_peer_waits_total', 'Replies held until another worker\'s log had the records they depend on (a pop of a message that worker had just stored).', (s) => s.counters.peerLogWaits);
+    counter('turbomq_log_peer_waits_total', 'Times replies were held until another worker\'s log had the records they depend on (a pop of a message that worker had just stored).', (s) => s.counters.peerLogWaits);
     counter('turbomq_log_peer_rings_total', 'Of those, waits for a worker that had not written within 10 ms and was rung (its turns are slow).', (s) => s.counters.peerLogRings);
     new SummedHistogram('turbomq_fsync_seconds', 'Time each fsync of the data directory took.', this.registry, () => snap().counters);
     // process_* and nodejs_* figures of the broker's process (RSS, CPU, heap, main-thread event loop lag).
