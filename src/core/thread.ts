@@ -142,6 +142,8 @@ export class CoreThread {
   #peersLogged: Promise<void> | undefined;
   /** Where logMarksBehind writes its pairs (MAX_PEERS x 8 bytes). */
   #peerPairs = 0;
+  /** stop() has detached this thread's id. */
+  #detached = false;
   /**
    * Counts the cross-thread waits (docs/durability.md, "Across threads"): 'wait' when replies
    * are held for other threads' logs, 'ring' (once per thread waited for) when one of those
@@ -195,7 +197,8 @@ export class CoreThread {
 
   /**
    * Moves what the core journaled to the log. True: the replies being sent may go now (no
-   * log, or nothing unsettled in it). False: they wait for commit().
+   * log, or nothing unsettled in it, nor in the other threads' logs they depend on: see
+   * #awaitPeers). False: they wait for commit().
    */
   persist(): boolean {
     const log = this.#log;
@@ -253,7 +256,9 @@ export class CoreThread {
    * commitSync() may have published a later mark first).
    */
   #publish(mark: number): void {
-    if (reached(this.#publishedMark, mark)) return;
+    // Once detached the slot is not ours: a commit resolving after stop() must not write a
+    // count into it (the id may be attached again, with marks of its own).
+    if (this.#detached || reached(this.#publishedMark, mark)) return;
     this.#publishedMark = mark;
     const words = this.#marks!;
     Atomics.store(words, this.#loggedWord, mark);
@@ -276,6 +281,7 @@ export class CoreThread {
    */
   #awaitPeers(): void {
     const e = this.exports;
+    if (this.#peerPairs === 0) return; // stopped
     const n = e.logMarksBehind(this.#peerPairs, MAX_PEERS);
     if (n === 0) return;
     const view = this.core.view;
@@ -491,6 +497,7 @@ export class CoreThread {
     }
     this.exports.free(this.scratch);
     this.exports.detach(Date.now());
+    this.#detached = true;
     if (this.#log !== undefined) {
       // detach() ended the leases still held here: journal them before the log closes.
       this.persistLater();

@@ -203,3 +203,32 @@ t.test('under always a pop waits for the other thread\'s fdatasync, not only its
   t.equal(await settlesWithin(committed, 1000), true, 'then b\'s commit resolves');
   t.ok(synced >= 1, 'after a\'s fdatasync');
 });
+
+t.test('a commit that resolves after its thread stopped does not write into the slot, whoever has it now', async (t) => {
+  const { thread, threads } = await setup(t);
+  const held: (() => void)[] = [];
+  const a = await thread(1, {
+    fsync: 'always',
+    fs: { fdatasync: (fd, cb) => { held.push(() => fs.fdatasync(fd, cb)); } },
+  });
+  const id = a.th.id;
+  a.push('before-stop');
+  t.equal(a.th.persist(), false);
+  const aDone = Promise.all([a.th.commit(), a.th.commit()]); // a group of two: the held pool fdatasync
+  await sleep(5);
+  threads.delete(a.th);
+  a.th.stop();
+  // The next thread attached takes the lowest free id: a's.
+  const c = await thread(2);
+  t.equal(c.th.id, id, 'the id is attached again');
+  c.push('from-c');
+  t.equal(c.th.persist(), true, 'c writes its PUSH (everysec) and publishes its count');
+  const words = c.th.core.view.headerWords();
+  const loggedIndex = (c.th.exports.mailboxSignalAddress() >>> 2) + 16; // signal +4, logged +68
+  const journaledIndex = loggedIndex - 1;
+  t.equal(Atomics.load(words, loggedIndex), Atomics.load(words, journaledIndex), 'c\'s logged is its journaled');
+  for (const release of held.splice(0)) release();
+  await settlesWithin(aDone, 1000);
+  await sleep(5);
+  t.equal(Atomics.load(words, loggedIndex), Atomics.load(words, journaledIndex), 'a\'s late commit left c\'s logged alone');
+});
