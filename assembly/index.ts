@@ -315,7 +315,7 @@ export function opSettle(w: usize, reqId: u32, entries: usize, count: u32, conne
 
 // ── Durability (assembly/journal.ts, src/engine/durability.ts) ───────────────────────
 
-export { journalSet, journalLength, journalData, journalTakeLost, logMarksBehind } from "./journal";
+export { journalSet, journalLength, journalData, journalTakeLost, logMarksBehind, logMarksAddress } from "./journal";
 
 /** Every topic created from now on starts its ids at `floor` or above (recovery: above every id in the log). */
 export function setIdFloor(floor: f64): void {

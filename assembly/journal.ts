@@ -408,6 +408,14 @@ export function logMarksBehind(out: usize, max: u32): u32 {
 }
 
 /**
+ * Address of this thread's `journaled` word. `logged` and `loggedWaiters` are the next two
+ * words (layout.ts): src/core/thread.ts reads and writes all three, its own and its peers'.
+ */
+export function logMarksAddress(): usize {
+  return threadSlot(threadId) + SLOT_JOURNALED;
+}
+
+/**
  * Thread `id` will write no more of what it journaled (it detached, or died and was
  * reaped): nobody may wait for it any longer. What it had not written is not in the log.
  */

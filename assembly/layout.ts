@@ -45,6 +45,8 @@
 //                         another thread waits until every thread's `logged` passes the
 //                         `journaled` it saw (docs/durability.md, "Across threads")
 //    +72 i32 loggedWaiters  nonzero: some thread waits on `logged` (notify it)
+//                         (journaled, logged, loggedWaiters: three consecutive words,
+//                         as src/core/thread.ts assumes; journal.ts logMarksAddress)
 //    +76 ..128            unused
 //   ╘══════════════════════════════════════════════════════════════════════════╛
 // ╘═════════════════════════════════════════════════════════════════════╛

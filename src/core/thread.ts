@@ -33,11 +33,12 @@ export interface ThreadLog {
 /** Initial size of a thread's journal writer (it grows with the changes of one turn). */
 const JOURNAL_INITIAL_BYTES = 64 * 1024;
 
-// The cross-thread log marks (assembly/layout.ts ThreadSlot, assembly/journal.ts): words
-// of a slot relative to its `logged` word.
-const SIGNAL_FROM_LOGGED = (4 - 68) >> 2;
-const JOURNALED_FROM_LOGGED = (64 - 68) >> 2;
-const WAITERS_FROM_LOGGED = (72 - 68) >> 2;
+// The cross-thread log marks (assembly/layout.ts ThreadSlot, assembly/journal.ts): the
+// `journaled`, `logged` and `loggedWaiters` words are consecutive; words of a slot relative
+// to its `logged` word. (Where the mailbox signal is relative to them is read from the core
+// at attachLog: #signalFromLogged.)
+const JOURNALED_FROM_LOGGED = -1;
+const WAITERS_FROM_LOGGED = 1;
 /** Most threads a reply can wait for (thread ids are 1..255). */
 const MAX_PEERS = 255;
 /**
@@ -135,6 +136,8 @@ export class CoreThread {
   /** The header words (the ThreadSlots live there) and this thread's `logged` word in them. */
   #marks: Int32Array | undefined;
   #loggedWord = 0;
+  /** A slot's mailbox signal word relative to its `logged` word (the same in every slot). */
+  #signalFromLogged = 0;
   /** The `journaled` count the last move took; the `logged` count published. */
   #movedMark = 0;
   #publishedMark = 0;
@@ -187,7 +190,8 @@ export class CoreThread {
     this.#log = log;
     this.exports.journalSet(w);
     this.#marks = this.core.view.headerWords();
-    this.#loggedWord = (this.exports.mailboxSignalAddress() >>> 2) - SIGNAL_FROM_LOGGED;
+    this.#loggedWord = (this.exports.logMarksAddress() >>> 2) - JOURNALED_FROM_LOGGED;
+    this.#signalFromLogged = (this.exports.mailboxSignalAddress() >>> 2) - this.#loggedWord;
     this.#movedMark = this.#publishedMark = Atomics.load(this.#marks, this.#loggedWord);
   }
 
@@ -319,8 +323,8 @@ export class CoreThread {
         // by its reaper (assembly/reap.ts).
         if (!rung) this.onPeerLog?.('ring'); // counted once per wait, rung every 10 ms
         rung = true;
-        Atomics.add(words, logged + SIGNAL_FROM_LOGGED, 1);
-        Atomics.notify(words, logged + SIGNAL_FROM_LOGGED);
+        Atomics.add(words, logged + this.#signalFromLogged, 1);
+        Atomics.notify(words, logged + this.#signalFromLogged);
       }
     }
   }

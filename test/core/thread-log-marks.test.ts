@@ -224,8 +224,8 @@ t.test('a commit that resolves after its thread stopped does not write into the 
   c.push('from-c');
   t.equal(c.th.persist(), true, 'c writes its PUSH (everysec) and publishes its count');
   const words = c.th.core.view.headerWords();
-  const loggedIndex = (c.th.exports.mailboxSignalAddress() >>> 2) + 16; // signal +4, logged +68
-  const journaledIndex = loggedIndex - 1;
+  const journaledIndex = c.th.exports.logMarksAddress() >>> 2;
+  const loggedIndex = journaledIndex + 1; // the next word (assembly/layout.ts)
   t.equal(Atomics.load(words, loggedIndex), Atomics.load(words, journaledIndex), 'c\'s logged is its journaled');
   for (const release of held.splice(0)) release();
   await settlesWithin(aDone, 1000);
