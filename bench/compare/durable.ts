@@ -16,7 +16,8 @@
 //   one batch at a time per producer;
 // with 1 and 4 producers; and the consume path: 4 producers and 4 consumers together (4P/4C), each
 // consumer popping one at a time (single) or up to 64 (batch 64) with a blocking pop (BRPOP / BLMPOP
-// for Redis; JetStream sits these out), the figure being messages consumed/s. Every (workload, system, repetition) gets a fresh broker process with a
+// for Redis; JetStream sits these out), the figure being messages consumed/s. Every (workload,
+// system, repetition) gets a fresh broker process with a
 // fresh data directory in os.tmpdir() (so every system starts each run empty, on the same disk),
 // an untimed warm-up of WARMUP_S, then DURATION_S of pushes; the figure is acknowledged
 // messages/s, the median of REPEAT repetitions; the systems take turns within each repetition.
@@ -44,7 +45,8 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { connect as natsConnect, RetentionPolicy, StorageType, type NatsConnection, type JetStreamClient } from 'nats';
 import { TurboClient, TurboEngine } from '../../src/index.ts';
-import { median, formatRate, formatMs } from '../../src/cli/loadgen.ts';
+import { median, formatRate, formatMs, turbomqDriver, type ConsumerConnection } from '../../src/cli/loadgen.ts';
+import { redisDriver } from './drivers.ts';
 import { cpuMs, processTree, procAvailable } from '../lib/proc.ts';
 import { fsyncFloor, type FloorResult } from './fsync-floor.ts';
 import { startTurbomq, startRedisAof, startNats, buildIsStale, INSTALL_HINT, which, type Server } from './servers.ts';
@@ -69,20 +71,14 @@ export interface SystemSpec {
   label: string;
   start(): Promise<Server | undefined>;
   pusher(server: Server, run: number): Promise<Pusher>;
-  /** A consumer's connection (the produce-and-consume workloads); absent: the system sits those out. */
-  popper?(server: Server): Promise<Popper>;
+  /** A consumer's connection (the produce-and-consume workloads; bench:compare's drivers); absent: the system sits those out. */
+  popper?(server: Server): Promise<ConsumerConnection>;
   hint: string;
 }
 
 /** One producer's connection: `send(items)` resolves once the broker acknowledged all of them. */
 interface Pusher {
   send(items: Buffer[]): Promise<void>;
-  close(): Promise<void>;
-}
-
-/** One consumer's connection: `receive(max)` takes up to `max` messages, waiting up to POP_WAIT_MS for the first; resolves to how many. */
-interface Popper {
-  receive(max: number): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -108,23 +104,7 @@ export const turbomqSystem = (key: string, label: string, fsync: 'always' | 'eve
       close: () => client.close(),
     };
   },
-  async popper(server) {
-    const client = await TurboClient.connect((server as Server & { url: string }).url);
-    const queue = client.getQueue('bench');
-    return {
-      async receive(max) {
-        if (max === 1) return (await queue.pop('t', POP_WAIT_MS)) === null ? 0 : 1;
-        return (await queue.popMany('t', max, POP_WAIT_MS)).length;
-      },
-      close: () => client.close(),
-    };
-  },
-});
-
-const redisConnect = (port: number, autoPipelining: boolean) => new Promise<Redis>((resolve, reject) => {
-  const c = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 0, enableAutoPipelining: autoPipelining });
-  c.once('ready', () => resolve(c));
-  c.once('error', reject);
+  popper: (server) => turbomqDriver((server as Server & { url: string }).url).consumer(),
 });
 
 export const redisSystem = (key: string, label: string, appendfsync: 'always' | 'everysec'): SystemSpec => ({
@@ -132,26 +112,19 @@ export const redisSystem = (key: string, label: string, appendfsync: 'always' | 
   start: () => startRedisAof(appendfsync),
   async pusher(server) {
     // Auto-pipelining: the commands of one event-loop turn go out in one write (as turbomq's client does).
-    const r = await redisConnect(server.port, true);
+    const r = await new Promise<Redis>((resolve, reject) => {
+      const c = new Redis({ host: '127.0.0.1', port: server.port, maxRetriesPerRequest: 0, enableAutoPipelining: true });
+      c.once('ready', () => resolve(c));
+      c.once('error', reject);
+    });
     return {
       async send(items) { await r.lpush('bench:t', ...items); },
       async close() { r.disconnect(); },
     };
   },
-  async popper(server) {
-    // One request in flight per consumer (ioredis's auto-pipelining mangles callBuffer('BLMPOP', ...)).
-    // Redis replicates a pop to the AOF as the RPOP it did: under `always` it is fsync'd before the reply.
-    const r = await redisConnect(server.port, false);
-    const seconds = (POP_WAIT_MS / 1000).toFixed(3);
-    return {
-      async receive(max) {
-        if (max === 1) return (await r.brpopBuffer('bench:t', seconds)) === null ? 0 : 1;
-        const reply = await r.callBuffer('BLMPOP', seconds, '1', 'bench:t', 'RIGHT', 'COUNT', String(max)) as [Buffer, Buffer[]] | null;
-        return reply === null ? 0 : reply[1].length;
-      },
-      async close() { r.disconnect(); },
-    };
-  },
+  // BRPOP / BLMPOP on bench:t, one request in flight. Redis replicates a pop to the AOF as the
+  // RPOP it did: under `always` it is fsync'd before the reply.
+  popper: (server) => redisDriver(server.port).consumer(),
 });
 
 const jetstream: SystemSpec = {
@@ -252,10 +225,10 @@ export async function pushLoad(system: SystemSpec, server: Server, w: WorkloadSp
       }
     }
   };
-  const consume = async (c: Popper) => {
+  const consume = async (c: ConsumerConnection) => {
     while (phase !== 'stop') {
       const counted = phase === 'timed';
-      const n = await c.receive(w.batch);
+      const n = (await c.receive('t', w.batch, POP_WAIT_MS)).length;
       if (counted && phase === 'timed') consumed += n;
     }
   };
