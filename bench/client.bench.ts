@@ -12,11 +12,16 @@
 //   batch push    pushMany(topic, 64 strings), 16 calls in flight   vs LPUSH key v1..v64
 //   batch pop     popMany(topic, 64, 0), 16 in flight   vs RPOP key 64
 //
-//   env: REPEAT=5 SINGLE_CALLS=20000 BATCH_CALLS=4000 IN_FLIGHT=16 SIZE=16 THREADS=1
+// Then the reply path alone (bench/client-replies.ts): popMany against a fake transport, no
+// socket, no broker, CPU ns per message, with the messages not read, their `data` read, their
+// `content` read. The figure to compare client builds with: no socket noise in it.
+//
+//   env: REPEAT=5 SINGLE_CALLS=20000 BATCH_CALLS=4000 IN_FLIGHT=16 SIZE=16 THREADS=1 REPLY_CALLS=40000
 
 import { Redis } from 'ioredis';
 import { TurboClient } from '../src/index.ts';
 import { startTurbomq, startRedis, buildIsStale, INSTALL_HINT } from './compare/servers.ts';
+import { replyPathNsPerMessage, type ReadKind } from './client-replies.ts';
 
 const env = process.env;
 const REPEAT = Number(env.REPEAT ?? 5);
@@ -24,6 +29,7 @@ const SINGLE_CALLS = Number(env.SINGLE_CALLS ?? 20_000);
 const BATCH_CALLS = Number(env.BATCH_CALLS ?? 4_000);
 const IN_FLIGHT = Number(env.IN_FLIGHT ?? 16);
 const SIZE = Number(env.SIZE ?? 16);
+const REPLY_CALLS = Number(env.REPLY_CALLS ?? 40_000);
 const BATCH = 64;
 
 interface Cost { cpuUsPerCall: number; wallUsPerCall: number }
@@ -111,6 +117,12 @@ try {
   }
   await client.close();
   redis.disconnect();
+
+  console.log(`\nthe reply path alone: popMany(64) against a fake transport (no socket), ${IN_FLIGHT} in flight, ${REPLY_CALLS.toLocaleString('en-US')} calls per figure, median of ${REPEAT} after a warm-up`);
+  for (const read of ['nothing', 'data', 'content'] as ReadKind[]) {
+    const ns = await replyPathNsPerMessage({ calls: REPLY_CALLS, inFlight: IN_FLIGHT, batch: BATCH, size: SIZE, read, repeat: REPEAT + 1 });
+    console.log(`${`messages read: ${read}`.padEnd(40)}${`${median(ns.slice(1)).toFixed(1)} ns/msg`.padStart(24)}`);
+  }
 } finally {
   await turbomq.stop();
   await redisServer.stop();

@@ -319,7 +319,9 @@ if (SECTIONS.includes('wire') && turbomqUrl !== undefined) {
       const name = `${op} batch 64, 16 B, ${inFlight} in flight`;
       if (FILTER !== undefined && !name.includes(FILTER)) continue;
       const client: { rate: number; cpuUs: number | undefined }[] = [], floor: typeof client = [];
+      const ratios: number[] = [];
       for (let r = 0; r < REPEAT; r++) {
+        const done = { client: client.length, floor: floor.length };
         for (const who of ['client', 'floor'] as const) {
           const s: WireSpec = { queue: 'wire', topic: `w${++n}`, messages: WIRE_MESSAGES, batch: 64, sizeBytes: 16, inFlight };
           try {
@@ -333,6 +335,7 @@ if (SECTIONS.includes('wire') && turbomqUrl !== undefined) {
             log(`  wire ${who}: failed: ${(err as Error).message}`);
           }
         }
+        if (client.length > done.client && floor.length > done.floor) ratios.push(client.at(-1)!.rate / floor.at(-1)!.rate);
       }
       const cpu = (xs: typeof client) => { const v = xs.map((x) => x.cpuUs).filter((x): x is number => x !== undefined); return v.length === 0 ? undefined : median(v); };
       wire.push({
@@ -340,9 +343,10 @@ if (SECTIONS.includes('wire') && turbomqUrl !== undefined) {
         clientRate: client.length === 0 ? undefined : median(client.map((x) => x.rate)),
         floorRate: floor.length === 0 ? undefined : median(floor.map((x) => x.rate)),
         clientCpuUs: cpu(client), floorCpuUs: cpu(floor),
+        pairedRatio: ratios.length === 0 ? undefined : median(ratios),
       });
       const f = wire.at(-1)!;
-      log(`wire: ${name.padEnd(34)} client ${formatRate(f.clientRate ?? NaN)}  floor ${formatRate(f.floorRate ?? NaN)}  client/floor ${f.clientRate && f.floorRate ? (f.clientRate / f.floorRate).toFixed(2) : '-'}`);
+      log(`wire: ${name.padEnd(34)} client ${formatRate(f.clientRate ?? NaN)}  floor ${formatRate(f.floorRate ?? NaN)}  client/floor ${f.pairedRatio === undefined ? '-' : f.pairedRatio.toFixed(2)} (per repetition: ${ratios.map((x) => x.toFixed(2)).join(' ')})`);
     }
   }
 }
@@ -441,7 +445,7 @@ if (WRITE_DOCS) {
       '',
     ] : []),
     ...(wire.length > 0 ? [
-      `The turbomq client against the wire floor on the same broker: one connection, batches of 64 messages of 16 B, ${WIRE_MESSAGES.toLocaleString('en-US')} messages per repetition, median of ${REPEAT}.`,
+      `The turbomq client against the wire floor on the same broker: one connection, batches of 64 messages of 16 B, ${WIRE_MESSAGES.toLocaleString('en-US')} messages per repetition, median of ${REPEAT}; "client / floor" is the median of each repetition's ratio (the client's run and the floor's, back to back).`,
       '',
       wTable,
       '',

@@ -38,6 +38,12 @@ export interface WireFigure {
   floorRate: number | undefined;
   clientCpuUs: number | undefined;
   floorCpuUs: number | undefined;
+  /**
+   * Median over the repetitions of client rate / floor rate, each repetition's two runs back
+   * to back: steadier than the ratio of the medians when the machine's speed drifts between
+   * repetitions (the floor alone moved 2-3x from run to run on the shared VM).
+   */
+  pairedRatio?: number | undefined;
 }
 
 const fmtRate = (n: number | undefined) => n === undefined || !Number.isFinite(n) ? '–' : n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : n >= 1e3 ? `${(n / 1e3).toFixed(n >= 1e5 ? 0 : 1)} k` : n.toFixed(0);
@@ -89,7 +95,7 @@ export function latencyTable(systems: SystemInfo[], lat: LatencyFigure[], baseli
 export function wireTable(figures: WireFigure[]): string {
   return table(
     ['workload', 'turbomq client', 'wire floor', 'client / floor', 'broker CPU, client', 'broker CPU, floor'],
-    figures.map((f) => [f.workload, fmtRate(f.clientRate), fmtRate(f.floorRate), fmtRatio(f.clientRate, f.floorRate), fmtUs(f.clientCpuUs), fmtUs(f.floorCpuUs)]),
+    figures.map((f) => [f.workload, fmtRate(f.clientRate), fmtRate(f.floorRate), f.pairedRatio === undefined ? fmtRatio(f.clientRate, f.floorRate) : fmtRatio(f.pairedRatio, 1), fmtUs(f.clientCpuUs), fmtUs(f.floorCpuUs)]),
   );
 }
 

@@ -29,7 +29,7 @@ import {
   Op, FLAGS, DEFAULT_MAX_MESSAGE_BYTES, defaultMaxFrameBytes, DESC_SIZE, DESC_CAPACITY, DESC_OP, DESC_REQUEST_ID,
   DESC_DATA_PTR, DESC_DATA_LEN, DESC_ARG0, DESC_ARG1, DESC_ARG2, RECORD_HEADER_BYTES, LEASED_RECORD_HEADER_BYTES,
 } from '../protocol.ts';
-import { ClientMessage, LeasedMessage, Settler, type Utf8Ranges } from './message.ts';
+import { ClientMessage, LeasedMessage, RecordsSource, Settler, u32le, type Utf8Ranges } from './message.ts';
 import type { ClientSubscription } from './subscription.ts';
 import type { Message, QueueSettings, TopicStats } from './queue.ts';
 import { PendingTable, type Kind } from './pending.ts';
@@ -145,11 +145,6 @@ const SCRATCH_EXTRA = 512;
 const WRITER_INITIAL_BYTES = 64 * 1024;
 // Descriptor field offsets (src/protocol.ts), short names for the reply handling below.
 const D_OP = DESC_OP, D_REQ = DESC_REQUEST_ID, D_DP = DESC_DATA_PTR, D_DL = DESC_DATA_LEN, D_A0 = DESC_ARG0, D_A1 = DESC_ARG1, D_A2 = DESC_ARG2;
-
-/** A u32, little-endian, at `p` in `b`. */
-function u32le(b: Uint8Array, p: number): number {
-  return (b[p]! | b[p + 1]! << 8 | b[p + 2]! << 16 | b[p + 3]! << 24) >>> 0;
-}
 
 export class Connection {
   readonly url: string;
@@ -696,8 +691,10 @@ export class Connection {
    * The records of a MESSAGES/DELIVER frame as Messages, in one pass. The messages are views
    * of the chunk being decoded when the records lie in it (the usual case), else of one copy
    * of the records area; either way each message has its own, non-overlapping range (like
-   * Buffers from Node's pool), and its data view and text are made only when asked for. The
-   * records were validated by the decoder.
+   * Buffers from Node's pool), and its data view and text are made only when asked for. A
+   * message is its reply's RecordsSource and its record's offset (message.ts): the loop reads
+   * one length per record, nothing else. The records were validated by the decoder (each
+   * length lies within the frame, the records fill it exactly).
    */
   #records(d: number, queue: string, topic: string, flags: number): Message[] {
     const view = this.#c.core.view;
@@ -719,19 +716,18 @@ export class Connection {
     }
     const messages = new Array<Message>(count);
     if ((flags & FLAGS.LEASED) === 0) {
+      const src = new RecordsSource(queue, topic, bytes, utf8, RECORD_HEADER_BYTES, undefined);
+      const fields = src.fields;
       for (let i = 0; i < count; i++) {
-        const start = p + RECORD_HEADER_BYTES, end = start + u32le(bytes, p);
-        messages[i] = new ClientMessage(queue, topic, bytes, start, end, utf8, u32le(bytes, p + 4), u32le(bytes, p + 8), u32le(bytes, p + 12));
-        p = end;
+        messages[i] = new ClientMessage(src, p);
+        p += RECORD_HEADER_BYTES + fields.getUint32(p, true);
       }
     } else {
+      const src = new RecordsSource(queue, topic, bytes, utf8, LEASED_RECORD_HEADER_BYTES, this);
+      const fields = src.fields;
       for (let i = 0; i < count; i++) {
-        const start = p + LEASED_RECORD_HEADER_BYTES, end = start + u32le(bytes, p);
-        messages[i] = new LeasedMessage(
-          queue, topic, bytes, start, end, utf8, u32le(bytes, p + 4), u32le(bytes, p + 8), u32le(bytes, p + 12),
-          this, u32le(bytes, p + 16), u32le(bytes, p + 20),
-        );
-        p = end;
+        messages[i] = new LeasedMessage(src, p);
+        p += LEASED_RECORD_HEADER_BYTES + fields.getUint32(p, true);
       }
     }
     return messages;

@@ -1,10 +1,12 @@
 // Delivered messages and settling their leases (ack, nack, extend, reject).
 //
 // A message is built per delivered record with no copy of its data and nothing else
-// allocated: it holds the reply's bytes (the received chunk itself, or one copy of the
-// records) and its range in them; the `data` view is made and the text decoded only when
-// `data` or `content` is read. A leased message (popped
-// with ack: true, or from an ack:true subscription) carries its lease handle; settling it
+// allocated: it holds what the records of its reply share (a RecordsSource: the received
+// chunk itself or one copy of the records, the queue and topic names) and where its record
+// starts; its length, meta word, id and lease handle are read from the record when asked
+// for, the `data` view is made and the text decoded only when `data` or `content` is read.
+// A leased message (popped with ack: true, or from an ack:true subscription) carries its
+// lease handle in its record; settling it
 // queues an entry on its connection's Settler, and every entry queued in one tick goes in
 // one SETTLE frame (users ack one by one; the wire sees a batch), answered by one status
 // per entry.
@@ -26,74 +28,136 @@ function u64String(lo: number, hi: number): string {
   return hi < 0x200000 ? String(hi * TWO_32 + lo) : ((BigInt(hi) << 32n) | BigInt(lo)).toString();
 }
 
-export class ClientMessage implements Message {
+/** A u32, little-endian, at `p` in `b`. */
+export function u32le(b: Uint8Array, p: number): number {
+  return (b[p]! | b[p + 1]! << 8 | b[p + 2]! << 16 | b[p + 3]! << 24) >>> 0;
+}
+
+/**
+ * What the messages of one MESSAGES or DELIVER frame share: their queue and topic, the bytes
+ * their records lie in, how to decode text from those bytes, and for leased records the
+ * connection and transport generation they were delivered on. A message is this and the
+ * offset of its record, so building one costs two stores: its header fields (length, meta,
+ * id, lease) are read from the record itself when asked for.
+ *
+ *   bytes:  … │ len u32 │ meta u32 │ id u64 │ [lease u64] │ data … │ len │ meta │ …
+ *               ^ at                                       ^ at + headerBytes
+ */
+export class RecordsSource {
   readonly queue: string;
   readonly topic: string;
-  readonly deadLetter?: DeadLetterInfo;
-  /** The stored record's meta word (deliveries and flags), for returning it as it came. */
-  readonly meta: number;
-  readonly #idLo: number;
-  readonly #idHi: number;
-  /** The reply's bytes; this message's payload is [#start, #end). */
-  readonly #bytes: Uint8Array;
-  readonly #start: number;
-  readonly #end: number;
-  #data: Uint8Array | undefined;
-  #utf8: Utf8Ranges | undefined;
-  #content: string | undefined;
+  readonly bytes: Uint8Array;
+  /** bytes.buffer and bytes.byteOffset, read once per reply rather than once per message. */
+  readonly buffer: ArrayBufferLike;
+  readonly byteOffset: number;
+  /** The records' header fields are read through it (TurboFan inlines DataView reads). */
+  readonly fields: DataView;
+  readonly utf8: Utf8Ranges;
+  /** RECORD_HEADER_BYTES (stored records), LEASED_RECORD_HEADER_BYTES (leased records). */
+  readonly headerBytes: number;
+  /** Leased records: their connection; settling goes through it. */
+  readonly conn: Connection | undefined;
+  /** The connection's transport generation at delivery: a lease ends with its transport. */
+  readonly generation: number;
 
-  constructor(queue: string, topic: string, bytes: Uint8Array, start: number, end: number, utf8: Utf8Ranges, meta: number, idLo: number, idHi: number) {
+  constructor(queue: string, topic: string, bytes: Uint8Array, utf8: Utf8Ranges, headerBytes: number, conn: Connection | undefined) {
     this.queue = queue;
     this.topic = topic;
-    this.#bytes = bytes;
-    this.#start = start;
-    this.#end = end;
-    this.#utf8 = utf8;
-    this.meta = meta;
-    this.#idLo = idLo;
-    this.#idHi = idHi;
-    if ((meta & META_DEAD_LETTER) !== 0) {
-      // The payload starts with [u8 reason][u8 topicLength][topic] (docs/protocol.md).
-      const topicLength = bytes[start + 1]!;
-      const reason = DEAD_LETTER_REASONS[bytes[start] as 1 | 2] ?? 'rejected';
-      this.deadLetter = { topic: utf8(start + 2, start + 2 + topicLength), reason };
-    }
+    this.bytes = bytes;
+    this.buffer = bytes.buffer;
+    this.byteOffset = bytes.byteOffset;
+    this.fields = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+    this.utf8 = utf8;
+    this.headerBytes = headerBytes;
+    this.conn = conn;
+    this.generation = conn === undefined ? 0 : conn.generation;
+  }
+}
+
+export class ClientMessage implements Message {
+  readonly #src: RecordsSource;
+  /** Where this message's record starts in #src.bytes. */
+  readonly #at: number;
+  #data: Uint8Array | undefined;
+  #content: string | undefined;
+
+  constructor(src: RecordsSource, at: number) {
+    this.#src = src;
+    this.#at = at;
+    this.#data = undefined;
+    this.#content = undefined;
+  }
+
+  get queue(): string {
+    return this.#src.queue;
+  }
+
+  get topic(): string {
+    return this.#src.topic;
+  }
+
+  /** The stored record's meta word (deliveries and flags), for returning it as it came. */
+  get meta(): number {
+    return this.#src.fields.getUint32(this.#at + 4, true);
   }
 
   get deliveries(): number {
     return this.meta & META_DELIVERIES_MASK;
   }
 
-  /** Where the data starts in the reply's bytes: after the dead-letter prefix, if any. */
+  /** Set on messages in a dead-letter topic: the payload starts with [u8 reason][u8 topicLength][topic] (docs/protocol.md). */
+  get deadLetter(): DeadLetterInfo | undefined {
+    if ((this.meta & META_DEAD_LETTER) === 0) return undefined;
+    const { bytes, utf8 } = this.#src, start = this.#start();
+    const reason = DEAD_LETTER_REASONS[bytes[start] as 1 | 2] ?? 'rejected';
+    return { topic: utf8(start + 2, start + 2 + bytes[start + 1]!), reason };
+  }
+
+  /** Where the payload starts in the source's bytes. */
+  #start(): number {
+    return this.#at + this.#src.headerBytes;
+  }
+
+  #end(): number {
+    return this.#start() + this.#src.fields.getUint32(this.#at, true);
+  }
+
+  /** Where the data starts: after the dead-letter prefix, if any. */
   #dataStart(): number {
-    return this.deadLetter === undefined ? this.#start : this.#start + 2 + this.#bytes[this.#start + 1]!;
+    const start = this.#start();
+    return (this.meta & META_DEAD_LETTER) === 0 ? start : start + 2 + this.#src.bytes[start + 1]!;
   }
 
   /** The message bytes: a view, made on first use. */
   get data(): Uint8Array {
-    return this.#data ??= this.#bytes.subarray(this.#dataStart(), this.#end);
+    if (this.#data === undefined) {
+      // The constructor, not subarray(): no species lookup (the chunk may be a Buffer).
+      const src = this.#src, start = this.#dataStart();
+      this.#data = new Uint8Array(src.buffer, src.byteOffset + start, this.#end() - start);
+    }
+    return this.#data;
   }
 
   /** The record's payload as the broker stores it (data, after a dead-letter prefix if any). */
   get payload(): Uint8Array {
-    return this.#bytes.subarray(this.#start, this.#end);
+    return this.#src.bytes.subarray(this.#start(), this.#end());
   }
 
   get content(): string {
-    if (this.#content === undefined) {
-      this.#content = this.#utf8!(this.#dataStart(), this.#end);
-      this.#utf8 = undefined;
-    }
-    return this.#content;
+    return this.#content ??= this.#src.utf8(this.#dataStart(), this.#end());
   }
 
   get id(): string {
-    return u64String(this.#idLo, this.#idHi);
+    return u64String(this.idLo, this.idHi);
   }
 
   /** id halves, for RETURN. */
-  get idLo(): number { return this.#idLo; }
-  get idHi(): number { return this.#idHi; }
+  get idLo(): number { return this.#src.fields.getUint32(this.#at + 8, true); }
+  get idHi(): number { return this.#src.fields.getUint32(this.#at + 12, true); }
+
+  /** For LeasedMessage: the source and the record's offset. */
+  protected get source(): RecordsSource { return this.#src; }
+  protected get recordAt(): number { return this.#at; }
 
   /** Popped without ack: true, the message is done already. */
   ack(): Promise<void> {
@@ -132,37 +196,22 @@ export class ClientMessage implements Message {
   }
 }
 
-/** A leased message (popped with ack: true, or from an ack:true subscription): its connection and lease handle. */
+/** A leased message (popped with ack: true, or from an ack:true subscription): its lease handle is in its record. */
 export class LeasedMessage extends ClientMessage {
-  readonly #conn: Connection;
-  readonly #leaseLo: number;
-  readonly #leaseHi: number;
-  /** The connection's transport generation it was delivered on: its lease ends with that transport. */
-  readonly #generation: number;
   #ended = false;
-
-  constructor(
-    queue: string, topic: string, bytes: Uint8Array, start: number, end: number, utf8: Utf8Ranges, meta: number, idLo: number, idHi: number,
-    conn: Connection, leaseLo: number, leaseHi: number,
-  ) {
-    super(queue, topic, bytes, start, end, utf8, meta, idLo, idHi);
-    this.#conn = conn;
-    this.#leaseLo = leaseLo;
-    this.#leaseHi = leaseHi;
-    this.#generation = conn.generation;
-  }
 
   override ack(): Promise<void> {
     return this.settle('ack', SettleKind.ACK, 0, true);
   }
 
   protected override settle(_what: string, kind: number, arg: number, ends: boolean): Promise<void> {
-    const conn = this.#conn;
+    const src = this.source, conn = src.conn!;
     // Settled already, or the connection (and with it every lease) is gone - closed, or
     // reconnected since: the lease ended, and the message may be with another consumer by now.
-    if (this.#ended || conn.closed || conn.generation !== this.#generation) return Promise.reject(new TurboError('ERR_LEASE_EXPIRED', 'the lease has ended (settled already, expired, or its connection closed)'));
+    if (this.#ended || conn.closed || conn.generation !== src.generation) return Promise.reject(new TurboError('ERR_LEASE_EXPIRED', 'the lease has ended (settled already, expired, or its connection closed)'));
     if (ends) this.#ended = true;
-    return conn.settler.add(this.#leaseLo, this.#leaseHi, kind, arg);
+    const at = this.recordAt;
+    return conn.settler.add(src.fields.getUint32(at + 16, true), src.fields.getUint32(at + 20, true), kind, arg);
   }
 }
 

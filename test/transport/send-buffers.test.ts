@@ -2,7 +2,8 @@
 // overwrites its bytes at once and the pool reuses buffers; a buffer is reused only after its
 // write was called back, also while the reader is slow and writes queue up. And the client
 // over a plain socket (which reads into one reused buffer, tcp.ts) keeps each popped
-// message's bytes after later reads.
+// message's bytes after later reads: its data, and the id, meta word and lease handle a
+// message reads from its record only when asked (src/client/message.ts).
 
 import t, { type Test } from 'tap';
 import net from 'node:net';
@@ -91,6 +92,37 @@ t.test('popped messages keep their bytes after later reads into the same buffer'
   let bad = 0;
   for (let i = 0; i < N; i++) if (held[i]!.content !== payload(i)) bad++;
   t.equal(bad, 0, 'every held message reads as it was pushed');
+  // A message reads its id and meta word from its record when asked (message.ts): they too
+  // must hold after later reads.
+  t.same(held.map((m) => m.id), Array.from({ length: N }, (_, i) => String(i)), 'ids read as assigned, in order');
+  t.ok(held.every((m) => m.deliveries === 1 && m.deadLetter === undefined && m.queue === 'reads' && m.topic === 't'), 'deliveries, queue and topic as delivered');
+});
+
+t.test('leased messages held across later reads settle with their own lease handles', async (t) => {
+  const engine = await startEngine(t, { threads: 1 });
+  const client = await TurboClient.connect(engine.url);
+  t.teardown(() => client.close());
+  const q = client.getQueue('leased-reads');
+  const N = 2000;
+  // First 777 leased and acked, so ids and lease handles no longer line up.
+  await q.pushMany('t', Array.from({ length: 777 }, (_, k) => `early ${k}`));
+  await Promise.all((await q.popMany('t', 777, { timeoutMs: 0, ack: true })).map((m) => m.ack()));
+  for (let i = 0; i < N; i += 500) await q.pushMany('t', Array.from({ length: 500 }, (_, k) => `leased ${i + k}`));
+  const held = [];
+  for (;;) {
+    const batch = await q.popMany('t', 64, { timeoutMs: 0, ack: true });
+    if (batch.length === 0) break;
+    held.push(...batch);
+  }
+  t.equal(held.length, N);
+  // Every other one acked, the rest nacked: a wrong handle would settle another message's
+  // lease (or none) and the counts below would not add up.
+  const results = await Promise.allSettled(held.map((m, i) => i % 2 === 0 ? m.ack() : m.nack()));
+  t.equal(results.filter((r) => r.status === 'rejected').length, 0, 'every settle succeeded');
+  const again = await q.popMany('t', N, 0);
+  const byId = (a: { id: string }, b: { id: string }) => Number(BigInt(a.id) - BigInt(b.id));
+  t.same(again.sort(byId).map((m) => m.content), held.filter((_, i) => i % 2 === 1).map((m) => m.content), 'exactly the nacked ones came back');
+  t.ok(again.every((m) => m.deliveries === 2), 'redelivered once');
 });
 
 t.test('a socket whose writes queue gets exact copies: a slow reader pins no more slabs', async (t) => {
