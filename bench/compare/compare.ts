@@ -37,7 +37,8 @@ import { fileURLToPath } from 'node:url';
 import { VERSION } from '../../src/index.ts';
 import { runLoad, turbomqDriverSpec, median, formatRate, formatMs, type DriverSpec, type LoadResult, type Workload, type Progress } from '../../src/cli/loadgen.ts';
 import { spec } from './drivers.ts';
-import { startRedis, startNats, startRabbitMQ, startTurbomq, startRawServer, buildIsStale, INSTALL_HINT, type Server } from './servers.ts';
+import { startRedis, startNats, startRabbitMQ, startTurbomq, startRawServer, startEchoServer, buildIsStale, INSTALL_HINT, type Server } from './servers.ts';
+import { echoLatency, type EchoLatency } from './echo-floor.ts';
 import { rawDriverSpec } from './raw.ts';
 import { leasesAvailable, turbomqLeasedDriverSpec, NEEDS_LEASES } from './leased.ts';
 import { floorPush, floorPop, clientPush, clientPop, type WireRun, type WireSpec } from './wire-floor.ts';
@@ -268,6 +269,8 @@ if (SECTIONS.includes('matrix')) {
 // ── latency at a fixed rate ────────────────────────────────────────────────────────────
 
 const latency: LatencyFigure[] = [];
+/** The latency table's last row: the machine's floor (echo-floor.ts), no broker. */
+const ECHO_SYSTEM: SystemInfo = { key: 'echo', label: 'loopback echo (one hop, no broker)', color: '#999999' };
 if (SECTIONS.includes('latency') && (FILTER === undefined || 'latency'.includes(FILTER))) {
   const perSystem = new Map<string, LoadResult[]>(matrixSystems.map((s) => [s.key, []]));
   const w: Omit<Workload, 'topicPrefix'> = {
@@ -275,11 +278,19 @@ if (SECTIONS.includes('latency') && (FILTER === undefined || 'latency'.includes(
     producers: 1, consumers: 1, sizeBytes: 16, batch: 1, consumerBatch: 64, topics: 1,
     messages: LATENCY_RATE * LATENCY_SECONDS, rate: LATENCY_RATE, durationMs: LATENCY_SECONDS * 1000 + 5000,
   };
-  for (let r = 0; r < REPEAT; r++) {
-    for (const s of matrixSystems) {
-      const m = await runOne(s.key, matrixDrivers.get(s.key)!(), w, 'latency');
-      if (m !== undefined) perSystem.get(s.key)!.push(m.result);
+  // The machine's own floor, measured between the systems: one hop to a Node echo process.
+  const echo = await startEchoServer();
+  const echoes: EchoLatency[] = [];
+  try {
+    for (let r = 0; r < REPEAT; r++) {
+      for (const s of matrixSystems) {
+        const m = await runOne(s.key, matrixDrivers.get(s.key)!(), w, 'latency');
+        if (m !== undefined) perSystem.get(s.key)!.push(m.result);
+      }
+      echoes.push(await echoLatency(echo.port, LATENCY_RATE, LATENCY_SECONDS));
     }
+  } finally {
+    await echo.stop();
   }
   for (const s of matrixSystems) {
     const rs = perSystem.get(s.key)!;
@@ -294,6 +305,15 @@ if (SECTIONS.includes('latency') && (FILTER === undefined || 'latency'.includes(
     });
     const l = latency.at(-1)!;
     log(`latency at ${formatRate(LATENCY_RATE)}msg/s  ${s.label.padEnd(16)} p50 ${formatMs(l.p50)}  p99 ${formatMs(l.p99)}  p99.9 ${formatMs(l.p999)}`);
+  }
+  if (echoes.length > 0) {
+    latency.push({
+      system: ECHO_SYSTEM.key,
+      p50: median(echoes.map((x) => x.p50)), p99: median(echoes.map((x) => x.p99)), p999: median(echoes.map((x) => x.p999)),
+      rate: median(echoes.map((x) => x.rate)), exact: true,
+    });
+    const l = latency.at(-1)!;
+    log(`latency at ${formatRate(LATENCY_RATE)}msg/s  ${'loopback echo'.padEnd(16)} p50 ${formatMs(l.p50)}  p99 ${formatMs(l.p99)}  p99.9 ${formatMs(l.p999)}`);
   }
 }
 
@@ -408,7 +428,7 @@ if (SECTIONS.includes('durable')) {
 const ratioTo = ['redis', 'nats', 'raw'].filter((k) => matrixDrivers.has(k));
 const table = markdownTable(matrixSystems, figures, 'turbomq', matrixDrivers.has('turbomq') ? ratioTo : []);
 const cpu = cpuTable(matrixSystems, figures, 'turbomq', matrixDrivers.has('turbomq') ? ratioTo : []);
-const latTable = latencyTable(matrixSystems, latency, 'turbomq');
+const latTable = latencyTable([...matrixSystems, ECHO_SYSTEM], latency, 'turbomq');
 const wTable = wireTable(wire);
 const ackSystemsShown = ACK_SYSTEMS.filter((s) => ackFigures.some((f) => f.rates[s.key] !== undefined || f.notAvailable?.[s.key] !== undefined));
 const ackRatioTo = ['rabbitmq', 'jetstream', 'turbomq-plain'].filter((k) => ackSystemsShown.some((s) => s.key === k));
@@ -434,12 +454,12 @@ if (WRITE_DOCS) {
     '',
     table,
     '',
-    `Broker CPU time (user + system, from /proc/PID/stat of the broker's process, every thread) per message received, µs, same runs. Ratios below 1 mean turbomq's broker uses less CPU per message.`,
+    `Broker CPU time (user + system, from /proc/PID/task/*/schedstat of the broker's process, every thread, in ns) per message received, µs, same runs. Ratios below 1 mean turbomq's broker uses less CPU per message.`,
     '',
     cpu,
     '',
     ...(latency.length > 0 ? [
-      `End-to-end latency (send call to message in the consumer's hands) at a fixed ${LATENCY_RATE.toLocaleString('en-US')} msgs/s, 1 producer (single sends, paced, pipelined), 1 consumer (up to 64 per pop), 16 B, one topic, ${LATENCY_SECONDS} s per repetition, median of ${REPEAT}. Ratios below 1 mean turbomq is faster.`,
+      `End-to-end latency (send call to message in the consumer's hands) at a fixed ${LATENCY_RATE.toLocaleString('en-US')} msgs/s, 1 producer (single sends, paced, pipelined), 1 consumer (up to 64 per pop), 16 B, one topic, ${LATENCY_SECONDS} s per repetition, median of ${REPEAT}. Ratios below 1 mean turbomq is faster. The last row is the machine's floor: the same paced sender to a Node process that echoes it back, one hop and no broker (bench/compare/echo-floor.ts).`,
       '',
       latTable,
       '',

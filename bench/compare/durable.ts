@@ -408,7 +408,7 @@ export async function runDurable(log: (line: string) => void = console.log): Pro
     '',
     ratioTable,
     '',
-    `Broker CPU (user + system, all threads, from /proc) per acknowledged message (4P/4C: per message consumed) over the timed part, µs, median of ${REPEAT} (the clock ticks are 10 ms: coarse for the slow runs):`,
+    `Broker CPU (user + system, all threads, from /proc/PID/task/*/schedstat) per acknowledged message (4P/4C: per message consumed) over the timed part, µs, median of ${REPEAT}:`,
     '',
     cpuTable,
     '',

@@ -159,6 +159,13 @@ export async function startRawServer(): Promise<Server> {
   return { port: Number(m[1]), pid: child.pid, version: '', stop: () => stopChild(child) };
 }
 
+/** The one-hop echo of the latency floor (echo-floor.ts), a process of its own. */
+export async function startEchoServer(): Promise<Server> {
+  const child = start(process.execPath, [fileURLToPath(new URL('./echo-floor.ts', import.meta.url)), '--serve'], { stdout: true, stderr: true });
+  const m = await stdoutLine(child, /listening on (\d+)/, 'echo server');
+  return { port: Number(m[1]), pid: child.pid, version: '', stop: () => stopChild(child) };
+}
+
 // ── Redis ──────────────────────────────────────────────────────────────────────────────
 
 /** A private redis-server on a free loopback port, no persistence. Undefined if not installed. */
