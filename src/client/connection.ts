@@ -29,7 +29,7 @@ import {
   Op, FLAGS, DEFAULT_MAX_MESSAGE_BYTES, defaultMaxFrameBytes, DESC_SIZE, DESC_CAPACITY, DESC_OP, DESC_REQUEST_ID,
   DESC_DATA_PTR, DESC_DATA_LEN, DESC_ARG0, DESC_ARG1, DESC_ARG2, RECORD_HEADER_BYTES, LEASED_RECORD_HEADER_BYTES,
 } from '../protocol.ts';
-import { ClientMessage, LeasedMessage, RecordsSource, Settler, u32le, type Utf8Ranges } from './message.ts';
+import { ClientMessage, LeasedMessage, RecordsSource, Settler, type Utf8Ranges } from './message.ts';
 import type { ClientSubscription } from './subscription.ts';
 import type { Message, QueueSettings, TopicStats } from './queue.ts';
 import { PendingTable, type Kind } from './pending.ts';

@@ -28,11 +28,6 @@ function u64String(lo: number, hi: number): string {
   return hi < 0x200000 ? String(hi * TWO_32 + lo) : ((BigInt(hi) << 32n) | BigInt(lo)).toString();
 }
 
-/** A u32, little-endian, at `p` in `b`. */
-export function u32le(b: Uint8Array, p: number): number {
-  return (b[p]! | b[p + 1]! << 8 | b[p + 2]! << 16 | b[p + 3]! << 24) >>> 0;
-}
-
 /**
  * What the messages of one MESSAGES or DELIVER frame share: their queue and topic, the bytes
  * their records lie in, how to decode text from those bytes, and for leased records the
@@ -47,9 +42,6 @@ export class RecordsSource {
   readonly queue: string;
   readonly topic: string;
   readonly bytes: Uint8Array;
-  /** bytes.buffer and bytes.byteOffset, read once per reply rather than once per message. */
-  readonly buffer: ArrayBufferLike;
-  readonly byteOffset: number;
   /** The records' header fields are read through it (TurboFan inlines DataView reads). */
   readonly fields: DataView;
   readonly utf8: Utf8Ranges;
@@ -64,8 +56,6 @@ export class RecordsSource {
     this.queue = queue;
     this.topic = topic;
     this.bytes = bytes;
-    this.buffer = bytes.buffer;
-    this.byteOffset = bytes.byteOffset;
     this.fields = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
     this.utf8 = utf8;
     this.headerBytes = headerBytes;
@@ -130,12 +120,8 @@ export class ClientMessage implements Message {
 
   /** The message bytes: a view, made on first use. */
   get data(): Uint8Array {
-    if (this.#data === undefined) {
-      // The constructor, not subarray(): no species lookup (the chunk may be a Buffer).
-      const src = this.#src, start = this.#dataStart();
-      this.#data = new Uint8Array(src.buffer, src.byteOffset + start, this.#end() - start);
-    }
-    return this.#data;
+    // subarray(), so that on Node a message read from a Buffer chunk gives a Buffer (as it always has).
+    return this.#data ??= this.#src.bytes.subarray(this.#dataStart(), this.#end());
   }
 
   /** The record's payload as the broker stores it (data, after a dead-letter prefix if any). */

@@ -32,6 +32,9 @@ t.test('push then pop returns the message with queue, topic, data and content', 
   t.equal(m!.topic, 'hello');
   t.equal(m!.content, 'turbo');
   t.same([...m!.data], [...new TextEncoder().encode('turbo')]);
+  // On Node a message's data over a socket is a Buffer view (toString() is its text), as it has always been.
+  t.ok(Buffer.isBuffer(m!.data), 'data is a Buffer on Node');
+  t.equal(m!.data.toString(), 'turbo');
 });
 
 t.test('engine.url resolves port 0 to the real port', async (t) => {
