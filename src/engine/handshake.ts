@@ -42,8 +42,9 @@ type State = 'hello' | 'verifying' | 'open' | 'closed';
 
 const EMPTY = new Uint8Array(0);
 
+/** `a` then `b`, always a new array: `b` may be the transport's read buffer, valid only during onData. */
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  if (a.length === 0) return b;
+  if (a.length === 0) return new Uint8Array(b);
   const out = new Uint8Array(a.length + b.length);
   out.set(a, 0);
   out.set(b, a.length);

@@ -74,17 +74,20 @@ export class OutputGate {
     return position;
   }
 
-  /** Holds a chunk that arrived while stalled; false when that would pass the bound. */
+  /**
+   * Holds a copy of a chunk that arrived while stalled; false when that would pass the bound.
+   * (A copy: a transport may read every connection into one buffer, valid only during onData.)
+   */
   hold(chunk: Uint8Array): boolean {
     if (this.#heldBytes + chunk.length > this.#maxHeldBytes) return false;
-    this.#held.push(chunk);
+    this.#held.push(new Uint8Array(chunk));
     this.#heldBytes += chunk.length;
     return true;
   }
 
-  /** The rest of the chunk being decoded when the session stalled: it goes first. */
+  /** A copy of the rest of the chunk being decoded when the session stalled: it goes first. */
   holdFirst(chunk: Uint8Array): void {
-    this.#held.unshift(chunk);
+    this.#held.unshift(new Uint8Array(chunk));
     this.#heldBytes += chunk.length;
   }
 

@@ -50,6 +50,8 @@ const KEPT_FLAGS = new Set([
   '--pending-deprecation', '--trace-warnings', '--unhandled-rejections',
   // Profiling: `node --cpu-prof` profiles every worker too (one .cpuprofile per thread).
   '--cpu-prof', '--cpu-prof-dir', '--cpu-prof-interval',
+  // ... and `node --heap-prof` samples every worker's allocations (one .heapprofile per thread).
+  '--heap-prof', '--heap-prof-dir', '--heap-prof-interval',
 ]);
 
 /**

@@ -31,6 +31,16 @@ export interface AcceptedConnection {
   socket: net.Socket;
   /** The handshake is over: stops the deadline. */
   established(): void;
+  /**
+   * With ListenerOptions.readBuffer (plain connections): set `onChunk` to receive what the
+   * socket reads (it emits no 'data'). Each chunk is a view of the shared read buffer, valid
+   * only during the call. Set it in onConnection: nothing is read before that returns.
+   */
+  reads?: ChunkReader;
+}
+
+export interface ChunkReader {
+  onChunk(chunk: Uint8Array): void;
 }
 
 export interface ListenerOptions {
@@ -47,6 +57,11 @@ export interface ListenerOptions {
   onConnection(connection: AcceptedConnection): void;
   /** Something an operator should know (a pause, a failed resume). */
   onEvent?(event: string, details: Record<string, unknown>): void;
+  /**
+   * Plain connections (no TLS) read into this buffer, shared by every connection of the
+   * listener's thread, and hand each chunk to AcceptedConnection.reads (see adoptReads).
+   */
+  readBuffer?: Uint8Array;
 }
 
 const PAUSE_MIN_MS = 50;
@@ -94,7 +109,10 @@ export class Listener {
 
   #listen(): Promise<void> {
     const { url } = this.#options;
-    const server = net.createServer({ noDelay: true, keepAlive: true }, (socket) => this.#accept(socket));
+    // With a read buffer, a plain connection is accepted paused: adoptReads takes its handle
+    // before it reads anything.
+    const pauseOnConnect = this.#options.readBuffer !== undefined && this.#options.secureContext === undefined;
+    const server = net.createServer({ noDelay: true, keepAlive: true, pauseOnConnect }, (socket) => this.#accept(socket));
     return new Promise((resolve, reject) => {
       server.once('error', reject);
       const done = () => {
@@ -142,8 +160,19 @@ export class Listener {
       clearTimeout(deadline);
     };
     if (o.secureContext === undefined) {
+      let reads: ChunkReader | undefined;
+      if (o.readBuffer !== undefined) {
+        const reader: ChunkReader = { onChunk: () => {} };
+        const adopted = adoptReads(socket, o.readBuffer, reader);
+        if (adopted !== undefined) {
+          connection = socket = adopted;
+          reads = reader;
+        } else {
+          socket.resume(); // no handle to move (already closed): read the usual way, to its 'close'
+        }
+      }
       socket.once('close', () => { clearTimeout(deadline); admission(); });
-      o.onConnection({ socket, established: established_ });
+      o.onConnection({ socket, established: established_, reads });
       return;
     }
     const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: o.secureContext, requestCert: false });
@@ -184,6 +213,38 @@ export class Listener {
       },
     );
   }
+}
+
+/**
+ * The accepted (paused) socket's connection, as a new socket that reads into `buffer` with
+ * net.Socket's `onread` and gives each chunk to `reads.onChunk`.
+ *
+ * Why: a socket read the usual way allocates a 64 KiB buffer per read and pushes it through
+ * the Readable stream (a Buffer, a nextTick and async-context bookkeeping per read). The
+ * broker copies every chunk into the core's memory at once, so one buffer per thread serves
+ * every connection. Node takes `onread` only when a socket is created, and net.Server creates
+ * the sockets it accepts, so the accepted socket's handle (`_handle`) is moved to a socket
+ * made with `onread`: the TCP handle, its fd, its noDelay and keepAlive stay as they are. The
+ * accepted socket, left without a handle, is destroyed when the new one closes: that is only
+ * the server's connection count (server.close() waits for it). Undefined when the accepted
+ * socket has no handle any more.
+ */
+export function adoptReads(accepted: net.Socket, buffer: Uint8Array, reads: ChunkReader): net.Socket | undefined {
+  const holder = accepted as unknown as { _handle: unknown };
+  const handle = holder._handle;
+  if (handle == null) return undefined;
+  holder._handle = null;
+  const socket = new net.Socket({
+    handle,
+    readable: true,
+    writable: true,
+    onread: { buffer, callback: (n: number, buf: Uint8Array): boolean => { reads.onChunk(buf.subarray(0, n)); return true; } },
+  } as net.SocketConstructorOpts);
+  // As for every accepted socket (#accept): an error (ECONNRESET on a write) is followed by
+  // 'close'; unhandled it would throw and end the worker.
+  socket.on('error', () => {});
+  socket.once('close', () => accepted.destroy());
+  return socket;
 }
 
 /**

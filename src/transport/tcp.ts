@@ -15,8 +15,14 @@ import { encodeErrorFrame } from '../core/raw-frames.ts';
 import { Listener, type Admission } from './listener.ts';
 import { SendBuffers } from './send-buffers.ts';
 
-/** The client socket's read buffer (the size Node reads with by default). */
+/** A socket's read buffer, client and broker side (the size Node reads with by default). */
 const READ_BUFFER_BYTES = 64 * 1024;
+
+/**
+ * The broker's read buffer for plain connections, one per thread (a worker has its own module
+ * instance), shared by all of them: sessions copy each chunk into the core's memory at once.
+ */
+let serverReadBuffer: Buffer | undefined;
 
 /** How long a connection the broker ends may take to receive its last bytes (a fatal ERROR). */
 const END_GRACE_MS = 2000;
@@ -43,6 +49,8 @@ export interface SessionHost {
   /**
    * Called for each admitted connection (`remoteAddress` is "host:port", for logs); returns
    * the callbacks for its bytes, its end, and protocol errors the transport itself detects.
+   * A chunk given to onData is valid only during the call (plain connections share one read
+   * buffer per thread): whatever is kept of it must be copied.
    */
   accept(io: ConnectionIO): { onData(chunk: Uint8Array): void; onWritable(): void; close(): void; protocolError?(reason: string): void } | undefined;
   handshakeTimeoutMs: number;
@@ -62,7 +70,8 @@ export function listenTcp(url: BrokerUrl, secureContext: tls.SecureContext | und
     // A plain client can read why: a fatal ERROR (request id 0). A TLS client could not.
     refuse: (socket, reason) => { if (secureContext === undefined) socket.write(encodeErrorFrame(0, ErrorCode.ERR_LIMIT, reason)); },
     onEvent: host.onEvent,
-    onConnection({ socket, established }) {
+    readBuffer: (serverReadBuffer ??= Buffer.allocUnsafe(READ_BUFFER_BYTES)),
+    onConnection({ socket, established, reads }) {
       const sends = new SendBuffers(socket);
       const session = host.accept({
         remoteAddress: formatRemoteAddress(socket.remoteAddress, socket.remotePort),
@@ -90,7 +99,8 @@ export function listenTcp(url: BrokerUrl, secureContext: tls.SecureContext | und
         socket.destroy();
         return;
       }
-      socket.on('data', (chunk: Buffer) => session.onData(chunk));
+      if (reads !== undefined) reads.onChunk = (chunk) => session.onData(chunk);
+      else socket.on('data', (chunk: Buffer) => session.onData(chunk));
       socket.on('drain', () => {
         session.onWritable();
         socket.resume();

@@ -127,6 +127,10 @@ t.test('1,000 POP_MANY pipelined to a socket that is never read pop only what ca
   t.ok(Date.now() - started < 2000, `a fresh connection was served in ${Date.now() - started} ms`);
   t.comment(`popped into the unread socket: ${MESSAGES - left} of ${MESSAGES}`);
   t.ok(MESSAGES - left <= MAX_TAKEN, `at most ${MAX_TAKEN} messages popped`);
+  // The one worker reads every plain connection into one buffer: another connection's 60 KiB
+  // push overwrites all of it, so what the stalled one held must be a copy (engine/output.ts).
+  const other = await connect(t, engine.url);
+  await other.getQueue('q').push('noise', new Uint8Array(60 * 1024).fill(0xee));
 
   // The held-back requests are served once it reads: every message ends up delivered.
   let delivered = 0, replies = 0;

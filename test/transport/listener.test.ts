@@ -11,7 +11,7 @@ import { TurboClient } from '../../src/index.ts';
 import { ConnectionCounter } from '../../src/engine/connections.ts';
 import { Op, ErrorCode } from '../../src/protocol.ts';
 import { startEngine, delay, within } from '../helpers.ts';
-import { rawConnect, hello, ping } from '../support/raw-socket.ts';
+import { rawConnect, hello, ping, push, auth, frame } from '../support/raw-socket.ts';
 import { testCertificate } from '../support/tls.ts';
 
 /** Resolves how long the broker took to close a socket that `behave` drives, or -1 if it did not within `limitMs`. */
@@ -149,4 +149,159 @@ t.test('at its file-descriptor limit the broker refuses and backs off instead of
   await client?.getQueue('q').push('t', 'x');
   await client?.close();
   child.stdin.end();
+});
+
+// ── One read buffer per thread (adoptReads) ─────────────────────────────────────────────
+// Plain connections read into a buffer their worker shares (src/transport/tcp.ts), so
+// everything a connection keeps of a chunk past its onData must be a copy. These run on one
+// worker, so every connection reads into the same buffer.
+
+/** Writes `bytes` in pieces of 1..`maxPiece` bytes, each in its own write, yielding between them. */
+async function writeInPieces(socket: net.Socket, bytes: Buffer, maxPiece: number, random: () => number): Promise<void> {
+  for (let at = 0; at < bytes.length;) {
+    const n = Math.min(bytes.length - at, 1 + Math.floor(random() * maxPiece));
+    socket.write(bytes.subarray(at, at + n));
+    at += n;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** Resolves once `condition()` holds, polling every 10 ms; rejects after `ms`. */
+async function until(condition: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`not reached within ${ms} ms`);
+    await delay(10);
+  }
+}
+
+/** A small seeded generator (xorshift32), so a failing run can be repeated. */
+function seeded(seed: number): () => number {
+  let x = seed | 0 || 1;
+  return () => {
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    return (x >>> 0) / 0x1_0000_0000;
+  };
+}
+
+t.test('one read buffer per worker: frames split at random offsets over 6 interleaved connections all arrive, in order', async (t) => {
+  const engine = await startEngine(t, { threads: 1 });
+  const CONNECTIONS = 6, MESSAGES = 300;
+  const random = seeded(0x5eed);
+  const sockets = await Promise.all(Array.from({ length: CONNECTIONS }, () => rawConnect(t, engine.url)));
+  await Promise.all(sockets.map(async (raw, c) => {
+    const frames = [hello(1)];
+    for (let i = 0; i < MESSAGES; i++) frames.push(push(2 + i, 'split', `t${c}`, `c${c}-m${i}-${'x'.repeat(i % 40)}`));
+    await writeInPieces(raw.socket, Buffer.concat(frames), 700, random);
+  }));
+  for (const raw of sockets) {
+    t.match(await raw.next(), { op: Op.HELLO_OK });
+    let ok = 0;
+    for (let i = 0; i < MESSAGES; i++) if ((await raw.next()).op === Op.OK) ok++;
+    t.equal(ok, MESSAGES, 'every push acknowledged');
+  }
+  const client = await TurboClient.connect(engine.url);
+  t.teardown(() => client.close());
+  const q = client.getQueue('split');
+  for (let c = 0; c < CONNECTIONS; c++) {
+    const got = (await q.popMany(`t${c}`, MESSAGES + 1, 0)).map((m) => m.content);
+    const want = Array.from({ length: MESSAGES }, (_, i) => `c${c}-m${i}-${'x'.repeat(i % 40)}`);
+    t.same(got, want, `connection ${c}: every message once, in order, intact`);
+  }
+});
+
+t.test('one read buffer per worker: requests held while AUTH is checked are copies (another connection reads meanwhile)', async (t) => {
+  const { hashToken } = await import('../../src/index.ts');
+  const tokenHash = await hashToken('held-secret', 14); // scrypt: checked off the thread, so the bytes after AUTH wait
+  const engine = await startEngine(t, { threads: 1, users: [{ name: 'slow', tokenHash, admin: true }, { name: 'fast', token: 'fast-token', admin: true }] });
+  const slow = await rawConnect(t, engine.url);
+  const pushes = Array.from({ length: 20 }, (_, i) => push(3 + i, 'held', 't', `held-${i}-${'h'.repeat(200)}`));
+  slow.socket.write(Buffer.concat([hello(1), auth(2, 'held-secret', 'slow'), ...pushes]));
+  // While scrypt runs, another connection on the same worker fills the read buffer with other bytes.
+  const busy = await TurboClient.connect(engine.url, { token: 'fast-token', user: 'fast' });
+  t.teardown(() => busy.close());
+  const noise = busy.getQueue('noise');
+  for (let i = 0; i < 20; i++) await noise.pushMany('n', Array.from({ length: 64 }, () => 'N'.repeat(900)));
+  t.match(await slow.next(10_000), { op: Op.HELLO_OK });
+  t.match(await slow.next(10_000), { op: Op.OK, requestId: 2 }, 'AUTH accepted');
+  for (let i = 0; i < 20; i++) t.match(await slow.next(), { op: Op.OK, requestId: 3 + i });
+  const got = (await busy.getQueue('held').popMany('t', 100, 0)).map((m) => m.content);
+  t.same(got, Array.from({ length: 20 }, (_, i) => `held-${i}-${'h'.repeat(200)}`), 'the held pushes are the bytes that were sent');
+});
+
+t.test('adoptReads: chunks go to onChunk, pause() stops them, and server.close() waits for the adopted connection', async (t) => {
+  const { Listener } = await import('../../src/transport/listener.ts');
+  const { parseUrl } = await import('../../src/url.ts');
+  const readBuffer = Buffer.alloc(16);
+  const received: string[] = [];
+  let accepted: net.Socket | undefined;
+  const listener = await Listener.open({
+    url: parseUrl('tcp://127.0.0.1:0'),
+    secureContext: undefined,
+    handshakeTimeoutMs: 10_000,
+    admit: () => () => {},
+    refuse: () => {},
+    readBuffer,
+    onConnection({ socket, established, reads }) {
+      established();
+      accepted = socket;
+      t.ok(reads, 'a plain connection gets a reader');
+      reads!.onChunk = (chunk) => {
+        t.equal(chunk.buffer, readBuffer.buffer, 'each chunk is a view of the shared read buffer');
+        received.push(Buffer.from(chunk).toString());
+        socket.write(Buffer.from(chunk)); // writes still work: echo
+      };
+    },
+  });
+  const client = net.connect(listener.port, '127.0.0.1');
+  t.teardown(() => client.destroy());
+  const echoed: Buffer[] = [];
+  client.on('data', (b: Buffer) => echoed.push(b));
+  await new Promise((resolve) => client.once('connect', resolve));
+  client.write('0123456789abcdefghijklmnopqrstuvwxyz'); // longer than the 16-byte buffer: several reads
+  await until(() => Buffer.concat(echoed).length === 36, 5000);
+  t.equal(received.join(''), '0123456789abcdefghijklmnopqrstuvwxyz', 'read in pieces of the buffer, in order');
+  t.equal(Buffer.concat(echoed).toString(), '0123456789abcdefghijklmnopqrstuvwxyz', 'and echoed');
+  t.ok(typeof accepted!.remotePort === 'number', 'the adopted socket knows its peer');
+
+  accepted!.pause();
+  const before = received.length;
+  client.write('paused');
+  await delay(200);
+  t.equal(received.length, before, 'nothing is read while paused');
+  accepted!.resume();
+  await until(() => received.join('').endsWith('paused'), 5000);
+
+  let closed = false;
+  listener.close(() => { closed = true; });
+  await delay(200);
+  t.notOk(closed, 'server.close() waits while the adopted connection is open');
+  client.end();
+  await until(() => closed, 5000);
+  t.ok(closed, 'and completes once it closed');
+});
+
+t.test('a connection reset by its peer while the broker writes to it ends only that connection (no worker restart)', async (t) => {
+  const engine = await startEngine(t, { threads: 1 });
+  const producer = await TurboClient.connect(engine.url);
+  t.teardown(() => producer.close());
+  const q = producer.getQueue('reset');
+  for (let round = 0; round < 5; round++) {
+    const raw = await rawConnect(t, engine.url);
+    raw.socket.write(Buffer.concat([hello(1), ...Array.from({ length: 50 }, (_, i) => frame(Op.POP, 2 + i, Buffer.concat([Buffer.from([1]), Buffer.from('q'), Buffer.from([5]), Buffer.from('reset'), Buffer.from([0xff, 0xff, 0xff, 0xff])])))]));
+    t.match(await raw.next(), { op: Op.HELLO_OK });
+    raw.socket.pause();
+    const big = new Uint8Array(60 * 1024).fill(round);
+    const pushing = Promise.all(Array.from({ length: 50 }, () => q.push('reset', big)));
+    await delay(20);
+    raw.socket.resetAndDestroy(); // RST: the broker's next writes fail with ECONNRESET / EPIPE
+    await pushing;
+    await delay(50);
+  }
+  await producer.ping();
+  const stats = await engine.stats();
+  t.equal(stats.workerRestarts, 0, 'no worker died of a write error');
+  const fresh = await TurboClient.connect(engine.url);
+  t.teardown(() => fresh.close());
+  await fresh.ping();
 });
