@@ -22,6 +22,27 @@ export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** Resolves once `check()` holds, polling every 20 ms; rejects naming `what` after `ms`. */
+export async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await delay(20);
+  }
+}
+
+/** A seeded PRNG (mulberry32) in [0, 1), so a failing random test can be repeated. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6D2B79F5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 /** Rejects if `promise` takes longer than `ms`. */
 export function within<T>(promise: Promise<T>, ms: number, what = 'operation'): Promise<T> {
   let timer: ReturnType<typeof setTimeout>;

@@ -17,6 +17,7 @@ import {
   META_DELIVERIES_MASK, SUBSCRIBE_ACK, SUBSCRIBE_EXCLUSIVE, SettleKind, SettingsMask, SETTINGS_FIXED_BYTES,
 } from '../../src/protocol.ts';
 import { TurboError } from '../../src/errors.ts';
+import { prng } from '../helpers.ts';
 
 const MAX_MESSAGE = 1024 * 1024;
 const MAX_FRAME = MAX_MESSAGE + 1024;
@@ -111,18 +112,6 @@ function decodeChunks(core: Core, chunks: Uint8Array[], maxFrame = MAX_FRAME, ma
 
 function decodeAll(core: Core, bytes: Uint8Array, maxFrame = MAX_FRAME, maxMessage = MAX_MESSAGE) {
   return decodeChunks(core, [bytes], maxFrame, maxMessage);
-}
-
-/** Seeded PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function randomBytes(rand: () => number, n: number): Uint8Array {

@@ -6,7 +6,7 @@ import t from 'tap';
 import net from 'node:net';
 import { WebSocket } from 'ws';
 import { TurboEngine, TurboClient, type EngineOptions } from '../../src/index.ts';
-import { startEngine, connect, delay, within } from '../helpers.ts';
+import { startEngine, connect, delay, within, until } from '../helpers.ts';
 
 interface LogLine { level: string; fields: Record<string, unknown>; msg: string }
 
@@ -16,14 +16,6 @@ function captureLogger(): { logger: NonNullable<EngineOptions['logger']>; lines:
     lines.push(typeof obj === 'string' ? { level, fields: {}, msg: obj } : { level, fields: obj as Record<string, unknown>, msg: msg ?? '' });
   };
   return { lines, logger: { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') } };
-}
-
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await delay(20);
-  }
 }
 
 async function get(url: string, init?: RequestInit): Promise<{ status: number; type: string; body: string }> {

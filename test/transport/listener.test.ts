@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { TurboClient } from '../../src/index.ts';
 import { ConnectionCounter } from '../../src/engine/connections.ts';
 import { Op, ErrorCode } from '../../src/protocol.ts';
-import { startEngine, delay, within } from '../helpers.ts';
+import { startEngine, delay, within, until, prng } from '../helpers.ts';
 import { rawConnect, hello, ping, push, auth, frame } from '../support/raw-socket.ts';
 import { testCertificate } from '../support/tls.ts';
 
@@ -166,28 +166,10 @@ async function writeInPieces(socket: net.Socket, bytes: Buffer, maxPiece: number
   }
 }
 
-/** Resolves once `condition()` holds, polling every 10 ms; rejects after `ms`. */
-async function until(condition: () => boolean, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`not reached within ${ms} ms`);
-    await delay(10);
-  }
-}
-
-/** A small seeded generator (xorshift32), so a failing run can be repeated. */
-function seeded(seed: number): () => number {
-  let x = seed | 0 || 1;
-  return () => {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
-    return (x >>> 0) / 0x1_0000_0000;
-  };
-}
-
 t.test('one read buffer per worker: frames split at random offsets over 6 interleaved connections all arrive, in order', async (t) => {
   const engine = await startEngine(t, { threads: 1 });
   const CONNECTIONS = 6, MESSAGES = 300;
-  const random = seeded(0x5eed);
+  const random = prng(0x5eed);
   const sockets = await Promise.all(Array.from({ length: CONNECTIONS }, () => rawConnect(t, engine.url)));
   await Promise.all(sockets.map(async (raw, c) => {
     const frames = [hello(1)];
@@ -259,7 +241,7 @@ t.test('adoptReads: chunks go to onChunk, pause() stops them, and server.close()
   client.on('data', (b: Buffer) => echoed.push(b));
   await new Promise((resolve) => client.once('connect', resolve));
   client.write('0123456789abcdefghijklmnopqrstuvwxyz'); // longer than the 16-byte buffer: several reads
-  await until(() => Buffer.concat(echoed).length === 36, 5000);
+  await until('the echo', () => Buffer.concat(echoed).length === 36, 5000);
   t.equal(received.join(''), '0123456789abcdefghijklmnopqrstuvwxyz', 'read in pieces of the buffer, in order');
   t.equal(Buffer.concat(echoed).toString(), '0123456789abcdefghijklmnopqrstuvwxyz', 'and echoed');
   t.ok(typeof accepted!.remotePort === 'number', 'the adopted socket knows its peer');
@@ -270,14 +252,14 @@ t.test('adoptReads: chunks go to onChunk, pause() stops them, and server.close()
   await delay(200);
   t.equal(received.length, before, 'nothing is read while paused');
   accepted!.resume();
-  await until(() => received.join('').endsWith('paused'), 5000);
+  await until('the bytes sent while paused', () => received.join('').endsWith('paused'), 5000);
 
   let closed = false;
   listener.close(() => { closed = true; });
   await delay(200);
   t.notOk(closed, 'server.close() waits while the adopted connection is open');
   client.end();
-  await until(() => closed, 5000);
+  await until('server.close()', () => closed, 5000);
   t.ok(closed, 'and completes once it closed');
 });
 
