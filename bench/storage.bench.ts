@@ -1,8 +1,12 @@
 // node bench/storage.bench.ts — the durable log on its own (no broker, no sockets):
 //   - recovery (replay) of MESSAGES 16 B messages, pushed in batches of 64 and one by one,
 //     against a plain sequential read of the same files (readFileSync) in the same run;
+//   - compaction following the log (what the broker's main thread does every second under
+//     load): one pass over MESSAGES messages pushed in batches of 64, alone and each batch
+//     followed by its removal (a consumer keeping up), against the same plain read;
 //   - append + commit throughput of one writer per fsync policy, batched 64 and single.
-// Figures are medians of REPEAT runs. MESSAGES=10000000 for the big recovery figure.
+// Figures are medians of REPEAT runs. MESSAGES=10000000 for the big recovery figure;
+// PARTS=recovery,follow,append (the default: all three).
 // The data directory is under os.tmpdir() (override with BENCH_DIR); it is deleted after.
 
 import fs from 'node:fs';
@@ -11,11 +15,13 @@ import path from 'node:path';
 import { lockDataDir } from '../src/storage/lock.ts';
 import { openLog, type FsyncPolicy } from '../src/storage/log.ts';
 import { recover } from '../src/storage/recovery.ts';
+import { Compactor } from '../src/storage/compaction.ts';
 
 const REPEAT = Number(process.env.REPEAT ?? 3);
 const MESSAGES = Number(process.env.MESSAGES ?? 1_000_000);
 const APPEND_MESSAGES = Number(process.env.APPEND_MESSAGES ?? 200_000);
 const SIZE = 16;
+const PARTS = (process.env.PARTS ?? 'recovery,follow,append').split(',');
 const base = process.env.BENCH_DIR ?? os.tmpdir();
 const queue = Buffer.from('bench');
 const topic = Buffer.from('t');
@@ -40,17 +46,25 @@ function storedRecords(firstId: number, count: number): Buffer {
   return b;
 }
 
-async function fill(dir: string, messages: number, batch: number): Promise<void> {
+/**
+ * `messages` pushes in batches to thread 2's log; removes: none, each batch removed right
+ * after in the same log, or in thread 1's log (read first: a consumer on another worker
+ * whose removal reaches the disk before the push it removes, as compaction sees it).
+ */
+async function fill(dir: string, messages: number, batch: number, removes: 'none' | 'same' | 'other' = 'none'): Promise<void> {
   const lock = await lockDataDir(dir);
-  const log = await openLog(dir, { fsync: 'no', threadIndex: 1 });
+  const log = await openLog(dir, { fsync: 'no', threadIndex: 2 });
+  const other = removes === 'other' ? await openLog(dir, { fsync: 'no', threadIndex: 1 }) : log;
   const records = storedRecords(0, batch);
   for (let id = 0; id < messages; id += batch) {
     for (let i = 0; i < batch; i++) records.writeBigUInt64LE(BigInt(id + i), i * (16 + SIZE) + 8);
     log.appendPush(queue, topic, records);
-    if ((id / batch) % 256 === 0) log.commitSync();
+    if (removes !== 'none') other.appendRemoveRecords(queue, topic, records);
+    if ((id / batch) % 256 === 0) { log.commitSync(); other.commitSync(); }
   }
   await log.commit();
   await log.close();
+  if (other !== log) { await other.commit(); await other.close(); }
   await lock.release();
 }
 
@@ -69,6 +83,29 @@ async function replay(dir: string): Promise<{ ms: number; readMs: number; messag
   await lock.release();
   if (bytes === 0) throw new Error('nothing written');
   return { ms, readMs, messages };
+}
+
+/** One compaction pass that only follows (nothing is dead enough to rewrite): ms, and a plain read's ms. */
+async function follow(dir: string): Promise<{ ms: number; readMs: number }> {
+  // The plain read: the same files in pieces of 4 MiB into one buffer, as the compactor reads.
+  let t0 = performance.now();
+  const piece = Buffer.allocUnsafe(4 << 20);
+  for (const name of fs.readdirSync(dir)) {
+    if (!name.endsWith('.log')) continue;
+    const fd = fs.openSync(path.join(dir, name), 'r');
+    try { while (fs.readSync(fd, piece, 0, piece.length, null) > 0); } finally { fs.closeSync(fd); }
+  }
+  const readMs = performance.now() - t0;
+  const lock = await lockDataDir(dir);
+  // minDeadRatio above 1: no segment is ever chosen, so the pass is the follow alone.
+  const compactor = new Compactor(dir, lock.boot, { minDeadRatio: 2, smallSegmentBytes: 0 });
+  t0 = performance.now();
+  const pass = await compactor.runOnce();
+  const ms = performance.now() - t0;
+  await compactor.stop();
+  await lock.release();
+  if (pass.scannedBytes === 0) throw new Error('compaction read nothing');
+  return { ms, readMs };
 }
 
 async function appendRate(policy: FsyncPolicy, batch: number): Promise<number> {
@@ -98,7 +135,7 @@ async function appendRate(policy: FsyncPolicy, batch: number): Promise<number> {
 }
 
 console.log(`turbomq storage bench: ${MESSAGES.toLocaleString('en-US')} messages of ${SIZE} B, median of ${REPEAT}, data in ${base}, load average ${os.loadavg()[0]!.toFixed(1)} on ${os.availableParallelism()} cores`);
-for (const batch of [64, 1]) {
+for (const batch of PARTS.includes('recovery') ? [64, 1] : []) {
   const dir = fs.mkdtempSync(path.join(base, 'tmq-bench-'));
   try {
     await fill(dir, MESSAGES, batch);
@@ -113,7 +150,22 @@ for (const batch of [64, 1]) {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
-for (const policy of ['no', 'everysec', 'always'] as const) {
+const FOLLOWED = { none: '', same: ', each removed in the same log', other: ", each removed in another thread's log read first" } as const;
+for (const removes of PARTS.includes('follow') ? ['none', 'same', 'other'] as const : []) {
+  const dir = fs.mkdtempSync(path.join(base, 'tmq-bench-'));
+  try {
+    await fill(dir, MESSAGES, 64, removes);
+    const size = fs.readdirSync(dir).reduce((a, n) => a + fs.statSync(path.join(dir, n)).size, 0);
+    const runs = [];
+    for (let i = 0; i < REPEAT; i++) runs.push(await follow(dir));
+    const ms = median(runs.map((r) => r.ms));
+    const readMs = median(runs.map((r) => r.readMs));
+    console.log(`compaction follow, batches of 64${FOLLOWED[removes]}: ${fmt(MESSAGES / (ms / 1000)).padStart(10)} messages, ${(ms * 1e6 / MESSAGES).toFixed(0)} ns per message (${ms.toFixed(0)} ms for ${(size / 1e6).toFixed(0)} MB); a plain read of the same files: ${(readMs * 1e6 / MESSAGES).toFixed(0)} ns per message`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+for (const policy of PARTS.includes('append') ? ['no', 'everysec', 'always'] as const : []) {
   for (const batch of [64, 1]) {
     const rates = [];
     for (let i = 0; i < REPEAT; i++) rates.push(await appendRate(policy, batch));

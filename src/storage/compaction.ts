@@ -100,6 +100,8 @@ class SegmentPushes {
 }
 
 const MAX_EXACT_RANGES = 4096;
+/** A sealed segment whose live part still shrinks waits at most this many passes before a rewrite. */
+const MAX_DRAIN_WAITS = 5;
 /** Following the log reads at most this much at a time (a larger record: its size). */
 const READ_CHUNK_BYTES = 4 * 1024 * 1024;
 
@@ -124,6 +126,9 @@ interface SegmentState {
   /** Bytes of DEDUP records, live until the latest expiry among them (ms since the epoch). */
   dedupBytes: number;
   dedupUntil: number;
+  /** The live bytes of its pushes at the last #choose (-1: not measured yet), and how many passes it waited for them to drain. */
+  liveBefore: number;
+  waited: number;
 }
 
 interface TopicState {
@@ -253,7 +258,7 @@ export class Compactor {
       if (!this.#segments.has(s.name)) {
         this.#segments.set(s.name, {
           name: s.name, kind: s.kind, threadIndex: s.threadIndex, seq: s.seq, boot: -1, headerBad: false,
-          size: 0, scanned: 0, bad: false, sealedByRecord: s.kind === 'c', pushes: new Map(), otherBytes: 0, dedupBytes: 0, dedupUntil: 0,
+          size: 0, scanned: 0, bad: false, sealedByRecord: s.kind === 'c', pushes: new Map(), otherBytes: 0, dedupBytes: 0, dedupUntil: 0, liveBefore: -1, waited: 0,
         });
       }
     }
@@ -547,14 +552,27 @@ export class Compactor {
     const candidates: { s: SegmentState; dead: number }[] = [];
     const small: SegmentState[] = [];
     for (const s of this.#segments.values()) {
-      if (s.boot < 0 || !this.#sealed(s)) continue;
+      if (s.boot < 0) continue;
+      const sealed = this.#sealed(s);
       if (s.headerBad) {
-        if (s.size === 0) candidates.push({ s, dead: 0 });
+        if (sealed && s.size === 0) candidates.push({ s, dead: 0 });
         continue;
       }
       if (!s.bad && s.scanned < s.size) continue; // not read to the end yet
       let live = 0;
       for (const [key, pushes] of s.pushes) live += pushes.liveBytes(this.#topics.get(key)!.live);
+      // Still being consumed (fewer live messages than at the last pass, measured while it was
+      // being written too): wait a few passes, it may soon be all dead, and then its rewrite
+      // copies nothing but the removals. A consumer that keeps up leaves a segment a few
+      // thousand live messages when it is sealed, gone a pass or two later; rewriting it at
+      // once would look up every id it holds to copy those few.
+      const draining = live > 0 && s.liveBefore >= 0 && live < s.liveBefore;
+      s.liveBefore = live;
+      if (!sealed) continue;
+      if (draining && s.waited < MAX_DRAIN_WAITS) {
+        s.waited++;
+        continue;
+      }
       // A compaction output's other records were needed when it was written: count them live,
       // or an output of only needed removals would be rewritten into itself forever.
       if (s.kind === 'c') live += s.otherBytes;
@@ -603,6 +621,10 @@ export class Compactor {
     const rec = new DecodedRecord();
     for (const s of inputs) {
       if (s.headerBad) continue;
+      // Per topic: does this input hold any live push? (Its pushes' ranges are exact or a
+      // superset, so "none" is certain.) Most inputs are mostly dead: their PUSH records
+      // are skipped whole instead of looking up every id.
+      const anyLive = new Map<string, boolean>();
       const buf = await fs.promises.readFile(path.join(this.dir, s.name));
       const end = Math.min(buf.length, s.scanned);
       for (let at = SEGMENT_HEADER_BYTES; at < end; at = rec.end) {
@@ -623,6 +645,12 @@ export class Compactor {
         touched.add(key);
         if (rec.type === RECORD_PUSH) {
           if (rec.dedupLength > 0) keepDedup(key, buf.toString('latin1', rec.dedupStart, rec.dedupStart + rec.dedupLength), rec.dedupExpires);
+          let here = anyLive.get(key);
+          if (here === undefined) {
+            const pushes = s.pushes.get(key);
+            anyLive.set(key, here = pushes !== undefined && t.live.intersectionSize(pushes.set) > 0);
+          }
+          if (!here) continue;
           for (let p = rec.recordsStart; p < rec.end; p += STORED_HEADER_BYTES + readU32(buf, p)) {
             const id = readU64(buf, p + 8);
             if (!t.live.has(id)) continue;
@@ -804,6 +832,7 @@ export class Compactor {
         name, kind: 'c', threadIndex: 0, seq: this.#nextSeq - 1, boot: this.#boot, headerBad: false,
         size: outputBytes, scanned: outputBytes, bad: false, sealedByRecord: true, pushes: outPushes,
         otherBytes: outputBytes - SEGMENT_HEADER_BYTES - pushBytes - outDedupBytes, dedupBytes: outDedupBytes, dedupUntil: outDedupUntil,
+        liveBefore: -1, waited: 0,
       });
     }
     let reclaimed = 0;

@@ -195,6 +195,68 @@ t.test('a segment still being written is never rewritten; a removal seen before 
   t.equal(r.settings.get('q'), `{"i":19,"pad":"${'p'.repeat(100)}"}`);
 });
 
+t.test('a sealed segment still being consumed waits for its removals instead of being rewritten, at most 5 passes', async (t) => {
+  const data = 'x'.repeat(100);
+  /** A sealed producer segment of `total` messages (ids from 0), followed once while all live. */
+  async function sealedSegment(dir: string, compactor: Compactor, total: number) {
+    const producer = await openLog(dir, { fsync: 'no', threadIndex: 1 });
+    producer.appendPush(Q, T, storedRecords(Array.from({ length: total }, (_, id) => ({ id, data }))));
+    await producer.close();
+    const consumer = await openLog(dir, { fsync: 'no', threadIndex: 2 });
+    t.teardown(() => consumer.close());
+    t.equal((await compactor.runOnce()).inputs, 0, 'nothing dead yet: nothing rewritten');
+    let removed = 0;
+    return {
+      async remove(n: number) {
+        consumer.appendRemove(Q, T, Array.from({ length: n }, (_, i) => removed + i));
+        removed += n;
+        await consumer.commit();
+      },
+      present: () => segmentFiles(dir).some((f) => f.startsWith('w1-')),
+    };
+  }
+
+  t.test('removals go on: it waits, and once all are removed its rewrite keeps nothing of it', async (t) => {
+    const { dir, compactor } = await manualCompaction(t);
+    const seg = await sealedSegment(dir, compactor, 500);
+    await seg.remove(400); // 80 % dead: a candidate, but its live part shrank since the last pass
+    t.equal((await compactor.runOnce()).inputs, 0, 'still draining: not rewritten');
+    await seg.remove(50);
+    t.equal((await compactor.runOnce()).inputs, 0, 'still draining: not rewritten');
+    await seg.remove(50);
+    const pass = await compactor.runOnce();
+    t.equal(pass.inputs, 1, 'all dead: taken');
+    t.ok(pass.outputBytes < 200, `no message copied (${pass.outputBytes} bytes of output: the topic's next id)`);
+    t.notOk(seg.present(), 'the segment is gone');
+    t.equal((await recoverAll(dir)).topics.get('q/t')?.ready.length ?? 0, 0);
+  });
+
+  t.test('removals stop: the next pass rewrites it, keeping exactly the live messages', async (t) => {
+    const { dir, compactor } = await manualCompaction(t);
+    const seg = await sealedSegment(dir, compactor, 500);
+    await seg.remove(400);
+    t.equal((await compactor.runOnce()).inputs, 0, 'draining: not rewritten');
+    const pass = await compactor.runOnce();
+    t.equal(pass.inputs, 1, 'no removal since the last pass: rewritten');
+    t.ok(pass.outputBytes > 0 && !seg.present(), 'into an output, the segment deleted');
+    t.same((await recoverAll(dir)).topics.get('q/t')?.ready.map((m) => m.id), Array.from({ length: 100 }, (_, i) => 400 + i));
+  });
+
+  t.test('removals trickle on: rewritten after 5 passes of waiting', async (t) => {
+    const { dir, compactor } = await manualCompaction(t);
+    const seg = await sealedSegment(dir, compactor, 500);
+    await seg.remove(300);
+    for (let i = 0; i < 5; i++) {
+      t.equal((await compactor.runOnce()).inputs, 0, `wait ${i + 1}: not rewritten`);
+      await seg.remove(10);
+    }
+    t.equal((await compactor.runOnce()).inputs, 1, 'the 6th pass rewrites it though it still shrinks');
+    t.notOk(seg.present());
+    t.same((await recoverAll(dir)).topics.get('q/t')?.ready.map((m) => m.id), Array.from({ length: 150 }, (_, i) => 350 + i));
+  });
+  t.end();
+});
+
 t.test('open dedup windows are carried through compaction until they expire, then dropped', async (t) => {
   const { dir, compactor } = await manualCompaction(t);
   const a = await openLog(dir, { fsync: 'no', threadIndex: 1 });
