@@ -2,8 +2,8 @@
 //   - recovery (replay) of MESSAGES 16 B messages, pushed in batches of 64 and one by one,
 //     against a plain sequential read of the same files (readFileSync) in the same run;
 //   - compaction following the log (what the broker's main thread does every second under
-//     load): one pass over MESSAGES messages pushed in batches of 64, alone and each batch
-//     followed by its removal (a consumer keeping up), against the same plain read;
+//     load): one pass over MESSAGES messages pushed in batches of 64 - alone, each batch
+//     removed in the same log, or removed in another thread's log - against a plain read;
 //   - append + commit throughput of one writer per fsync policy, batched 64 and single.
 // Figures are medians of REPEAT runs. MESSAGES=10000000 for the big recovery figure;
 // PARTS=recovery,follow,append (the default: all three).
@@ -29,6 +29,11 @@ const topic = Buffer.from('t');
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
+}
+
+/** Bytes of every file in `dir`. */
+function dirBytes(dir: string): number {
+  return fs.readdirSync(dir).reduce((a, n) => a + fs.statSync(path.join(dir, n)).size, 0);
 }
 
 function fmt(rate: number): string {
@@ -139,7 +144,7 @@ for (const batch of PARTS.includes('recovery') ? [64, 1] : []) {
   const dir = fs.mkdtempSync(path.join(base, 'tmq-bench-'));
   try {
     await fill(dir, MESSAGES, batch);
-    const size = fs.readdirSync(dir).reduce((a, n) => a + fs.statSync(path.join(dir, n)).size, 0);
+    const size = dirBytes(dir);
     const runs = [];
     for (let i = 0; i < REPEAT; i++) runs.push(await replay(dir));
     const ms = median(runs.map((r) => r.ms));
@@ -155,7 +160,7 @@ for (const removes of PARTS.includes('follow') ? ['none', 'same', 'other'] as co
   const dir = fs.mkdtempSync(path.join(base, 'tmq-bench-'));
   try {
     await fill(dir, MESSAGES, 64, removes);
-    const size = fs.readdirSync(dir).reduce((a, n) => a + fs.statSync(path.join(dir, n)).size, 0);
+    const size = dirBytes(dir);
     const runs = [];
     for (let i = 0; i < REPEAT; i++) runs.push(await follow(dir));
     const ms = median(runs.map((r) => r.ms));
