@@ -339,44 +339,25 @@ export class ClientQueue implements Queue {
     const first = this.#recordsBegin(c, id, t, delayMs);
     let mark = first;
     let ids: number[] | undefined;
-    let count = 0, frameBytes = 0;
     c.recordsOpen = true;
     try {
       out.begin(room);
-      for (let k = 0; k < n; k++) {
-        const item = list[k];
-        let len: number;
-        if (typeof item === 'string') {
-          if (item.length > max) throw tooLarge(utf8Length(item), max);
-          len = out.putString(item);
-        } else if (item instanceof Uint8Array) {
-          if (item.length > max) throw tooLarge(item.length, max);
-          len = out.putBytes(item);
-        } else {
-          throw invalid('data must be a string or a Uint8Array');
-        }
-        if (len > max) throw tooLarge(len, max);
-        if (count > 0 && frameBytes + 4 + len > budget) {
-          // This frame is full: seal it without the record, which then starts the next one.
-          out.unput(len);
-          out.end();
-          e.encodeRecordsEnd(w, mark, count);
-          ids ??= [id];
-          c.recordsOpen = false;
-          id = c.nextRequestId();
-          c.recordsOpen = true;
-          ids.push(id);
-          mark = this.#recordsBegin(c, id, t, delayMs);
-          out.begin(room);
-          count = frameBytes = 0;
-          k--;
-          continue;
-        }
-        frameBytes += 4 + len;
-        count++;
+      let from = 0;
+      for (;;) {
+        const next = out.putRecords(list, from, n, max, budget);
+        out.end();
+        e.encodeRecordsEnd(w, mark, next - from);
+        if (next === n) break;
+        // That frame is full: the records from `next` on go in the next one.
+        ids ??= [id];
+        c.recordsOpen = false;
+        id = c.nextRequestId();
+        c.recordsOpen = true;
+        ids.push(id);
+        mark = this.#recordsBegin(c, id, t, delayMs);
+        out.begin(room);
+        from = next;
       }
-      out.end();
-      e.encodeRecordsEnd(w, mark, count);
     } catch (err) {
       e.writerTruncate(w, first);
       throw err;
