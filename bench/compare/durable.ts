@@ -158,6 +158,9 @@ const jetstream: SystemSpec = {
 
 export const DURABLE_SYSTEMS: SystemSpec[] = [
   turbomqSystem('turbomq-always', 'turbomq always', 'always'),
+  // The same policy with one worker (`--threads 1`): one log, so a pop of a message that another
+  // worker pushed never waits for that worker's group commit as well as its own (docs/durability.md).
+  turbomqSystem('turbomq-always-1w', 'turbomq always, 1 worker', 'always', 1),
   redisSystem('redis-always', 'Redis always', 'always'),
   turbomqSystem('turbomq-everysec', 'turbomq everysec', 'everysec'),
   redisSystem('redis-everysec', 'Redis everysec', 'everysec'),
@@ -276,6 +279,7 @@ export interface DurableResult {
 
 const RATIOS: [string, string, string][] = [
   ['turbomq always / Redis always', 'turbomq-always', 'redis-always'],
+  ['turbomq always, 1 worker / Redis always', 'turbomq-always-1w', 'redis-always'],
   ['turbomq everysec / Redis everysec', 'turbomq-everysec', 'redis-everysec'],
   ['turbomq everysec / turbomq memory', 'turbomq-everysec', 'turbomq-memory'],
   ['turbomq no / JetStream file', 'turbomq-no', 'jetstream'],
@@ -362,7 +366,7 @@ export async function runDurable(log: (line: string) => void = console.log): Pro
     workloads.map((w) => [w.name, ...ratios.map(([, a, b]) => fmtRatio(med(w.name, a), med(w.name, b)))]),
   );
   const latMed = (k: string, q: 'p50' | 'p99') => { const l = lat.get(k); return l === undefined ? undefined : median(l[q]); };
-  const redisOf = (k: string) => k === 'turbomq-always' ? 'redis-always' : k === 'turbomq-everysec' ? 'redis-everysec' : undefined;
+  const redisOf = (k: string) => k === 'turbomq-always' || k === 'turbomq-always-1w' ? 'redis-always' : k === 'turbomq-everysec' ? 'redis-everysec' : undefined;
   const latencyTable = table(
     ['system', 'p50', 'p99', 'samples per run', 'p50 vs Redis same policy', 'p99 vs Redis same policy'],
     systems.filter((s) => lat.has(s.key)).map((s) => {

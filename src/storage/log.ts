@@ -19,7 +19,8 @@
 // of everything staged, then
 //   - fsync 'no' or 'everysec': the commits resolve (the bytes are in the OS);
 //   - 'always': one fdatasync covers every byte written before it started; commits that
-//     arrive while it runs wait for the next one (at most one in flight: group commit).
+//     arrive while it runs wait for the next one (at most one in flight: group commit). It
+//     runs on this thread while fsyncs are fast, in the thread pool when slow (#startSync).
 // 'everysec' fdatasyncs at least once a second from a timer. A full segment is closed
 // (fdatasync'd under 'always'/'everysec') and the next one created; an idle one too, so
 // compaction can take it.
@@ -55,6 +56,13 @@ export function parseFsyncPolicy(value: unknown): FsyncPolicy {
 export const DEFAULT_MAX_SEGMENT_BYTES = 16 * 1024 * 1024;
 const EVERYSEC_INTERVAL_MS = 1000;
 const TICK_MS = 200;
+/**
+ * Under 'always', group commits fdatasync on the writer's own thread while the recent ones took
+ * at most this long on average, and in libuv's thread pool when they are slower (see #startSync).
+ */
+const DEFAULT_INLINE_FSYNC_MAX_MS = 2;
+/** Weight of the newest fdatasync in the moving average that decides (#fsyncMsAverage). */
+const FSYNC_AVERAGE_WEIGHT = 0.25;
 
 /** The file operations the writer uses; tests replace some to simulate a failing disk. */
 export interface LogFs {
@@ -85,6 +93,13 @@ export interface LogOptions {
   fs?: Partial<LogFs>;
   /** Called after each fdatasync of the log with how long it took (the broker's fsync histogram). */
   onFsync?: (seconds: number) => void;
+  /**
+   * Under 'always': a group commit's fdatasync runs on this thread while the recent ones took at
+   * most this many ms on average, else in the thread pool (a lone committer's always runs here).
+   * Default DEFAULT_INLINE_FSYNC_MAX_MS; a negative value sends every group of more than one
+   * commit to the pool (tests that hold the pool's fdatasync use it).
+   */
+  inlineFsyncMaxMs?: number;
 }
 
 export interface LogStats {
@@ -152,6 +167,9 @@ export class LogWriter {
   readonly #minRotateBytes: number;
   readonly #maxSegmentAgeMs: number;
   readonly #onFsync: ((seconds: number) => void) | undefined;
+  readonly #inlineFsyncMaxMs: number;
+  /** Moving average of the fdatasyncs' durations, ms (0 until the first one: fast until shown slow). */
+  #fsyncMsAverage = 0;
 
   // The current segment file.
   #fd = -1;
@@ -208,6 +226,7 @@ export class LogWriter {
     this.#minRotateBytes = options.minRotateBytes ?? 1024 * 1024;
     this.#maxSegmentAgeMs = options.maxSegmentAgeMs ?? 30_000;
     this.#onFsync = options.onFsync;
+    this.#inlineFsyncMaxMs = options.inlineFsyncMaxMs ?? DEFAULT_INLINE_FSYNC_MAX_MS;
     this.#timer = setInterval(() => this.#tick(), TICK_MS);
     this.#timer.unref();
   }
@@ -440,7 +459,10 @@ export class LogWriter {
         this.#syncWaiters.push(group);
       }
     }
-    if (this.fsync === 'always' && this.#syncWaiters.length > 0) this.#startSync(group !== undefined && group.calls <= 1 && this.#syncWaiters.length === 1);
+    if (this.fsync === 'always' && this.#syncWaiters.length > 0) {
+      const lone = group !== undefined && group.calls <= 1 && this.#syncWaiters.length === 1;
+      this.#startSync(lone || this.#fsyncMsAverage <= this.#inlineFsyncMaxMs);
+    }
   }
 
   /** One write(2) of everything staged (continuing a partial one). False on error. */
@@ -558,12 +580,20 @@ export class LogWriter {
 
   /**
    * Starts the fdatasync of what is written; one is in flight at a time, and it covers every
-   * byte written before it starts. `inline`: a group of one commit with nobody
-   * else waiting - one connection at a time, where the hop to the thread pool and back
-   * costs a third of the latency (an awaited 16 B push: 550-580 us inline, 740-800 us
-   * through the pool, with a 0.5 ms fsync) - runs it on this thread, as Redis does. With
-   * more connections the fsync runs in the pool, so the loop reads and writes the next
-   * group meanwhile (16 producers: 9.3 k/s through the pool, 7.7 k/s inline).
+   * byte written before it starts.
+   *
+   * `inline`: on this thread, as Redis's `appendfsync always` does in beforeSleep. #flush asks
+   * for it under 'always' while fdatasyncs are fast (their moving average at most
+   * inlineFsyncMaxMs), and for a lone committer (one commit, nobody else waiting). The thread
+   * blocks for one fsync; the requests that arrive meanwhile wait in the sockets' buffers and are
+   * read, written and synced together in the next turn - the group commit, with no hop to the
+   * thread pool and back. That hop (a futex wake of a pool thread, the fsync, an async handle
+   * waking this loop again) cost more than it saved: in A/B runs on this VM (docs/durability.md,
+   * "Where the fdatasync runs") the thread was ahead of the pool on 7 of 8 durable workloads,
+   * up to 1.25x, and level on the eighth (a lone committer, inline before too). When fsyncs are
+   * slow (a spinning disk, network storage: milliseconds each), a group goes to the pool, so
+   * the loop keeps serving the thread's other connections (non-durable queues, pings, timers)
+   * while the disk works; the next group then waits for the one in flight.
    */
   #startSync(inline = false): void {
     if (this.#syncInFlight || this.#fd < 0 || this.#written <= this.#synced) {
@@ -604,7 +634,9 @@ export class LogWriter {
     if (err) {
       this.#failSync(err);
     } else {
-      this.#onFsync?.((performance.now() - started) / 1000);
+      const ms = performance.now() - started;
+      this.#fsyncMsAverage += (ms - this.#fsyncMsAverage) * FSYNC_AVERAGE_WEIGHT;
+      this.#onFsync?.(ms / 1000);
       if (target > this.#synced) this.#synced = target;
     }
     this.#settleSyncWaiters();

@@ -185,11 +185,13 @@ t.test('under always a pop waits for the other thread\'s fdatasync, not only its
   const a = await thread(1, {
     fsync: 'always',
     fs: { fdatasync: (fd, cb) => { held.push(() => fs.fdatasync(fd, (err) => { synced++; cb(err); })); } },
+    inlineFsyncMaxMs: -1, // a group's fdatasync goes to the pool even on a fast disk
   });
   const b = await thread(2, { fsync: 'always' });
   a.push('synced-by-a');
   t.equal(a.th.persist(), false, 'a\'s push waits for its fsync');
-  // Two commits in one turn: a group of two, so the fdatasync goes to the pool (held), not inline.
+  // Two commits in one turn: a group of two, so the fdatasync goes to the pool (held), not inline
+  // (inlineFsyncMaxMs -1).
   const aDone = Promise.all([a.th.commit(), a.th.commit()]);
   await sleep(5);
   t.equal(await a.logged('synced-by-a'), true, 'a has written the PUSH (not synced yet)');
@@ -210,6 +212,7 @@ t.test('a commit that resolves after its thread stopped does not write into the 
   const a = await thread(1, {
     fsync: 'always',
     fs: { fdatasync: (fd, cb) => { held.push(() => fs.fdatasync(fd, cb)); } },
+    inlineFsyncMaxMs: -1,
   });
   const id = a.th.id;
   a.push('before-stop');

@@ -88,6 +88,47 @@ t.test('commits in one event-loop turn share one write; under always one fdatasy
   await log.close();
 });
 
+t.test('under always a group commit fdatasyncs on the writer\'s thread while fsyncs are fast, in the thread pool once they are slow', async (t) => {
+  const dir = tempDir(t);
+  await lockFor(t, dir);
+  let slowMs = 0, inline = 0, pool = 0;
+  const wait = new Int32Array(new SharedArrayBuffer(4));
+  const log = await openLog(dir, {
+    fsync: 'always', threadIndex: 1, fs: {
+      fdatasyncSync(fd: number): void {
+        inline++;
+        if (slowMs > 0) Atomics.wait(wait, 0, 0, slowMs); // a slow disk
+        fs.fdatasyncSync(fd);
+      },
+      fdatasync(fd: number, cb: (err: NodeJS.ErrnoException | null) => void): void {
+        pool++;
+        setTimeout(() => fs.fdatasync(fd, cb), slowMs);
+      },
+    },
+  });
+  // A group of two commits per turn (never a lone committer, which always runs inline).
+  let id = 0;
+  const group = () => {
+    log.appendPush(Q, T, storedRecords([{ id: id++, data: 'x' }]));
+    const a = log.commit();
+    log.appendPush(Q, T, storedRecords([{ id: id++, data: 'y' }]));
+    return Promise.all([a, log.commit()]);
+  };
+  for (let i = 0; i < 4; i++) await group();
+  t.same({ inline, pool }, { inline: 4, pool: 0 }, 'fast fsyncs: every group on this thread');
+  slowMs = 20;
+  for (let i = 0; i < 4; i++) await group();
+  t.ok(inline <= 4 + 2, `slow fsyncs: at most two more on this thread before the average shows it (${inline - 4})`);
+  t.ok(pool >= 2, `then the groups go to the pool (${pool})`);
+  const poolBefore = pool;
+  log.appendPush(Q, T, storedRecords([{ id: id++, data: 'lone' }]));
+  await log.commit();
+  t.equal(pool, poolBefore, 'a lone committer still fdatasyncs on its thread');
+  t.equal(log.stats().syncedBytes, log.stats().appendedBytes);
+  await log.close();
+  t.equal((await recoverAll(dir)).topics.get('q/t')!.ready.length, id, 'every commit on disk');
+});
+
 t.test('commitSync acknowledges at once without fsync, never under always', async (t) => {
   const dir = tempDir(t);
   await lockFor(t, dir);
