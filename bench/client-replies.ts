@@ -3,8 +3,10 @@
 // patched in), all the replies to one write in one chunk on the next macrotask, as a
 // loopback socket delivers them. What is left is the client's own work per popped message:
 // the core's decode of the chunk, building the Message objects, resolving the calls, GC.
-// Used by bench/client.bench.ts ("reply path alone"); steadier than any figure with a socket
-// in it, so it is the one to compare builds with.
+// The push path alone is the same for pushMany (every other request is answered OK): the
+// client's encoding of the records and frames, the sends, the replies' decode. Used by
+// bench/client.bench.ts ("reply path alone", "push path alone"); steadier than any figure
+// with a socket in it, so they are the ones to compare builds with.
 
 import { TurboClient } from '../src/index.ts';
 import type { Transport } from '../src/client/transport.ts';
@@ -118,6 +120,31 @@ export async function replyPathNsPerMessage(opts: { calls: number; inFlight: num
       const cpu = process.cpuUsage(cpu0);
       if (sink < 0) console.log(sink); // keeps the reads
       out.push((cpu.user + cpu.system) * 1000 / got);
+    }
+    return out;
+  } finally {
+    await client.close();
+  }
+}
+
+/** Client CPU ns per pushed message: `calls` pushMany calls of `batch` Uint8Arrays of `size` bytes, `inFlight` outstanding. */
+export async function pushPathNsPerMessage(opts: { calls: number; inFlight: number; batch: number; size: number; repeat: number }): Promise<number[]> {
+  const client = await TurboClient.connectTransport(new FakeBroker(messagesFrame(opts.batch, opts.size)), 'fake://pushes');
+  try {
+    const queue = client.getQueue('pushes');
+    const items = Array.from({ length: opts.batch }, () => new Uint8Array(opts.size));
+    const out: number[] = [];
+    for (let r = 0; r < opts.repeat; r++) {
+      const cpu0 = process.cpuUsage();
+      let started = 0;
+      await Promise.all(Array.from({ length: opts.inFlight }, async () => {
+        while (started < opts.calls) {
+          started++;
+          await queue.pushMany('t', items);
+        }
+      }));
+      const cpu = process.cpuUsage(cpu0);
+      out.push((cpu.user + cpu.system) * 1000 / (opts.calls * opts.batch));
     }
     return out;
   } finally {

@@ -14,14 +14,15 @@
 //
 // Then the reply path alone (bench/client-replies.ts): popMany against a fake transport, no
 // socket, no broker, CPU ns per message, with the messages not read, their `data` read, their
-// `content` read. The figure to compare client builds with: no socket noise in it.
+// `content` read; and the push path alone, pushMany against the same fake. The figures to
+// compare client builds with: no socket noise in them.
 //
 //   env: REPEAT=5 SINGLE_CALLS=20000 BATCH_CALLS=4000 IN_FLIGHT=16 SIZE=16 THREADS=1 REPLY_CALLS=40000
 
 import { Redis } from 'ioredis';
 import { TurboClient } from '../src/index.ts';
 import { startTurbomq, startRedis, buildIsStale, INSTALL_HINT } from './compare/servers.ts';
-import { replyPathNsPerMessage, type ReadKind } from './client-replies.ts';
+import { replyPathNsPerMessage, pushPathNsPerMessage, type ReadKind } from './client-replies.ts';
 
 const env = process.env;
 const REPEAT = Number(env.REPEAT ?? 5);
@@ -123,6 +124,9 @@ try {
     const ns = await replyPathNsPerMessage({ calls: REPLY_CALLS, inFlight: IN_FLIGHT, batch: BATCH, size: SIZE, read, repeat: REPEAT + 1 });
     console.log(`${`messages read: ${read}`.padEnd(40)}${`${median(ns.slice(1)).toFixed(1)} ns/msg`.padStart(24)}`);
   }
+  console.log(`\nthe push path alone: pushMany(${BATCH} Uint8Arrays) against the same fake transport, ${IN_FLIGHT} in flight, ${REPLY_CALLS.toLocaleString('en-US')} calls per figure, median of ${REPEAT} after a warm-up`);
+  const pushNs = await pushPathNsPerMessage({ calls: REPLY_CALLS, inFlight: IN_FLIGHT, batch: BATCH, size: SIZE, repeat: REPEAT + 1 });
+  console.log(`${'pushMany'.padEnd(40)}${`${median(pushNs.slice(1)).toFixed(1)} ns/msg`.padStart(24)}`);
 } finally {
   await turbomq.stop();
   await redisServer.stop();
