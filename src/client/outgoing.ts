@@ -49,7 +49,8 @@ export function sendCopy(src: Uint8Array, start: number, end: number): Uint8Arra
   return out;
 }
 
-function tooLarge(len: number, max: number): TurboError {
+/** ERR_MESSAGE_TOO_LARGE for a message of `len` bytes over the broker's `max` (queue.ts uses it too). */
+export function tooLarge(len: number, max: number): TurboError {
   return new TurboError('ERR_MESSAGE_TOO_LARGE', `message of ${len} bytes is over the broker's maxMessageBytes (${max})`);
 }
 
@@ -129,8 +130,9 @@ export class Outgoing {
    * and the caller undoes the frame.
    *
    * One loop over the whole frame, with the write position, the end of the room and the
-   * memory array in locals: this is the push path's per-message cost (a field load and store
-   * per record, and a call per record, were a third of it).
+   * memory array in locals, so the frame's state is in one place. (It measured the same as a
+   * call per record, 17.5 ns a message against a fake transport: what the push path pays per
+   * message is the loop itself, most of it `set` of each item, about 8 ns for 16 B.)
    */
   putRecords(list: readonly unknown[], from: number, to: number, max: number, budget: number): number {
     let pos = this.#pos, end = this.#end, u8 = this.#u8;

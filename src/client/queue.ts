@@ -7,6 +7,7 @@
 import type { Connection, ResumablePop } from './connection.ts';
 import { ClientSubscription } from './subscription.ts';
 import { utf8Length } from './utf8.ts';
+import { tooLarge } from './outgoing.ts';
 import { TurboError } from '../errors.ts';
 import {
   TIMEOUT_INFINITE, MAX_NAME_BYTES, MAX_DEDUP_ID_BYTES, SettingsMask, SETTINGS_FIXED_BYTES, SUBSCRIBE_ACK, SUBSCRIBE_EXCLUSIVE,
@@ -142,9 +143,6 @@ export function nameBytes(kind: string, name: unknown): Uint8Array {
   return bytes;
 }
 
-function tooLarge(len: number, max: number): TurboError {
-  return new TurboError('ERR_MESSAGE_TOO_LARGE', `message of ${len} bytes is over the broker's maxMessageBytes (${max})`);
-}
 
 const NO_BYTES = new Uint8Array(0);
 
