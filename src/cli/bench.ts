@@ -29,6 +29,7 @@ Options:
   -n, --messages N       messages in total (default 100000)
   -s, --size BYTES       bytes per message, at least ${HEADER_BYTES} (producer, seq, timestamp) (default 16)
   -b, --batch N          messages per push and per pop; 1 = push/pop, more = pushMany/popMany (default 1)
+      --consumer-batch N most messages per pop, when it should differ from --batch (default: --batch)
       --topics N         topics the messages are spread over (default 1)
   -d, --duration SEC     stop sending after this many seconds (default 60)
       --rate N           send N messages/s in total, paced (default: as fast as acknowledged)
@@ -39,6 +40,7 @@ Options:
 Examples:
   turbomq bench --producers 4 --consumers 4 --messages 1000000 --size 16 --batch 64
   turbomq bench --url tcp://127.0.0.1:33444 -p 4 -c 4 -b 64 --client-threads 4
+  turbomq bench --rate 10000 --messages 30000 --consumer-batch 64   # latency at a fixed rate
 
 Exit code: 0 when every message arrived exactly once, 1 when not, 2 for bad options.`;
 
@@ -52,6 +54,8 @@ export interface BenchSettings {
   messages: number;
   sizeBytes: number;
   batch: number;
+  /** Most messages per pop (the Workload's consumerBatch); defaults to batch. */
+  consumerBatch: number;
   topics: number;
   durationMs: number;
   rate: number;
@@ -79,6 +83,7 @@ export function parseBenchArgs(argv: string[]): BenchSettings | 'help' {
     messages: { type: 'string', short: 'n' },
     size: { type: 'string', short: 's' },
     batch: { type: 'string', short: 'b' },
+    'consumer-batch': { type: 'string' },
     topics: { type: 'string' },
     duration: { type: 'string', short: 'd' },
     rate: { type: 'string' },
@@ -103,6 +108,7 @@ export function parseBenchArgs(argv: string[]): BenchSettings | 'help' {
   if (v.size !== undefined && /^\d+$/.test(v.size.trim()) && Number(v.size) < HEADER_BYTES) {
     throw new UsageError(`--size must be at least ${HEADER_BYTES} bytes (each message carries producer, seq and send time), got ${v.size}`);
   }
+  const batch = integer('batch', v.batch, 1, 1, 65_536);
   return {
     url: v.url,
     threads: integer('threads', v.threads, defaultThreads(), 1, MAX_THREADS),
@@ -112,7 +118,8 @@ export function parseBenchArgs(argv: string[]): BenchSettings | 'help' {
     consumers: integer('consumers', v.consumers, 1, 1, 1024),
     messages: integer('messages', v.messages, 100_000, 1, 0xffffffff),
     sizeBytes: integer('size', v.size, 16, HEADER_BYTES, 64 * 1024 * 1024),
-    batch: integer('batch', v.batch, 1, 1, 65_536),
+    batch,
+    consumerBatch: integer('consumer-batch', v['consumer-batch'], batch, 1, 65_536),
     topics: integer('topics', v.topics, 1, 1, 10_000_000),
     durationMs,
     rate: integer('rate', v.rate, 0, 0, 1_000_000_000),
@@ -151,6 +158,7 @@ export async function benchMain(argv: string[]): Promise<void> {
       messages: s.messages,
       sizeBytes: s.sizeBytes,
       batch: s.batch,
+      consumerBatch: s.consumerBatch,
       topics: s.topics,
       durationMs: s.durationMs,
       rate: s.rate,
@@ -175,7 +183,7 @@ function summary(r: LoadResult, s: BenchSettings): string {
   const l = r.latencyMs;
   const lines = [
     `turbomq ${VERSION} bench: ${broker}`,
-    `${w.producers} producer${w.producers === 1 ? '' : 's'}, ${w.consumers} consumer${w.consumers === 1 ? '' : 's'}, ${w.messages.toLocaleString('en-US')} messages of ${w.sizeBytes} B, ${w.batch === 1 ? 'single push/pop' : `batches of ${w.batch}`}, ${w.topics} topic${w.topics === 1 ? '' : 's'}${w.rate ? `, paced at ${formatRate(w.rate)}msg/s` : ''}, ${w.clientThreads ?? 1} client thread${w.clientThreads === 1 ? '' : 's'}`,
+    `${w.producers} producer${w.producers === 1 ? '' : 's'}, ${w.consumers} consumer${w.consumers === 1 ? '' : 's'}, ${w.messages.toLocaleString('en-US')} messages of ${w.sizeBytes} B, ${w.batch === 1 ? 'single push/pop' : `batches of ${w.batch}`}${(w.consumerBatch ?? w.batch) !== w.batch ? `, pops of up to ${w.consumerBatch}` : ''}, ${w.topics} topic${w.topics === 1 ? '' : 's'}${w.rate ? `, paced at ${formatRate(w.rate)}msg/s` : ''}, ${w.clientThreads ?? 1} client thread${w.clientThreads === 1 ? '' : 's'}`,
     '',
     `producers  ${formatRate(r.sendRate).padStart(8)}msg/s  ${r.sendMBps.toFixed(1).padStart(7)} MB/s  (${r.sent.toLocaleString('en-US')} sent in ${(r.producerMs / 1000).toFixed(2)} s)`,
     `consumers  ${formatRate(r.receiveRate).padStart(8)}msg/s  ${r.receiveMBps.toFixed(1).padStart(7)} MB/s  (${r.received.toLocaleString('en-US')} received in ${(r.consumerMs / 1000).toFixed(2)} s)`,

@@ -41,8 +41,24 @@ t.test('bench --client-threads 2 spreads the clients over two threads and still 
   t.equal(summary.latencyMs.count, 10000);
 });
 
+t.test('bench --rate with --consumer-batch: paced single pushes, pops of up to 64, every message once', async (t) => {
+  const { code, stdout, stderr } = await bench(['--threads', '1', '--messages', '3000', '--rate', '3000', '--consumer-batch', '64', '--duration', '15', '--json'], 20_000);
+  t.equal(code, 0, stderr);
+  const summary = JSON.parse(stdout);
+  t.equal(summary.workload.batch, 1);
+  t.equal(summary.workload.consumerBatch, 64);
+  t.equal(summary.workload.rate, 3000);
+  t.equal(summary.exactlyOnce, true);
+  t.equal(summary.unique, 3000);
+  // Paced at 3,000/s, 3,000 messages take about a second to send, whatever the broker's speed.
+  t.ok(summary.producerMs >= 800, `sending took ${summary.producerMs} ms`);
+  const text = await bench(['--threads', '1', '--messages', '200', '--batch', '4', '--consumer-batch', '16'], 20_000);
+  t.equal(text.code, 0, text.stderr);
+  t.match(text.stdout, /batches of 4, pops of up to 16/);
+});
+
 t.test('a bad flag is one line on stderr and exit code 2', async (t) => {
-  for (const args of [['--bogus'], ['--size', '8'], ['--producers', 'many'], ['--duration', '-1'], ['--client-threads', '0']]) {
+  for (const args of [['--bogus'], ['--size', '8'], ['--producers', 'many'], ['--duration', '-1'], ['--client-threads', '0'], ['--consumer-batch', '0']]) {
     const { code, stdout, stderr } = await bench(args, 10_000);
     t.equal(code, 2, args.join(' '));
     t.equal(stdout, '');
@@ -56,4 +72,5 @@ t.test('--help describes the options', async (t) => {
   t.match(stdout, /--producers/);
   t.match(stdout, /--duration/);
   t.match(stdout, /--client-threads/);
+  t.match(stdout, /--consumer-batch/);
 });
