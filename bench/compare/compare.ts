@@ -10,7 +10,8 @@
 // - matrix: 1P/1C and 4P/4C, 16 B and 256 B, single request/response and batches of 64,
 //   1 topic and 10,000 topics; msgs/s and broker CPU µs per message. Client-thread counts above
 //   1 (CLIENT_THREADS=1,2) run the 4P/4C workloads again on that many threads.
-// - latency: end-to-end latency at a fixed LATENCY_RATE msgs/s.
+// - latency: end-to-end latency at a fixed LATENCY_RATE msgs/s; it runs first (after an untimed
+//   warm-up), while the machine is quietest, and reports the load average it started at.
 // - wire: turbomq client vs the wire floor (pre-encoded PUSH_MANY / POP_MANY frames on a plain
 //   socket, bench/compare/wire-floor.ts) on the same broker.
 // - ack: consume-and-ack (at-least-once) with turbomq's leases (issue 10; "n/a" until the client
@@ -220,7 +221,7 @@ function figureOf(name: string, systems: SystemInfo[], results: Map<string, Meas
 
 const logFigure = (f: Figure, systems: SystemInfo[]) => log(`${f.workload.padEnd(44)} ${systems.map((s) => `${s.label} ${f.notAvailable?.[s.key] ?? formatRate(f.rates[s.key] ?? NaN)}${f.notExact[s.key] ? '!' : ''}`).join('  ')}`);
 
-// ── matrix ─────────────────────────────────────────────────────────────────────────────
+// ── the systems, and the matrix's workloads ──────────────────────────────────────────────
 
 const matrixDrivers = new Map<string, () => DriverSpec>();
 if (turbomqUrl !== undefined) matrixDrivers.set('turbomq', () => turbomqDriverSpec(turbomqUrl!));
@@ -251,33 +252,26 @@ console.log(`turbomq broker comparison: ${os.cpus().length} cores (${os.cpus()[0
 console.log(versions.join('; '));
 console.log(`sections ${SECTIONS.join(', ')}; ${REPEAT} repetitions${SHARED_BROKERS ? `; single: ${SINGLE_MESSAGES} messages per run, batched: ${BATCH_MESSAGES}; client threads ${CLIENT_THREADS.join(', ')}` : ''}\n`);
 
-const figures: Figure[] = [];
-if (SECTIONS.includes('matrix')) {
-  for (const s of specs) {
-    const results = new Map<string, Measured[]>(matrixSystems.map((x) => [x.key, []]));
-    for (let r = 0; r < REPEAT; r++) {
-      for (const sys of matrixSystems) {
-        const m = await runOne(sys.key, matrixDrivers.get(sys.key)!(), s.workload, s.name);
-        if (m !== undefined) results.get(sys.key)!.push(m);
-      }
-    }
-    figures.push(figureOf(s.name, matrixSystems, results));
-    logFigure(figures.at(-1)!, matrixSystems);
-  }
-}
-
 // ── latency at a fixed rate ────────────────────────────────────────────────────────────
 
 const latency: LatencyFigure[] = [];
+/** The 1, 5 and 15 min load averages when the latency section started. */
+let latencyLoad: number[] | undefined;
 /** The latency table's last row: the machine's floor (echo-floor.ts), no broker. */
 const ECHO_SYSTEM: SystemInfo = { key: 'echo', label: 'loopback echo (one hop, no broker)', color: '#999999' };
 if (SECTIONS.includes('latency') && (FILTER === undefined || 'latency'.includes(FILTER))) {
   const perSystem = new Map<string, LoadResult[]>(matrixSystems.map((s) => [s.key, []]));
+  // Issue 13's latency target is for an idle machine: this section runs before the others, on
+  // the quietest machine of the run, and the load average it started at is reported with it.
+  latencyLoad = os.loadavg();
   const w: Omit<Workload, 'topicPrefix'> = {
     // Single sends, paced; the consumer takes up to 64 per pop so it can keep up.
     producers: 1, consumers: 1, sizeBytes: 16, batch: 1, consumerBatch: 64, topics: 1,
     messages: LATENCY_RATE * LATENCY_SECONDS, rate: LATENCY_RATE, durationMs: LATENCY_SECONDS * 1000 + 5000,
   };
+  // The brokers and this process are fresh (this section runs first): one untimed second of
+  // the same load per system, so the timed runs do not pay for the JIT.
+  for (const s of matrixSystems) await runOne(s.key, matrixDrivers.get(s.key)!(), { ...w, messages: LATENCY_RATE }, 'latency warm-up');
   // The machine's own floor, measured between the systems: one hop to a Node echo process.
   const echo = await startEchoServer();
   const echoes: EchoLatency[] = [];
@@ -314,6 +308,23 @@ if (SECTIONS.includes('latency') && (FILTER === undefined || 'latency'.includes(
     });
     const l = latency.at(-1)!;
     log(`latency at ${formatRate(LATENCY_RATE)}msg/s  ${'loopback echo'.padEnd(16)} p50 ${formatMs(l.p50)}  p99 ${formatMs(l.p99)}  p99.9 ${formatMs(l.p999)}`);
+  }
+}
+
+// ── the matrix ─────────────────────────────────────────────────────────────────────────
+
+const figures: Figure[] = [];
+if (SECTIONS.includes('matrix')) {
+  for (const s of specs) {
+    const results = new Map<string, Measured[]>(matrixSystems.map((x) => [x.key, []]));
+    for (let r = 0; r < REPEAT; r++) {
+      for (const sys of matrixSystems) {
+        const m = await runOne(sys.key, matrixDrivers.get(sys.key)!(), s.workload, s.name);
+        if (m !== undefined) results.get(sys.key)!.push(m);
+      }
+    }
+    figures.push(figureOf(s.name, matrixSystems, results));
+    logFigure(figures.at(-1)!, matrixSystems);
   }
 }
 
@@ -436,7 +447,7 @@ const ackTable = markdownTable(ackSystemsShown, ackFigures, 'turbomq', ackRatioT
 const ackCpu = cpuTable(ackSystemsShown, ackFigures, 'turbomq', ackRatioTo.filter((k) => k !== 'turbomq-plain'));
 const out: string[] = [];
 if (figures.length > 0) out.push(`messages/s received (median of ${REPEAT}); ratios > 1: turbomq ahead`, '', table, '', `broker CPU (user + system) per message received, µs (median of ${REPEAT}); ratios < 1: turbomq uses less`, '', cpu, '');
-if (latency.length > 0) out.push(`end-to-end latency at ${LATENCY_RATE.toLocaleString('en-US')} msgs/s, 1P/1C, 16 B (median of ${REPEAT}); ratios < 1: turbomq faster`, '', latTable, '');
+if (latency.length > 0) out.push(`end-to-end latency at ${LATENCY_RATE.toLocaleString('en-US')} msgs/s, 1P/1C, 16 B (median of ${REPEAT}${latencyLoad === undefined ? '' : `; load average ${latencyLoad.map((x) => x.toFixed(1)).join(' ')} at its start`}); ratios < 1: turbomq faster`, '', latTable, '');
 if (wire.length > 0) out.push(`turbomq client vs the wire floor (pre-encoded frames, one connection), msgs/s (median of ${REPEAT})`, '', wTable, '');
 if (ackFigures.length > 0) out.push(`consume and ack, msgs/s received (median of ${REPEAT}); ratios > 1: turbomq ahead`, '', ackTable, '', 'broker CPU per message consumed and acked, µs', '', ackCpu, '');
 const minutes = ((performance.now() - started) / 60_000).toFixed(1);
@@ -459,7 +470,7 @@ if (WRITE_DOCS) {
     cpu,
     '',
     ...(latency.length > 0 ? [
-      `End-to-end latency (send call to message in the consumer's hands) at a fixed ${LATENCY_RATE.toLocaleString('en-US')} msgs/s, 1 producer (single sends, paced, pipelined), 1 consumer (up to 64 per pop), 16 B, one topic, ${LATENCY_SECONDS} s per repetition, median of ${REPEAT}. Ratios below 1 mean turbomq is faster. The last row is the machine's floor: the same paced sender to a Node process that echoes it back, one hop and no broker (bench/compare/echo-floor.ts).`,
+      `End-to-end latency (send call to message in the consumer's hands) at a fixed ${LATENCY_RATE.toLocaleString('en-US')} msgs/s, 1 producer (single sends, paced, pipelined), 1 consumer (up to 64 per pop), 16 B, one topic, ${LATENCY_SECONDS} s per repetition, median of ${REPEAT}${latencyLoad === undefined ? '' : `, load average ${latencyLoad.map((x) => x.toFixed(1)).join(' ')} when it started`}. Ratios below 1 mean turbomq is faster. The last row is the machine's floor: the same paced sender to a Node process that echoes it back, one hop and no broker (bench/compare/echo-floor.ts).`,
       '',
       latTable,
       '',
