@@ -149,10 +149,6 @@ export class Outgoing {
           this.#room(4 + len);
           pos = this.#pos; end = this.#end; u8 = this.#u8;
         }
-        u8[pos] = len;
-        u8[pos + 1] = len >>> 8;
-        u8[pos + 2] = len >>> 16;
-        u8[pos + 3] = len >>> 24;
         u8.set(item, pos + 4);
       } else if (typeof item === 'string') {
         if (item.length > max) throw tooLarge(utf8Length(item), max);
@@ -166,13 +162,13 @@ export class Outgoing {
         len = writeUtf8(item, u8, pos + 4, this.#native);
         if (len > max) throw tooLarge(len, max);
         if (k > from && frameBytes + 4 + len > budget) break; // (written past pos: not counted)
-        u8[pos] = len;
-        u8[pos + 1] = len >>> 8;
-        u8[pos + 2] = len >>> 16;
-        u8[pos + 3] = len >>> 24;
       } else {
         throw new TurboError('ERR_INVALID_ARGUMENT', 'data must be a string or a Uint8Array');
       }
+      u8[pos] = len;
+      u8[pos + 1] = len >>> 8;
+      u8[pos + 2] = len >>> 16;
+      u8[pos + 3] = len >>> 24;
       pos += 4 + len;
       frameBytes += 4 + len;
     }

@@ -143,7 +143,6 @@ export function nameBytes(kind: string, name: unknown): Uint8Array {
   return bytes;
 }
 
-
 const NO_BYTES = new Uint8Array(0);
 
 /** A whole number of ms for a u32 wire field (ceil); `what` names it in the error. 0 allowed. */

@@ -128,13 +128,13 @@ export class LoadShare {
     const bytes = new Uint8Array(n * this.#w.sizeBytes);
     const items = new Array<Uint8Array>(n);
     for (let i = 0; i < n; i++) items[i] = bytes.subarray(i * this.#w.sizeBytes, (i + 1) * this.#w.sizeBytes);
-    return this.#stamp(items, bytes.buffer, p, firstSeq);
+    return this.#stamp(items, p, firstSeq);
   }
 
-  /** Writes the headers of `items` (views of `buffer` from 0, `sizeBytes` apart) for messages firstSeq.. of producer p. */
-  #stamp(items: Uint8Array[], buffer: ArrayBufferLike, p: number, firstSeq: number): Uint8Array[] {
+  /** Writes the headers of `items` (views of one buffer from 0, `sizeBytes` apart: #items) for messages firstSeq.. of producer p. */
+  #stamp(items: Uint8Array[], p: number, firstSeq: number): Uint8Array[] {
     const size = this.#w.sizeBytes;
-    const dv = new DataView(buffer);
+    const dv = new DataView(items[0]!.buffer);
     const now = this.#clock();
     for (let i = 0; i < items.length; i++) {
       const at = i * size;
@@ -176,7 +176,7 @@ export class LoadShare {
       let items: Uint8Array[];
       if (n < B) items = this.#items(p, seq, n);
       else if (full === undefined) items = full = this.#items(p, seq, n);
-      else items = this.#stamp(full, full[0]!.buffer, p, seq);
+      else items = this.#stamp(full, p, seq);
       await conn.send(this.#topicNames[(j * P + p) % T]!, items);
       seq += n;
       this.#acknowledged(n);
