@@ -99,6 +99,14 @@ class SegmentPushes {
   }
 }
 
+/**
+ * Nothing left in `s` to read for now: read to its size, stopped at damage, or at a zero tail
+ * (its writer's preallocation: for a sealed segment, whose writer is done, the end for good).
+ */
+function readToEnd(s: SegmentState): boolean {
+  return s.bad || s.zeroTail || s.scanned >= s.size;
+}
+
 const MAX_EXACT_RANGES = 4096;
 /** A sealed segment whose live part still shrinks waits at most this many passes before a rewrite. */
 const MAX_DRAIN_WAITS = 5;
@@ -118,6 +126,8 @@ interface SegmentState {
   scanned: number;
   /** Stopped for good at a bad record (the rest is ignored, as recovery does). */
   bad: boolean;
+  /** Everything from `scanned` to `size` was zeros at the last read: preallocated, not written (yet). */
+  zeroTail: boolean;
   /** The writer closed it (a SEAL record), or it is a compaction output. */
   sealedByRecord: boolean;
   pushes: Map<string, SegmentPushes>;
@@ -258,7 +268,7 @@ export class Compactor {
       if (!this.#segments.has(s.name)) {
         this.#segments.set(s.name, {
           name: s.name, kind: s.kind, threadIndex: s.threadIndex, seq: s.seq, boot: -1, headerBad: false,
-          size: 0, scanned: 0, bad: false, sealedByRecord: s.kind === 'c', pushes: new Map(), otherBytes: 0, dedupBytes: 0, dedupUntil: 0, liveBefore: -1, waited: 0,
+          size: 0, scanned: 0, bad: false, zeroTail: false, sealedByRecord: s.kind === 'c', pushes: new Map(), otherBytes: 0, dedupBytes: 0, dedupUntil: 0, liveBefore: -1, waited: 0,
         });
       }
     }
@@ -271,7 +281,7 @@ export class Compactor {
         if (s.boot < 0 && !(await this.#readHeader(s))) complete = false;
         if (s.boot >= 0 && s.boot < this.#boot && !s.headerBad) {
           scanned += await this.#read(s);
-          if (!s.bad && s.scanned < s.size) complete = false;
+          if (!readToEnd(s)) complete = false;
         }
       }
       if (!complete) return scanned;
@@ -343,17 +353,17 @@ export class Compactor {
     try {
       fh = await fs.promises.open(path.join(this.dir, s.name), 'r');
       const { size } = await fh.stat();
-      if (size < s.size) {
-        // Only a writer continuing a failed write rewrites bytes, and it never shrinks a file.
-        this.#logger.warn({ file: s.name, size, known: s.size }, 'turbomq compaction: a segment shrank; leaving it alone');
+      if (size < s.scanned) {
+        // A writer never takes back bytes it wrote (a failed write is continued in place).
+        // It does give back the zeros it preallocated past its data when it closes a
+        // segment (log.ts), which is a file shrinking to no less than what was read.
+        this.#logger.warn({ file: s.name, size, known: s.scanned }, 'turbomq compaction: a segment shrank below what was read; leaving it alone');
         s.headerBad = true;
         return 0;
       }
       s.size = size;
       if (size <= from) return 0;
-      // Only durable records may decide what is dead: everything below `size` was written
-      // before this fdatasync, and nothing past `size` is read this pass.
-      await fh.datasync();
+      s.zeroTail = false;
       // In pieces of at most READ_CHUNK_BYTES into one buffer kept between passes: following
       // the log reads every byte written, and a fresh buffer for each (tens of MB a second
       // under load) cost more in page faults and garbage collection than the reading itself.
@@ -367,6 +377,12 @@ export class Compactor {
           if (bytesRead === 0) break;
           got += bytesRead;
         }
+        // Only durable records may decide what is dead, so the file is fdatasync'd after the
+        // read and before the records are applied: every byte read was written before the
+        // fdatasync started, so it is on disk once that returns. (Synced before the read, the
+        // bytes below `size` would not all be covered: a writer fills its preallocated zeros
+        // in place, so a record can appear below `size` after the sync.)
+        await fh.datasync();
         const before = s.scanned;
         this.#decode(s, buf.subarray(0, got), s.scanned + got < size);
         total += s.scanned - before;
@@ -404,8 +420,12 @@ export class Compactor {
           if (at === 0 && buf.length - at >= 4) this.#pendingRecordBytes = readU32(buf, at);
           break;
         }
-        // A preallocated tail never written (log.ts, fsync 'always'): the end, not damage.
-        if (isZeroTail(buf, at, buf.length)) break;
+        // A preallocated tail not written yet (log.ts): the end, not damage. Zeros to the end
+        // of the file: once no writer can fill them, the segment has been read to its end.
+        if (isZeroTail(buf, at, buf.length)) {
+          if (!more) s.zeroTail = true;
+          break;
+        }
         // In a segment still being written an incomplete record is the write in progress.
         if (sealedBefore || s.sealedByRecord || (status !== DECODE_INCOMPLETE && !this.#activeWriter(s))) {
           s.bad = true;
@@ -558,7 +578,7 @@ export class Compactor {
         if (sealed && s.size === 0) candidates.push({ s, dead: 0 });
         continue;
       }
-      if (!s.bad && s.scanned < s.size) continue; // not read to the end yet
+      if (!readToEnd(s)) continue;
       let live = 0;
       for (const [key, pushes] of s.pushes) live += pushes.liveBytes(this.#topics.get(key)!.live);
       // Still being consumed (fewer live messages than at the last pass, measured while it was
@@ -830,7 +850,7 @@ export class Compactor {
       for (const p of outPushes.values()) pushBytes += p.bytes;
       this.#segments.set(name, {
         name, kind: 'c', threadIndex: 0, seq: this.#nextSeq - 1, boot: this.#boot, headerBad: false,
-        size: outputBytes, scanned: outputBytes, bad: false, sealedByRecord: true, pushes: outPushes,
+        size: outputBytes, scanned: outputBytes, bad: false, zeroTail: false, sealedByRecord: true, pushes: outPushes,
         otherBytes: outputBytes - SEGMENT_HEADER_BYTES - pushBytes - outDedupBytes, dedupBytes: outDedupBytes, dedupUntil: outDedupUntil,
         liveBefore: -1, waited: 0,
       });

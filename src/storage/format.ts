@@ -518,7 +518,7 @@ const ZEROS = new Uint8Array(64 * 1024);
 
 /**
  * True when `b[at, end)` is all zero bytes: the preallocated, never written tail of a segment
- * (log.ts writes zeros ahead under fsync 'always'), which ends the segment's records cleanly.
+ * (log.ts writes zeros ahead of its data), which ends the segment's records cleanly.
  */
 export function isZeroTail(b: Uint8Array, at: number, end: number): boolean {
   for (let p = at; p < end; p += ZEROS.length) {

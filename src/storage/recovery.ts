@@ -267,7 +267,7 @@ export async function recover(dir: string, options: RecoverOptions = {}): Promis
     while (at < end) {
       const status = decodeRecord(buf, at, end, rec);
       if (status !== DECODE_OK) {
-        // A preallocated tail that was never written (a writer under 'always' died): the end.
+        // A preallocated tail that was never written (its writer died): the end.
         if (isZeroTail(buf, at, end)) return;
         damage.push({ file: name, offset: at, reason: rec.reason, bytesIgnored: end - at });
         logger.warn({ file: name, offset: at, reason: rec.reason, bytesIgnored: end - at }, `turbomq recovery: ${name}: ${rec.reason} at offset ${at}; ignoring the last ${end - at} bytes (nothing before it is lost)`);

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { openLog, type LogWriter } from '../../src/storage/log.ts';
 import { startCompaction, type Compactor } from '../../src/storage/compaction.ts';
-import { tempDir, lockFor, storedRecords, recoverAll, segmentBytes, segmentFiles, Q, T } from './support.ts';
+import { tempDir, lockFor, storedRecords, recoverAll, recordingLogger, segmentBytes, segmentFiles, Q, T } from './support.ts';
 import { lockDataDir } from '../../src/storage/lock.ts';
 import { RecordEncoder } from '../../src/storage/format.ts';
 
@@ -349,3 +349,56 @@ t.test('one compactor per lock (boot)', async (t) => {
   await c.stop();
 });
 
+
+t.test('segments ending in preallocated zeros are compacted: one truncated by its writer while followed, one left by a crashed writer', async (t) => {
+  const data = 'd'.repeat(1008);
+  const batch = (from: number) => storedRecords(Array.from({ length: 64 }, (_, i) => ({ id: from + i, data })));
+  for (const fsync of ['always', 'everysec', 'no'] as const) {
+    await t.test(`fsync ${fsync}: followed while preallocated, then closed (truncated to its data)`, async (t) => {
+      const dir = tempDir(t);
+      const lock = await lockFor(t, dir);
+      const logger = recordingLogger();
+      const compactor = startCompaction(lock, { intervalMs: 60_000, logger });
+      t.teardown(() => compactor.stop());
+      const log = await openLog(dir, { fsync, threadIndex: 1 });
+      let id = 0;
+      for (let round = 0; round < 3; round++) {
+        for (let k = 0; k < 4; k++) { log.appendPush(Q, T, batch(id)); id += 64; await log.commit(); }
+        await compactor.runOnce(); // sees the segment's preallocated size
+      }
+      t.ok(fs.statSync(path.join(dir, segmentFiles(dir)[0]!)).size >= 1024 * 1024, 'followed while zeros were ahead of its data');
+      log.appendRemove(Q, T, Array.from({ length: id }, (_, i) => i));
+      await log.close();
+      await compactor.runOnce();
+      t.same(logger.lines, [], 'a segment giving back its zeros is not taken for damage');
+      t.same(segmentFiles(dir).filter((n) => n.startsWith('w')), [], 'the closed, all-dead segment is deleted');
+      t.ok(segmentBytes(dir) < 4096, `${segmentBytes(dir)} bytes left (the topic's next id)`);
+    });
+  }
+  await t.test('a writer killed with its zeros still ahead: the next boot\'s compaction settles and deletes it', async (t) => {
+    const dir = tempDir(t);
+    const first = await lockDataDir(dir);
+    const log = await openLog(dir, { fsync: 'everysec', threadIndex: 1 });
+    log.appendPush(Q, T, batch(0));
+    await log.commit();
+    const file = path.join(dir, segmentFiles(dir)[0]!);
+    const crashed = fs.readFileSync(file); // unsealed, zeros to the end: what kill -9 leaves
+    t.ok(crashed.length >= 1024 * 1024 && crashed.at(-1) === 0, 'preallocated');
+    await log.close();
+    fs.writeFileSync(file, crashed);
+    await first.release();
+    const lock = await lockFor(t, dir);
+    const logger = recordingLogger();
+    const compactor = startCompaction(lock, { intervalMs: 60_000, logger });
+    t.teardown(() => compactor.stop());
+    const next = await openLog(dir, { fsync: 'everysec', threadIndex: 1 });
+    next.appendRemove(Q, T, Array.from({ length: 64 }, (_, i) => i));
+    await next.close();
+    await compactor.runOnce();
+    await compactor.runOnce();
+    t.same(logger.lines, []);
+    t.same(segmentFiles(dir).filter((n) => n.startsWith('w')), [], 'both segments are dead and deleted');
+    t.ok(segmentBytes(dir) < 4096, `${segmentBytes(dir)} bytes left (the topic's next id)`);
+    t.same((await recoverAll(dir)).topics.get('q/t')?.ready ?? [], []);
+  });
+});

@@ -343,7 +343,7 @@ t.test('progress is reported and chunks stay within chunkBytes (a larger record 
   t.equal(big, 1);
 });
 
-t.test('a preallocated tail of zeros (fsync always) ends a segment cleanly; a torn record before it is still damage', async (t) => {
+t.test('a preallocated tail of zeros ends a segment cleanly; a torn record before it is still damage', async (t) => {
   const dir = tempDir(t);
   const bytes = writeSegment(dir, writerSegmentName(1, 1), 1, (enc) => {
     enc.push(Q, T, storedRecords([{ id: 0, data: 'a' }, { id: 1, data: 'b' }]));
@@ -364,18 +364,21 @@ t.test('a preallocated tail of zeros (fsync always) ends a segment cleanly; a to
   t.same([...damaged.topics[0]!.readyChunks()].flatMap((c) => parseRecords(c).map((m) => m.data)), ['a', 'b']);
 });
 
-t.test('under fsync always a segment is preallocated with zeros and truncated to its data when it closes', async (t) => {
-  const dir = tempDir(t);
-  const lock = await lockFor(t, dir);
-  const log = await openLog(lock.dir, { fsync: 'always', threadIndex: 1 });
-  log.appendPush(Q, T, storedRecords([{ id: 0, data: 'x' }]));
-  await log.commit();
-  const file = path.join(dir, writerSegmentName(1, 1));
-  const written = log.stats().writtenBytes;
-  t.ok(fs.statSync(file).size >= 1024 * 1024, 'zeros ahead of the data (fdatasync then flushes only data)');
-  await log.close();
-  t.ok(fs.statSync(file).size <= written + 64, `closed: truncated to its data and seal (${fs.statSync(file).size} bytes)`);
-  const r = await recover(dir);
-  t.same(r.damage, []);
-  t.equal(r.topics[0]!.ready, 1);
+t.test('under every fsync policy a segment is preallocated with zeros and truncated to its data when it closes', async (t) => {
+  for (const fsync of ['always', 'everysec', 'no'] as const) {
+    const dir = tempDir(t);
+    const lock = await lockFor(t, dir);
+    const log = await openLog(lock.dir, { fsync, threadIndex: 1 });
+    log.appendPush(Q, T, storedRecords([{ id: 0, data: 'x' }]));
+    await log.commit();
+    const file = path.join(dir, writerSegmentName(1, 1));
+    const written = log.stats().writtenBytes;
+    t.ok(fs.statSync(file).size >= 1024 * 1024, `${fsync}: zeros ahead of the data (writes and fdatasyncs then touch only data)`);
+    await log.close();
+    t.ok(fs.statSync(file).size <= written + 64, `${fsync}: closed, truncated to its data and seal (${fs.statSync(file).size} bytes)`);
+    const r = await recover(dir);
+    t.same(r.damage, []);
+    t.equal(r.topics[0]!.ready, 1);
+    await lock.release();
+  }
 });
