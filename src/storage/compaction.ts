@@ -369,6 +369,7 @@ export class Compactor {
       // under load) cost more in page faults and garbage collection than the reading itself.
       while (s.scanned < size && !s.bad) {
         const want = Math.min(size - s.scanned, Math.max(READ_CHUNK_BYTES, this.#pendingRecordBytes));
+        const reachesSize = s.scanned + want >= size;
         if (this.#readBuffer.length < want) this.#readBuffer = Buffer.allocUnsafe(want);
         const buf = this.#readBuffer;
         let got = 0;
@@ -389,6 +390,10 @@ export class Compactor {
         // Nothing whole in it: the end (a write in progress), unless a record larger than the
         // piece was cut - then read again, as much as it needs.
         if (s.scanned === before && !(this.#pendingRecordBytes > got)) break;
+        // Read up to the size this pass started from: what a writer adds meanwhile into its
+        // preallocated zeros is for the next pass (else a pass would chase a busy writer
+        // through its zeros, an fdatasync per piece: 760 a second in one run).
+        if (reachesSize) break;
       }
     } catch {
       return total;
