@@ -392,7 +392,7 @@ export class Compactor {
         if (s.scanned === before && !(this.#pendingRecordBytes > got)) break;
         // Read up to the size this pass started from: what a writer adds meanwhile into its
         // preallocated zeros is for the next pass (else a pass would chase a busy writer
-        // through its zeros, an fdatasync per piece: 760 a second in one run).
+        // through its zeros, an fdatasync per piece: 3,823 in one bench run, against 101).
         if (reachesSize) break;
       }
     } catch {
