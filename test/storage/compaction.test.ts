@@ -349,7 +349,6 @@ t.test('one compactor per lock (boot)', async (t) => {
   await c.stop();
 });
 
-
 t.test('segments ending in preallocated zeros are compacted: one truncated by its writer while followed, one left by a crashed writer', async (t) => {
   const data = 'd'.repeat(1008);
   const batch = (from: number) => storedRecords(Array.from({ length: 64 }, (_, i) => ({ id: from + i, data })));

@@ -379,6 +379,5 @@ t.test('under every fsync policy a segment is preallocated with zeros and trunca
     const r = await recover(dir);
     t.same(r.damage, []);
     t.equal(r.topics[0]!.ready, 1);
-    await lock.release();
   }
 });
