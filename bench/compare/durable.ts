@@ -30,12 +30,13 @@
 // the count is then checked with length(). Median of RECOVERY_REPEAT restarts of the same directory
 // (the log files are in the page cache: they were just written or read).
 //
-// Environment: REPEAT=3 DURATION_S=2 WARMUP_S=0.5 THREADS=<cores> DURABLE_SYSTEMS=<keys, below>
+// Environment: REPEAT=3 DURATION_S=2 WARMUP_S=2 THREADS=<cores> DURABLE_SYSTEMS=<keys, below>
 //   DURABLE_WORKLOADS=<substring filter> RECOVERY_MESSAGES=1000000,10000000 (0: skip)
 //   RECOVERY_REPEAT=3 RECOVERY_TIMEOUT_S=300 CPU_PROF=<system key>: run that broker with --cpu-prof
 //   (profiles in bench/compare/profiles/; the broker's main thread only), PERF_MAP=<system key>: run
 //   that broker with --perf-basic-prof (JIT code named for Linux `perf record`, every thread; V8 also
-//   leaves isolate-*-v8.log files in the working directory and /tmp/perf-PID.map: delete them after).
+//   leaves isolate-*-v8.log files in the working directory and /tmp/perf-PID.map: delete them after),
+//   THREAD_CPU=1: also print each run's broker CPU per message by thread name (stderr).
 
 import os from 'node:os';
 import fs from 'node:fs';
@@ -47,7 +48,7 @@ import { connect as natsConnect, RetentionPolicy, StorageType, type NatsConnecti
 import { TurboClient, TurboEngine } from '../../src/index.ts';
 import { median, formatRate, formatMs, turbomqDriver, type ConsumerConnection } from '../../src/cli/loadgen.ts';
 import { redisDriver } from './drivers.ts';
-import { cpuMs, processTree, procAvailable } from '../lib/proc.ts';
+import { cpuMs, cpuNsByThreadName, processTree, procAvailable } from '../lib/proc.ts';
 import { fsyncFloor, type FloorResult } from './fsync-floor.ts';
 import { startTurbomq, startRedisAof, startNats, buildIsStale, INSTALL_HINT, which, type Server } from './servers.ts';
 
@@ -55,7 +56,10 @@ const env = process.env;
 const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
 const REPEAT = Number(env.REPEAT ?? 3);
 const DURATION_MS = Number(env.DURATION_S ?? 2) * 1000;
-const WARMUP_MS = Number(env.WARMUP_S ?? 0.5) * 1000;
+// 2 s: the untimed part covers turbomq's first compaction passes (one a second) and V8's
+// compilation of their code on its helper threads (0.3-0.6 s of CPU in a fresh broker, all of it
+// inside the timed 2 s when the warm-up was 0.5 s); the figure is then the running broker's.
+const WARMUP_MS = Number(env.WARMUP_S ?? 2) * 1000;
 const THREADS = Number(env.THREADS ?? os.availableParallelism());
 const FILTER = env.DURABLE_WORKLOADS;
 const RECOVERY_MESSAGES = list(env.RECOVERY_MESSAGES ?? '1000000,10000000').map(Number).filter((n) => n > 0);
@@ -63,6 +67,7 @@ const RECOVERY_REPEAT = Number(env.RECOVERY_REPEAT ?? 3);
 const RECOVERY_TIMEOUT_MS = Number(env.RECOVERY_TIMEOUT_S ?? 300) * 1000;
 const CPU_PROF = env.CPU_PROF;
 const PERF_MAP = env.PERF_MAP;
+const THREAD_CPU = env.THREAD_CPU === '1';
 const SIZE = 16;
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -239,11 +244,16 @@ export async function pushLoad(system: SystemSpec, server: Server, w: WorkloadSp
   await new Promise((r) => setTimeout(r, WARMUP_MS));
   phase = 'timed';
   const cpu0 = brokerCpuMs(server);
+  const threads0 = THREAD_CPU && server.pid !== undefined ? cpuNsByThreadName(server.pid) : undefined;
   const t0 = performance.now();
   await new Promise((r) => setTimeout(r, DURATION_MS));
   const ms = performance.now() - t0;
   const counted = w.consumers === 0 ? acked : consumed;
   const cpu1 = brokerCpuMs(server);
+  if (threads0 !== undefined && counted > 0) {
+    const parts = [...cpuNsByThreadName(server.pid!)].map(([name, ns]) => [name, (ns - (threads0.get(name) ?? 0)) / 1000 / counted] as const).filter(([, us]) => us > 0.0005);
+    process.stderr.write(`  ${system.key} ${w.name} run ${run}: ${parts.map(([name, us]) => `${name} ${us.toFixed(3)}`).join(', ')} µs/msg\n`);
+  }
   phase = 'stop';
   await Promise.all(loops);
   await Promise.all([...pushers, ...poppers].map((p) => p.close()));

@@ -82,6 +82,28 @@ function schedstatNs(pid: number): number | undefined {
   return ns;
 }
 
+/**
+ * CPU ns so far of each live thread of `pid`, summed per thread name (/proc/PID/task/TID/comm:
+ * e.g. Node's "WorkerThread", "node-V8Worker", "libuv-worker"), to see where a process spends.
+ */
+export function cpuNsByThreadName(pid: number): Map<string, number> {
+  const byName = new Map<string, number>();
+  let tids: string[];
+  try {
+    tids = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return byName;
+  }
+  for (const tid of tids) {
+    try {
+      const name = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      const ns = Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ', 1)[0]);
+      byName.set(name, (byName.get(name) ?? 0) + ns);
+    } catch { /* the thread just exited */ }
+  }
+  return byName;
+}
+
 /** User + system CPU ms used so far by `pids` (live processes only). */
 export function cpuMs(pids: number[]): number {
   let ms = 0;
