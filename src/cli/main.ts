@@ -94,7 +94,7 @@ async function main(): Promise<void> {
     case 'help':
       return void console.log(SERVE_HELP);
     default:
-      throw new UsageError(`unknown command ${JSON.stringify(command)} (serve, push, pop, stats, stop, bench, hash-token; see turbomq --help)`);
+      throw new UsageError(`unknown command ${JSON.stringify(command)} (the commands: serve, push, pop, stats, stop, bench, hash-token)`);
   }
 }
 

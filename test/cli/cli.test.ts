@@ -69,7 +69,10 @@ t.test('bad flags give a one-line error and exit 2', async (t) => {
     t.equal(r.code, 2, `${args.join(' ')} exits 2`);
     t.equal(r.stderr.trim().split('\n').length, 1, `${args.join(' ')}: one line (${r.stderr.trim()})`);
     t.match(r.stderr, /^turbomq: /);
+    t.equal(r.stderr.split('turbomq --help').length - 1, 1, `${args.join(' ')}: points to --help once`);
   }
+  const unknown = await run(['frobnicate']);
+  t.match(unknown.stderr, /unknown command "frobnicate" \(the commands: serve, push, pop, stats, stop, bench, hash-token\)/, 'an unknown command names the commands');
 });
 
 t.test('serve starts a broker, prints one readable line, serves clients, and stops on SIGTERM with exit 0', async (t) => {
