@@ -15,6 +15,7 @@ import { loadLocalCore } from '../../src/core/load.ts';
 import { FrameWriter, encodeName } from '../support/frames.ts';
 import { utf8Length, writeUtf8, encodeIntoWriter } from '../../src/client/utf8.ts';
 import { nodePlatform } from '../../src/client/node.ts';
+import { EARLY_FLUSH_BYTES } from '../../src/client/connection.ts';
 import { Op, HEADER_BYTES, DEFAULT_MAX_MESSAGE_BYTES, defaultMaxFrameBytes } from '../../src/protocol.ts';
 
 const core = await loadLocalCore();
@@ -39,6 +40,8 @@ interface Broker {
   client: TurboClient;
   /** Everything the client sent since the last call (after the handshake). */
   take(): Uint8Array;
+  /** The sends since the last take() or pieces(), one array per transport.send. */
+  pieces(): Uint8Array[];
   /** Hands `reply` to the client in pieces cut at `cuts`. */
   reply(reply: Uint8Array, cuts?: number[]): void;
   /** Answer every request with OK (default true). */
@@ -76,6 +79,7 @@ async function fakeBroker(t: Test, maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES, 
     sent.length = 0;
     return new Uint8Array(all);
   };
+  broker.pieces = () => sent.splice(0);
   broker.reply = (reply, cuts = []) => {
     let at = 0;
     for (const cut of [...cuts, reply.length]) {
@@ -180,6 +184,30 @@ t.test('frames are split at maxFrameBytes exactly as the greedy rule says', asyn
   }
   t.equal(start, items.length, 'every item sent once');
   t.ok(got.length > 5, `${got.length} frames`);
+});
+
+t.test('one send per tick, in pieces of about EARLY_FLUSH_BYTES when a tick encodes more', async (t) => {
+  const b = await fakeBroker(t);
+  const q = b.client.getQueue(Q);
+  // A small tick: every request in one send.
+  await Promise.all([q.push(T, 'a'), q.pushMany(T, ['b', 'c']), q.push(T, 'd')]);
+  const small = b.pieces();
+  t.equal(small.length, 1, 'three requests, one send');
+  t.equal(frames(small[0]!).length, 3);
+  // A large tick: 200 batches of 64 x 16 B (about 270 KiB) go out while the tick is still
+  // encoding, each send whole frames, none much past the threshold, in request order.
+  const item = 'x'.repeat(16);
+  const batch = Array.from({ length: 64 }, () => item);
+  const calls: Promise<void>[] = [];
+  for (let i = 0; i < 200; i++) calls.push(q.pushMany(T, batch));
+  await Promise.all(calls);
+  const pieces = b.pieces();
+  const perFrame = frames(pieces[0]!)[0]![2].length;
+  const ids = pieces.flatMap((p) => frames(p).map(([op, id, f]) => (op === Op.PUSH_MANY && f.length === perFrame ? id : -1)));
+  t.equal(ids.length, 200, 'every batch sent once, as whole frames');
+  t.ok(ids.every((id, i) => id > 0 && (i === 0 || id > ids[i - 1]!)), 'in request order');
+  t.ok(pieces.length >= Math.floor(200 * perFrame / (EARLY_FLUSH_BYTES + perFrame)), `${pieces.length} sends for ${200 * perFrame} B`);
+  t.ok(pieces.every((p) => p.length < EARLY_FLUSH_BYTES + perFrame), 'none past the threshold by more than a frame');
 });
 
 t.test('a bad item undoes the whole batch: nothing of it is sent', async (t) => {
