@@ -55,7 +55,9 @@ const DURATION_MS = Number(env.DURATION_S ?? 8) * 1000;
 const CLIENT_THREADS = list(env.CLIENT_THREADS ?? '1,2').map(Number);
 const LATENCY_RATE = Number(env.LATENCY_RATE ?? 10_000);
 const LATENCY_SECONDS = Number(env.LATENCY_SECONDS ?? 3);
-const WIRE_MESSAGES = Number(env.WIRE_MESSAGES ?? 2_000_000);
+// 8 M: one run takes 0.2-0.8 s here; with 2 M (50-180 ms) a scheduling hiccup moved a
+// repetition's ratio anywhere from 0.4 to 1.1.
+const WIRE_MESSAGES = Number(env.WIRE_MESSAGES ?? 8_000_000);
 const WIRE_IN_FLIGHT = list(env.WIRE_IN_FLIGHT ?? '16,64').map(Number);
 const ACK_SINGLE_MESSAGES = Number(env.ACK_SINGLE_MESSAGES ?? 4000);
 const ACK_BATCH_MESSAGES = Number(env.ACK_BATCH_MESSAGES ?? 64_000);
@@ -70,7 +72,10 @@ const SECTIONS = list(ONLY ?? env.SECTIONS ?? DEFAULT_SECTIONS);
 /** The brokers started below serve every section but durable (which starts its own). */
 const SHARED_BROKERS = SECTIONS.some((s) => s !== 'durable');
 const FILTER = env.WORKLOADS;
-const WRITE_DOCS = env.WRITE_DOCS !== '0' && FILTER === undefined && env.SECTIONS === undefined && ONLY === undefined;
+// The compare block holds every table but the durable one (which has its own block): it is
+// rewritten by a run of all the systems and all four sections, durable or not.
+const WRITE_DOCS = env.WRITE_DOCS !== '0' && FILTER === undefined && ONLY === undefined && env.SYSTEMS === undefined
+  && ['matrix', 'latency', 'wire', 'ack'].every((s) => SECTIONS.includes(s));
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
 const MATRIX_SYSTEMS: SystemInfo[] = [
@@ -353,7 +358,8 @@ if (SECTIONS.includes('wire') && turbomqUrl !== undefined) {
       const ratios: number[] = [];
       for (let r = 0; r < REPEAT; r++) {
         const done = { client: client.length, floor: floor.length };
-        for (const who of ['client', 'floor'] as const) {
+        // Alternating who goes first, so neither always runs on the broker the other warmed.
+        for (const who of r % 2 === 0 ? ['client', 'floor'] as const : ['floor', 'client'] as const) {
           const s: WireSpec = { queue: 'wire', topic: `w${++n}`, messages: WIRE_MESSAGES, batch: 64, sizeBytes: 16, inFlight };
           try {
             if (op === 'pop') await floorPush(server.port, s); // fill the topic (untimed)
