@@ -9,7 +9,8 @@
 // Sections (SECTIONS=matrix,latency,wire,ack,durable, or `npm run bench:compare -- --only durable`):
 // - matrix: 1P/1C and 4P/4C, 16 B and 256 B, single request/response and batches of 64,
 //   1 topic and 10,000 topics; msgs/s and broker CPU µs per message. Client-thread counts above
-//   1 (CLIENT_THREADS=1,2) run the 4P/4C workloads again on that many threads.
+//   1 (CLIENT_THREADS=1,2) run the 4P/4C workloads again on that many threads. Each group of
+//   rows (single or batched, per client-thread count) starts with an untimed warm-up per system.
 // - latency: end-to-end latency at a fixed LATENCY_RATE msgs/s; it runs first (after an untimed
 //   warm-up), while the machine is quietest, and reports the load average it started at.
 // - wire: turbomq client vs the wire floor (pre-encoded PUSH_MANY / POP_MANY frames on a plain
@@ -23,10 +24,11 @@
 //
 // Each figure is the median of REPEAT repetitions; the systems take turns within each
 // repetition, so a noisy moment does not fall on one system only. Writes docs/benchmarks.svg
-// and the section between the compare markers in docs/benchmarks.md when every section ran
-// unfiltered (WRITE_DOCS=0 to skip). Environment overrides:
+// and the section between the compare markers in docs/benchmarks.md when the matrix, latency,
+// wire and ack sections ran for every system, unfiltered (WRITE_DOCS=0 to skip); the durable
+// section writes its own block. Environment overrides:
 //   REPEAT=3  SINGLE_MESSAGES=8000  BATCH_MESSAGES=64000  DURATION_S=8  CLIENT_THREADS=1,2
-//   LATENCY_RATE=10000  LATENCY_SECONDS=3  WIRE_MESSAGES=2000000  WIRE_IN_FLIGHT=16,64
+//   LATENCY_RATE=10000  LATENCY_SECONDS=3  WIRE_MESSAGES=8000000  WIRE_IN_FLIGHT=16,64
 //   ACK_SINGLE_MESSAGES=4000  ACK_BATCH_MESSAGES=64000  THREADS=<cores>
 //   SYSTEMS=turbomq,redis,nats,jetstream,raw,rabbitmq  SECTIONS=matrix,latency,wire,ack,durable
 //   WORKLOADS=<substring filter on the workload name>
@@ -320,7 +322,18 @@ if (SECTIONS.includes('latency') && (FILTER === undefined || 'latency'.includes(
 
 const figures: Figure[] = [];
 if (SECTIONS.includes('matrix')) {
+  let warmed = '';
   for (const s of specs) {
+    // An untimed warm-up per system when the rows move to another path (single or batched sends)
+    // or another number of client threads: the timed runs last 0.1-0.5 s, about the time V8
+    // takes to optimise a path's code, and client threads are kept between runs
+    // (src/cli/loadgen/threads.ts), so the warm-up's compiled code is the timed runs' too.
+    const group = `${s.workload.clientThreads} ${s.workload.batch === 1 ? 'single' : 'batched'}`;
+    if (group !== warmed) {
+      warmed = group;
+      const warmUp = { ...s.workload, messages: s.workload.messages * 4, durationMs: 1000 };
+      for (const sys of matrixSystems) await runOne(sys.key, matrixDrivers.get(sys.key)!(), warmUp, `${s.name} (warm-up)`);
+    }
     const results = new Map<string, Measured[]>(matrixSystems.map((x) => [x.key, []]));
     for (let r = 0; r < REPEAT; r++) {
       for (const sys of matrixSystems) {

@@ -8,20 +8,22 @@
 // workload runs against turbomq (loadgen/turbomq.ts), Redis, NATS, RabbitMQ and raw-TCP floors
 // (bench/compare). With clientThreads 1 every client runs on the calling thread's event loop;
 // with N > 1 they are spread over N worker threads, each making its own driver from a
-// DriverSpec, so that the load generator is not the one thread that limits a many-core broker.
+// DriverSpec, so that the load generator is not the one thread that limits a many-core broker
+// (the threads are kept between runs, so only the first run pays for their JIT: loadgen/threads.ts).
 // Counts, the exactly-once check and latency histograms are merged exactly (loadgen/shared.ts).
 
-import { Worker } from 'node:worker_threads';
 import { HEADER_BYTES, type Driver, type DriverSpec, type LoadResult, type RunInfo, type Workload } from './loadgen/types.ts';
 import { LatencyHistogram } from './loadgen/histogram.ts';
 import { SharedState, clockFrom } from './loadgen/shared.ts';
 import { LoadShare, messagesPerProducer, shareOf, type ShareResult } from './loadgen/share.ts';
 import { loadDriver, type WorkerInput } from './loadgen/worker.ts';
+import { takeClientThreads, giveBackClientThreads, discardClientThreads } from './loadgen/threads.ts';
 
 export * from './loadgen/types.ts';
 export { LatencyHistogram, type Percentiles, type HistogramData } from './loadgen/histogram.ts';
 export { turbomqDriver, turbomqDriverSpec } from './loadgen/turbomq.ts';
 export { loadDriver } from './loadgen/worker.ts';
+export { closeClientThreads, idleClientThreads } from './loadgen/threads.ts';
 
 /** Most client threads a run may use. */
 export const MAX_CLIENT_THREADS = 256;
@@ -142,22 +144,20 @@ export async function runLoad(driver: Driver | DriverSpec, workload: Workload): 
   };
 }
 
-// The worker entry is loadgen/worker.ts beside this file (.ts when run from source, .js when built).
-const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './loadgen/worker.ts' : './loadgen/worker.js', import.meta.url);
-
-/** Starts one worker per client thread, starts them together once all are connected, collects their counts. */
+/**
+ * Runs a share on each of `threads` client threads (kept between runs: loadgen/threads.ts),
+ * starts them together once all are connected, collects their counts.
+ */
 async function runThreads(spec: DriverSpec, w: Omit<Workload, 'onProgress'>, run: RunInfo, shared: SharedState, originHr: bigint, threads: number, start: () => number): Promise<ShareResult[]> {
-  const workers: Worker[] = [];
+  const workers = takeClientThreads(threads);
   const ready: Promise<void>[] = [];
   const done: Promise<ShareResult>[] = [];
-  for (let t = 0; t < threads; t++) {
-    const input: WorkerInput = { spec, workload: w, run, buffers: shared.buffers, share: shareOf(w, t, threads), originHr };
-    const worker = new Worker(workerUrl, { workerData: { loadgenWorker: input } });
-    workers.push(worker);
+  const detach: (() => void)[] = [];
+  workers.forEach((worker, t) => {
     let onReady!: () => void;
     ready.push(new Promise<void>((resolve) => { onReady = resolve; }));
     done.push(new Promise<ShareResult>((resolve, reject) => {
-      worker.on('message', (m: { type: string; result?: ShareResult; message?: string; stack?: string }) => {
+      const onMessage = (m: { type: string; result?: ShareResult; message?: string; stack?: string }) => {
         if (m.type === 'ready') onReady();
         else if (m.type === 'done') resolve(m.result!);
         else if (m.type === 'error') {
@@ -165,16 +165,26 @@ async function runThreads(spec: DriverSpec, w: Omit<Workload, 'onProgress'>, run
           if (m.stack !== undefined) err.stack = `${err.message}\n${m.stack}`;
           reject(err);
         }
+      };
+      const onExit = (code: number) => reject(new Error(`client thread ${t + 1}/${threads} exited (code ${code}) before reporting`));
+      worker.on('message', onMessage);
+      worker.on('error', reject);
+      worker.on('exit', onExit);
+      detach.push(() => {
+        worker.off('message', onMessage);
+        worker.off('error', reject);
+        worker.off('exit', onExit);
       });
-      worker.once('error', reject);
-      worker.once('exit', (code) => reject(new Error(`client thread ${t + 1}/${threads} exited (code ${code}) before reporting`)));
     }));
-  }
+    const input: WorkerInput = { spec, workload: w, run, buffers: shared.buffers, share: shareOf(w, t, threads), originHr };
+    worker.postMessage({ type: 'run', input });
+  });
   for (const d of done) d.catch(() => {}); // seen below (allSettled), or moot once an earlier failure is thrown
   // A thread that fails before all are ready ends the wait; one that fails later has already
   // set the shared abort flag, so the others stop and report, and its error is thrown below.
   const failed = Promise.race(done.map((d) => d.then(() => new Promise<never>(() => {}))));
   failed.catch(() => {});
+  let clean = false;
   try {
     await Promise.race([Promise.all(ready), failed]);
     const startAt = start();
@@ -182,12 +192,15 @@ async function runThreads(spec: DriverSpec, w: Omit<Workload, 'onProgress'>, run
     const settled = await Promise.allSettled(done);
     const rejected = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (rejected !== undefined) throw rejected.reason;
+    clean = true;
     return settled.map((s) => (s as PromiseFulfilledResult<ShareResult>).value);
   } catch (err) {
     shared.abort();
     throw err;
   } finally {
-    await Promise.all(workers.map((worker) => worker.terminate()));
+    for (const d of detach) d();
+    if (clean) giveBackClientThreads(workers);
+    else await discardClientThreads(workers);
   }
 }
 

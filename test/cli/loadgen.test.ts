@@ -2,7 +2,7 @@
 // merged exactly, errors from a thread reported, against a real broker.
 
 import t from 'tap';
-import { runLoad, turbomqDriver, turbomqDriverSpec, type DriverSpec } from '../../src/cli/loadgen.ts';
+import { runLoad, turbomqDriver, turbomqDriverSpec, closeClientThreads, idleClientThreads, type DriverSpec } from '../../src/cli/loadgen.ts';
 import { startEngine, within } from '../helpers.ts';
 
 const drivers = new URL('./loadgen-drivers.ts', import.meta.url).href;
@@ -44,6 +44,28 @@ t.test('more than one client thread needs a DriverSpec', async (t) => {
 t.test('a thread that cannot connect fails the run with its error, and no thread is left behind', async (t) => {
   const spec: DriverSpec = { module: drivers, exportName: 'brokenDriver', args: [] };
   await t.rejects(within(runLoad(spec, { producers: 2, consumers: 2, messages: 10, sizeBytes: 16, batch: 1, topics: 1, durationMs: 1000, clientThreads: 2 }), 10_000, 'the failing run'), /client thread \d\/2: no broker here/);
+});
+
+t.test('client threads are kept between runs, and a failed run\'s are not', async (t) => {
+  await closeClientThreads();
+  t.teardown(closeClientThreads);
+  const engine = await startEngine(t);
+  const workload = { producers: 2, consumers: 2, messages: 1000, sizeBytes: 16, batch: 8, topics: 2, durationMs: 15_000, clientThreads: 2 };
+  for (let run = 1; run <= 3; run++) {
+    const r = await within(runLoad(turbomqDriverSpec(engine.url), { ...workload, topicPrefix: `kept${run}-` }), 20_000, `run ${run}`);
+    t.ok(r.exactlyOnce, `run ${run}: every message exactly once`);
+    t.equal(idleClientThreads(), 2, `after run ${run}: the same 2 threads are idle, not ${2 * run}`);
+  }
+  // A wider run takes the 2 idle threads and starts 1 more.
+  const wide = await within(runLoad(turbomqDriverSpec(engine.url), { ...workload, consumers: 1, clientThreads: 3, topicPrefix: 'wide-' }), 20_000, 'the 3-thread run');
+  t.ok(wide.exactlyOnce);
+  t.equal(idleClientThreads(), 3);
+  const broken: DriverSpec = { module: drivers, exportName: 'brokenDriver', args: [] };
+  await t.rejects(within(runLoad(broken, { ...workload, messages: 10 }), 10_000, 'the failing run'), /no broker here/);
+  t.equal(idleClientThreads(), 1, 'the failed run\'s 2 threads were terminated, the third is still idle');
+  const after = await within(runLoad(turbomqDriverSpec(engine.url), { ...workload, topicPrefix: 'after-' }), 20_000, 'the run after');
+  t.ok(after.exactlyOnce, 'a run after a failed one starts a new thread beside the idle one');
+  t.equal(idleClientThreads(), 2);
 });
 
 t.test('bad client thread counts are refused', async (t) => {

@@ -1,11 +1,12 @@
-// A client thread of a load run (node:worker_threads), started by runLoad for clientThreads > 1.
-// It makes its own driver from the DriverSpec, opens its share's connections, says 'ready',
-// waits for 'start' (the run's start time on the shared clock), runs its share, closes its
-// connections and answers 'done' with its counts, or 'error'.
+// A client thread of load runs (node:worker_threads), started by runLoad for clientThreads > 1 and
+// kept between runs (loadgen/threads.ts). For each run it is sent { type: 'run', input }: it
+// makes its own driver from the DriverSpec, opens its share's connections, says 'ready', waits
+// for 'start' (the run's start time on the shared clock), runs its share, closes its
+// connections and driver, and answers 'done' with its counts, or 'error'. Runs come one at a time.
 //
 // Messages to the parent: { type: 'ready' } | { type: 'done', result } | { type: 'error', message, stack }
 
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import type { DriverSpec, RunInfo, Workload, Driver } from './types.ts';
 import { SharedState, clockFrom, type SharedBuffers } from './shared.ts';
 import { LoadShare, messagesPerProducer } from './share.ts';
@@ -26,8 +27,7 @@ export async function loadDriver(spec: DriverSpec): Promise<Driver> {
   return await (factory as (...args: unknown[]) => Driver | Promise<Driver>)(...spec.args);
 }
 
-async function main(input: WorkerInput): Promise<void> {
-  const port = parentPort!;
+async function runShare(input: WorkerInput, port: MessagePort, started: Promise<number>): Promise<void> {
   const clock = clockFrom(input.originHr);
   const shared = new SharedState(input.buffers, messagesPerProducer(input.workload));
   const driver = await loadDriver(input.spec);
@@ -36,11 +36,8 @@ async function main(input: WorkerInput): Promise<void> {
   try {
     await driver.prepare?.(input.run);
     await share.connect();
-    const startAt = await new Promise<number>((resolve) => {
-      port.once('message', (m: { type: 'start'; startAt: number }) => resolve(m.startAt));
-      port.postMessage({ type: 'ready' });
-    });
-    result = await share.run(startAt);
+    port.postMessage({ type: 'ready' });
+    result = await share.run(await started);
   } finally {
     await share.close();
     await driver.close?.();
@@ -48,10 +45,18 @@ async function main(input: WorkerInput): Promise<void> {
   port.postMessage({ type: 'done', result });
 }
 
-if (parentPort !== null && (workerData as { loadgenWorker?: WorkerInput } | undefined)?.loadgenWorker !== undefined) {
-  const input = (workerData as { loadgenWorker: WorkerInput }).loadgenWorker;
-  main(input).catch((err: unknown) => {
-    const e = err as Error;
-    parentPort!.postMessage({ type: 'error', message: e?.message ?? String(err), stack: e?.stack });
+if (parentPort !== null && (workerData as { loadgenWorker?: boolean } | undefined)?.loadgenWorker === true) {
+  const port = parentPort;
+  let onStart: ((startAt: number) => void) | undefined;
+  port.on('message', (m: { type: 'run'; input: WorkerInput } | { type: 'start'; startAt: number }) => {
+    if (m.type === 'start') {
+      onStart?.(m.startAt);
+      return;
+    }
+    const started = new Promise<number>((resolve) => { onStart = resolve; });
+    runShare(m.input, port, started).catch((err: unknown) => {
+      const e = err as Error;
+      port.postMessage({ type: 'error', message: e?.message ?? String(err), stack: e?.stack });
+    });
   });
 }
