@@ -27,7 +27,7 @@
 // and the section between the compare markers in docs/benchmarks.md when the matrix, latency,
 // wire and ack sections ran for every system, unfiltered (WRITE_DOCS=0 to skip); the durable
 // section writes its own block. Environment overrides:
-//   REPEAT=3  SINGLE_MESSAGES=8000  BATCH_MESSAGES=64000  DURATION_S=8  CLIENT_THREADS=1,2
+//   REPEAT=3  SINGLE_MESSAGES=8000  BATCH_MESSAGES=256000  DURATION_S=8  CLIENT_THREADS=1,2
 //   LATENCY_RATE=10000  LATENCY_SECONDS=3  WIRE_MESSAGES=8000000  WIRE_IN_FLIGHT=16,64
 //   ACK_SINGLE_MESSAGES=4000  ACK_BATCH_MESSAGES=64000  THREADS=<cores>
 //   SYSTEMS=turbomq,redis,nats,jetstream,raw,rabbitmq  SECTIONS=matrix,latency,wire,ack,durable
@@ -52,7 +52,10 @@ const env = process.env;
 const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
 const REPEAT = Number(env.REPEAT ?? 3);
 const SINGLE_MESSAGES = Number(env.SINGLE_MESSAGES ?? 8000);
-const BATCH_MESSAGES = Number(env.BATCH_MESSAGES ?? 64_000);
+// 256,000: a batched run lasts 0.2-0.5 s for turbomq and Redis. With 64,000 (50-100 ms) one
+// scheduling hiccup decided a median of 3: a 2026-12-04 run had 4P/4C 256 B batch 64 on 2 client
+// threads at 0.99x Redis, and two reruns of that row right after at 1.58x and 1.97x.
+const BATCH_MESSAGES = Number(env.BATCH_MESSAGES ?? 256_000);
 const DURATION_MS = Number(env.DURATION_S ?? 8) * 1000;
 const CLIENT_THREADS = list(env.CLIENT_THREADS ?? '1,2').map(Number);
 const LATENCY_RATE = Number(env.LATENCY_RATE ?? 10_000);
