@@ -23,7 +23,10 @@ export function takeClientThreads(n: number): Worker[] {
   const taken = idle.splice(Math.max(0, idle.length - n), n);
   while (taken.length < n) {
     const worker = new Worker(workerUrl, { workerData: { loadgenWorker: true } });
-    // An idle thread that dies (it should not) leaves the pool instead of being handed out.
+    // An idle thread that dies (it should not) leaves the pool instead of being handed out; its
+    // 'error' (an uncaught exception in it) is followed by that 'exit', and must not throw here
+    // while no run is listening.
+    worker.on('error', () => {});
     worker.once('exit', () => {
       const i = idle.indexOf(worker);
       if (i >= 0) idle.splice(i, 1);
