@@ -16,7 +16,7 @@ import { Authenticator } from './auth.ts';
 import { ConnectionCounter, fileDescriptorRoom } from './connections.ts';
 import { resolveOptions, exposedWithoutAuth, type EngineOptions, type ResolvedOptions, type Logger } from './options.ts';
 import { formatUrl, type BrokerUrl } from '../url.ts';
-import { probePort, probeUnixPath } from '../transport/tcp.ts';
+import { probePort, probeUnixPath, reservePort, type PortReservation } from '../transport/tcp.ts';
 import { WorkerPool } from './workers.ts';
 import { Readiness } from './readiness.ts';
 import { coreMessageStats, collectStats, sumCounters, type EngineStats, type StatsSource } from './stats.ts';
@@ -174,14 +174,28 @@ export class TurboEngine {
       });
       this.#pool = pool;
       await pool.start(this.#options.threads);
-      // Each port must be free (see probePort; port 0 picks one), then every worker listens
-      // on it with SO_REUSEPORT.
+      // Each port must be free (see probePort), then every worker listens on it with
+      // SO_REUSEPORT. Port 0 is picked and held by a placeholder until the workers listen
+      // (see reservePort), so no other process can be given it in between.
       const specs: BrokerUrl[] = [];
-      for (const spec of this.#options.listen) {
-        if (spec.scheme === 'unix') await probeUnixPath(spec.path);
-        specs.push(spec.scheme === 'unix' ? spec : { ...spec, port: await probePort(spec.host, spec.port) });
+      const reserved: PortReservation[] = [];
+      try {
+        for (const spec of this.#options.listen) {
+          if (spec.scheme === 'unix') {
+            await probeUnixPath(spec.path);
+            specs.push(spec);
+          } else if (spec.port === 0) {
+            const r = await reservePort(spec.host);
+            reserved.push(r);
+            specs.push({ ...spec, port: r.port });
+          } else {
+            specs.push({ ...spec, port: await probePort(spec.host, spec.port) });
+          }
+        }
+        await pool.listen(specs);
+      } finally {
+        await Promise.all(reserved.map((r) => r.release()));
       }
-      await pool.listen(specs);
       this.#urls = specs.map(formatUrl);
       this.#url = this.#urls[0]!;
       this.#embedded = await TurboClient.connectTransport(this.#pipe(), this.#url);

@@ -110,6 +110,32 @@ export function listenTcp(url: BrokerUrl, secureContext: tls.SecureContext | und
   });
 }
 
+/** A port held for the workers until they listen on it (reservePort). */
+export interface PortReservation {
+  readonly port: number;
+  release(): Promise<void>;
+}
+
+/**
+ * Picks a free port (port 0) and holds it with an SO_REUSEPORT listener of this process until
+ * release(), so the workers can join it and no other process can be given it meanwhile. The
+ * kernel never hands a port held by a listener to another bind of port 0, SO_REUSEPORT or not.
+ * (Probing with probePort and releasing the port before the workers listened left a window in
+ * which another broker's probe could be given the same port: both then listened on it with
+ * SO_REUSEPORT and the kernel split the connections between them.) Nobody knows the port before
+ * the engine reports it, so a connection that reaches the placeholder is a stray one: it is closed.
+ */
+export function reservePort(host: string): Promise<PortReservation> {
+  return new Promise((resolve, reject) => {
+    const holder = net.createServer({ pauseOnConnect: true }, (socket) => socket.destroy());
+    holder.once('error', reject);
+    holder.listen({ host, port: 0, reusePort: true }, () => {
+      const port = (holder.address() as net.AddressInfo).port;
+      resolve({ port, release: () => new Promise<void>((done) => holder.close(() => done())) });
+    });
+  });
+}
+
 /**
  * Checks that host:port is free by binding it *without* SO_REUSEPORT, then releases it.
  * SO_REUSEPORT lets any socket of the same user join a port, so without this check a
