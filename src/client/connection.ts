@@ -144,12 +144,17 @@ const SCRATCH_TOPIC = 256;
 const SCRATCH_EXTRA = 512;
 const WRITER_INITIAL_BYTES = 64 * 1024;
 /**
- * A tick's requests are sent in one write, except that once this many bytes are waiting the
- * next request sends them at once. Without it a client with many batches in flight and the
- * broker take turns: a chunk of replies resolves every call, the calls encode the whole window
- * (64 PUSH_MANY of 64 messages: 85 KiB, about 70 µs here) while the broker waits, then the
- * broker works through it while the client waits. Sent in pieces, the broker starts on the
- * first frames while the client encodes the rest (docs/architecture.md, "One write per tick").
+ * A tick's requests are sent in one write, except that once this many bytes are waiting, and at
+ * least as many as the broker still has to answer of what was sent before, the next request
+ * sends them at once. Without it a client with many batches in flight and the broker take
+ * turns: a chunk of replies resolves every call, the calls encode the whole window (64
+ * PUSH_MANY of 64 messages: 85 KiB, about 70 µs on a slow machine) while the broker waits, then
+ * the broker works through it while the client waits. Sent in pieces, the broker starts on the
+ * first frames while the client encodes the rest. The backlog condition keeps the pieces from
+ * being small when the broker has plenty to do: a piece then buys no overlap and costs a read
+ * and a reply write on each side: with 64 batches in flight, 8 KiB pieces sent whatever the
+ * backlog kept 0.44-0.47x of the wire floor, this rule 0.63x (docs/architecture.md, "One write
+ * per tick").
  */
 export const EARLY_FLUSH_BYTES = 8 * 1024;
 // Descriptor field offsets (src/protocol.ts), short names for the reply handling below.
@@ -189,6 +194,14 @@ export class Connection {
   recordsOpen = false;
   #flushQueued = false;
   readonly #flushTask = (): void => this.flush();
+  /**
+   * Bytes of requests sent on this transport, and the end (in those bytes) of the furthest
+   * request answered: the difference is what the broker still has to read or answer, as far
+   * as the client knows (replies come in order, except for parked pops, which the maximum
+   * steps over).
+   */
+  #sentBytes = 0;
+  #answeredTo = 0;
   #closeError: Error | undefined;
   #maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
   #maxFrameBytes = defaultMaxFrameBytes(DEFAULT_MAX_MESSAGE_BYTES);
@@ -270,6 +283,7 @@ export class Connection {
     this.#decoder = this.#c.e.decoderNew(512 * 1024 * 1024, 512 * 1024 * 1024);
     if (this.#decoder === 0) throw new Error('turbomq: out of memory');
     this.#transport = transport;
+    this.#sentBytes = this.#answeredTo = 0;
     this.#state = HANDSHAKING;
     this.#listen(transport);
   }
@@ -489,7 +503,7 @@ export class Connection {
     const ok = encode(id);
     if (ok === 0) return Promise.reject(new TurboError('ERR_NO_MEMORY', 'client out of memory encoding the request'));
     if (flush) this.scheduleFlush();
-    return this.#pending.add<T>(id, kind, queue, topic, cleanup);
+    return this.#pending.add<T>(id, kind, queue, topic, cleanup, this.#sentBytes + this.#c.e.writerLength(this.#writer));
   }
 
   /**
@@ -498,7 +512,7 @@ export class Connection {
    */
   expect<T>(id: number, kind: Kind, queue: string, topic: string, cleanup?: () => void): Promise<T> {
     this.scheduleFlush();
-    return this.#pending.add<T>(id, kind, queue, topic, cleanup);
+    return this.#pending.add<T>(id, kind, queue, topic, cleanup, this.#sentBytes + this.#c.e.writerLength(this.#writer));
   }
 
   /** Rejection for a request the client could not encode (its writer could not grow). */
@@ -526,7 +540,11 @@ export class Connection {
 
   scheduleFlush(): void {
     if (this.#flushQueued) {
-      if (this.#c.e.writerLength(this.#writer) >= EARLY_FLUSH_BYTES) this.flush();
+      // Early: once the waiting bytes are a piece's worth and at least what the broker still
+      // has to answer (so pieces grow with the backlog, and a broker with plenty to do is
+      // not handed small ones).
+      const waiting = this.#c.e.writerLength(this.#writer);
+      if (waiting >= EARLY_FLUSH_BYTES && waiting >= this.#sentBytes - this.#answeredTo) this.flush();
       return;
     }
     this.#flushQueued = true;
@@ -547,6 +565,7 @@ export class Connection {
     if (transport.sendCopyOf !== undefined) transport.sendCopyOf(memory.subarray(start, start + len));
     else transport.send(sendCopy(memory, start, start + len));
     e.writerReset(this.#writer);
+    this.#sentBytes += len;
   }
 
   /** Routes DELIVER frames for `id` to `sub` (and keeps it across reconnects). */
@@ -649,6 +668,8 @@ export class Connection {
       if (sub !== undefined) sub.fail(errorFromWire(view.u32(d + D_A0), this.#text(d)));
       return;
     }
+    const end = pending.end(slot);
+    if (end > this.#answeredTo) this.#answeredTo = end;
     switch (op) {
       case Op.OK:
       case Op.PONG:

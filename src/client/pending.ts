@@ -28,6 +28,8 @@ export class PendingTable {
   #queues: string[] = new Array<string>(INITIAL_SLOTS).fill('');
   #topics: string[] = new Array<string>(INITIAL_SLOTS).fill('');
   #cleanups: ((() => void) | undefined)[] = new Array<(() => void) | undefined>(INITIAL_SLOTS).fill(undefined);
+  /** Where the request ends in the bytes its connection sent (the connection's early-flush rule). */
+  #ends = new Float64Array(INITIAL_SLOTS);
   #count = 0;
   #nextId = 1;
   #resolve: Resolve | undefined;
@@ -53,8 +55,11 @@ export class PendingTable {
     return id;
   }
 
-  /** Registers request `id` (from nextId, encoded since) and returns the promise of its reply. */
-  add<T>(id: number, kind: Kind, queue: string, topic: string, cleanup: (() => void) | undefined): Promise<T> {
+  /**
+   * Registers request `id` (from nextId, encoded since) and returns the promise of its reply;
+   * `end` is where it ends in the bytes the connection sent (see end()).
+   */
+  add<T>(id: number, kind: Kind, queue: string, topic: string, cleanup: (() => void) | undefined, end = 0): Promise<T> {
     const promise = new Promise<T>(this.#executor as (resolve: (value: T) => void, reject: Reject) => void);
     const slot = id & this.#mask;
     this.#ids[slot] = id;
@@ -64,6 +69,7 @@ export class PendingTable {
     this.#queues[slot] = queue;
     this.#topics[slot] = topic;
     this.#cleanups[slot] = cleanup;
+    this.#ends[slot] = end;
     this.#resolve = this.#reject = undefined;
     this.#count++;
     return promise;
@@ -83,6 +89,7 @@ export class PendingTable {
     this.#queues[slot] = queue;
     this.#topics[slot] = topic;
     this.#cleanups[slot] = cleanup;
+    this.#ends[slot] = 0;
     this.#count++;
   }
 
@@ -116,6 +123,11 @@ export class PendingTable {
     return this.#topics[slot]!;
   }
 
+  /** Where the request in `slot` ends in the bytes its connection sent (0: not known). */
+  end(slot: number): number {
+    return this.#ends[slot]!;
+  }
+
   /** Ends the request in `slot` with `value` (its cleanup runs first). */
   resolve(slot: number, value: unknown): void {
     const resolve = this.#resolves[slot]!;
@@ -147,7 +159,7 @@ export class PendingTable {
   #grow(): void {
     const oldMask = this.#mask;
     const ids = this.#ids, kinds = this.#kinds, resolves = this.#resolves, rejects = this.#rejects;
-    const queues = this.#queues, topics = this.#topics, cleanups = this.#cleanups;
+    const queues = this.#queues, topics = this.#topics, cleanups = this.#cleanups, ends = this.#ends;
     const slots = (oldMask + 1) * 2;
     this.#mask = slots - 1;
     this.#ids = new Uint32Array(slots);
@@ -157,6 +169,7 @@ export class PendingTable {
     this.#queues = new Array<string>(slots).fill('');
     this.#topics = new Array<string>(slots).fill('');
     this.#cleanups = new Array<(() => void) | undefined>(slots).fill(undefined);
+    this.#ends = new Float64Array(slots);
     for (let old = 0; old <= oldMask; old++) {
       const id = ids[old]!;
       if (id === 0) continue;
@@ -168,6 +181,7 @@ export class PendingTable {
       this.#queues[slot] = queues[old]!;
       this.#topics[slot] = topics[old]!;
       this.#cleanups[slot] = cleanups[old];
+      this.#ends[slot] = ends[old]!;
     }
   }
 }

@@ -186,7 +186,7 @@ t.test('frames are split at maxFrameBytes exactly as the greedy rule says', asyn
   t.ok(got.length > 5, `${got.length} frames`);
 });
 
-t.test('one send per tick, in pieces of about EARLY_FLUSH_BYTES when a tick encodes more', async (t) => {
+t.test('one send per tick, in pieces that grow with what the broker has still to answer', async (t) => {
   const b = await fakeBroker(t);
   const q = b.client.getQueue(Q);
   // A small tick: every request in one send.
@@ -195,7 +195,9 @@ t.test('one send per tick, in pieces of about EARLY_FLUSH_BYTES when a tick enco
   t.equal(small.length, 1, 'three requests, one send');
   t.equal(frames(small[0]!).length, 3);
   // A large tick: 200 batches of 64 x 16 B (about 270 KiB) go out while the tick is still
-  // encoding, each send whole frames, none much past the threshold, in request order.
+  // encoding, each send whole frames, in request order. Nothing is answered during the tick,
+  // so each piece waits until it is at least what was sent before it: 8 KiB, 8 KiB, 16 KiB,
+  // 32 KiB, ... (the broker always has about as much to do as the client has to send).
   const item = 'x'.repeat(16);
   const batch = Array.from({ length: 64 }, () => item);
   const calls: Promise<void>[] = [];
@@ -206,8 +208,48 @@ t.test('one send per tick, in pieces of about EARLY_FLUSH_BYTES when a tick enco
   const ids = pieces.flatMap((p) => frames(p).map(([op, id, f]) => (op === Op.PUSH_MANY && f.length === perFrame ? id : -1)));
   t.equal(ids.length, 200, 'every batch sent once, as whole frames');
   t.ok(ids.every((id, i) => id > 0 && (i === 0 || id > ids[i - 1]!)), 'in request order');
-  t.ok(pieces.length >= Math.floor(200 * perFrame / (EARLY_FLUSH_BYTES + perFrame)), `${pieces.length} sends for ${200 * perFrame} B`);
-  t.ok(pieces.every((p) => p.length < EARLY_FLUSH_BYTES + perFrame), 'none past the threshold by more than a frame');
+  t.ok(pieces.length >= 4, `${pieces.length} sends for ${200 * perFrame} B`);
+  let before = 0;
+  for (const [i, p] of pieces.entries()) {
+    const last = i === pieces.length - 1;
+    if (!last && p.length < Math.max(EARLY_FLUSH_BYTES, before)) t.fail(`piece ${i} (${p.length} B) left early: ${before} B were sent before it`);
+    if (p.length >= Math.max(EARLY_FLUSH_BYTES, before) + perFrame) t.fail(`piece ${i} (${p.length} B) waited a frame too long (${before} B before it)`);
+    before += p.length;
+  }
+  // Once everything is answered the backlog is empty, and the next large tick starts with an
+  // 8 KiB piece again.
+  const again: Promise<void>[] = [];
+  for (let i = 0; i < 20; i++) again.push(q.pushMany(T, batch));
+  await Promise.all(again);
+  const next = b.pieces();
+  t.ok(next.length >= 2, `${next.length} sends for ${20 * perFrame} B`);
+  t.ok(next[0]!.length >= EARLY_FLUSH_BYTES && next[0]!.length < EARLY_FLUSH_BYTES + perFrame, `first piece ${next[0]!.length} B`);
+});
+
+t.test('no early piece while the broker has more than the tick waiting: one send', async (t) => {
+  const b = await fakeBroker(t);
+  const q = b.client.getQueue(Q);
+  const batch = Array.from({ length: 64 }, () => 'x'.repeat(16));
+  // 100 batches sent and not answered: the broker has about 130 KiB to work through.
+  b.autoOk = false;
+  const held: Promise<void>[] = [];
+  for (let i = 0; i < 100; i++) held.push(q.pushMany(T, batch));
+  await new Promise((resolve) => setImmediate(resolve));
+  const first = b.pieces();
+  const backlog = first.reduce((n, p) => n + p.length, 0);
+  const perFrame = frames(first[0]!)[0]![2].length;
+  // A tick of 40 more batches (about 52 KiB, under the backlog): one send.
+  for (let i = 0; i < 40; i++) held.push(q.pushMany(T, batch));
+  await new Promise((resolve) => setImmediate(resolve));
+  const second = b.pieces();
+  t.equal(second.length, 1, `one send of ${40 * perFrame} B with ${backlog} B unanswered`);
+  // Answer them all (request ids from the frames sent), and everything resolves.
+  const answers = new FrameWriter(core);
+  for (const p of [...first, ...second]) for (const [, id] of frames(p)) answers.ok(id);
+  b.reply(answers.take());
+  answers.free();
+  await Promise.all(held);
+  t.pass('every held batch answered');
 });
 
 t.test('a bad item undoes the whole batch: nothing of it is sent', async (t) => {
