@@ -406,7 +406,7 @@ export async function runDurable(log: (line: string) => void = console.log): Pro
       }
     }
   }
-  const recoveryTable = table(['messages', 'pushed (fsync no, batch 64, 4P)', 'log on disk', 'engine.run() until ready', 'replayed (messages / run() time)', 'run() time less an empty start', 'replayed, net of the empty start', 'RSS of this process after'], recoveryRows);
+  const recoveryTable = table(['messages', 'pushed (fsync no, batch 64, 4P)', 'log on disk', 'engine.run() until ready', 'replayed (messages / run() time)', 'run() time less an empty start (what recovery adds)', 'messages / what recovery adds', 'RSS of this process after'], recoveryRows);
 
   const minutes = (performance.now() - started) / 60_000;
   const fsType = fileSystemLine();
@@ -439,7 +439,7 @@ export async function runDurable(log: (line: string) => void = console.log): Pro
       '',
     ] : []),
     ...(recoveryRows.length > 0 ? [
-      `Recovery through the real broker: 16 B messages pushed to \`turbomq serve --data-dir D --fsync no\`, the broker stopped, then \`new TurboEngine(url, { dataDir: D }).run()\` timed until it resolves (recovery done, ${THREADS} workers listening), median of ${RECOVERY_REPEAT} restarts; the log files are in the page cache. An empty data directory's run() took ${emptyStartMs === undefined ? '–' : `${(emptyStartMs / 1000).toFixed(2)} s`} (starting the workers), subtracted in the last columns:`,
+      `Recovery through the real broker: 16 B messages pushed to \`turbomq serve --data-dir D --fsync no\`, the broker stopped, then \`new TurboEngine(url, { dataDir: D }).run()\` timed until it resolves (recovery done, ${THREADS} workers listening), median of ${RECOVERY_REPEAT} restarts; the log files are in the page cache. An empty data directory's run() took ${emptyStartMs === undefined ? '–' : `${(emptyStartMs / 1000).toFixed(2)} s`} (starting the workers; they start while the main thread recovers, so a start with data takes the longer of the two, then listens), subtracted in the last columns:`,
       '',
       recoveryTable,
       '',

@@ -56,6 +56,12 @@ export interface ControlApi {
   serverStats(): Promise<string>;
   /** A client asked the broker to stop (SHUTDOWN). */
   shutdown(remoteAddress: string): void;
+  /**
+   * Resolves once the main thread has recovered the data directory (rejects if that failed).
+   * Workers start while it recovers; opening this thread's log waits for it, since the log
+   * picks its segment after the ones recovery read, and nothing is journaled before.
+   */
+  whenRecovered(): Promise<void>;
 }
 
 const { memory, module, options, controlPort, failStartForTest, connections: connectionsBuffer, workerIndex } = workerData as WorkerData;
@@ -101,6 +107,7 @@ thread.onLogError = (err) => log('error', { err: errorFields(err) }, 'turbomq lo
 // main thread is 0) before it serves anyone.
 /** The storage layer's logger: its lines go to the main thread like this worker's own. */
 const forward = (level: LogLevel) => (obj: object | string, msg?: string) => log(level, typeof obj === 'string' ? {} : obj as Record<string, unknown>, msg ?? String(obj));
+if (options.dataDir !== undefined) await control.whenRecovered();
 const workerLog = options.dataDir === undefined ? undefined : await openThreadLog(options.dataDir, options.fsync, workerIndex + 1, thread, {
   info: forward('info'), warn: forward('warn'), error: forward('error'), debug: () => {},
 });

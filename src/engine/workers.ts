@@ -121,6 +121,11 @@ export interface WorkerPoolOptions {
   failStartForTest?: boolean;
   /** The connection count every worker shares (one slot per worker). */
   connections: ConnectionCounter;
+  /**
+   * Settles when the main thread has recovered the data directory: a worker waits for it
+   * before it opens its own log (rejected: recovery failed, the worker ends). Absent: at once.
+   */
+  recovered?: Promise<void>;
 }
 
 type WorkerState = 'starting' | 'running' | 'stopping' | 'exited';
@@ -267,6 +272,7 @@ export class WorkerPool {
       },
       serverStats: () => this.#o.serverStats(),
       shutdown: (remoteAddress) => this.#o.shutdown(remoteAddress),
+      whenRecovered: () => this.#o.recovered ?? Promise.resolve(),
     };
   }
 

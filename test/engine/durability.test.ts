@@ -212,8 +212,13 @@ t.test('durable: true needs a data directory; durable: false is never written', 
 t.test('one broker per data directory: the second fails at start with a one-line error, exit code 1', async (t) => {
   const dir = tempDir(t);
   const b = await broker(t, dir);
-  const second = new TurboEngine('tcp://127.0.0.1:0', { threads: 1, dataDir: dir });
+  // Two workers, started while the main thread recovers (engine.ts): they wait for it, and a
+  // failed recovery ends them at once instead of after the 10 s a worker gets to stop.
+  const second = new TurboEngine('tcp://127.0.0.1:0', { threads: 2, dataDir: dir });
+  const t0 = performance.now();
   await t.rejects(second.run(), { code: 'ERR_STORAGE', message: new RegExp(`data directory ${dir.replace(/[/\\]/g, '.')} is in use by another turbomq broker \\(pid ${process.pid}\\)`) });
+  const failMs = performance.now() - t0;
+  t.ok(failMs < 8000, `run() rejected in ${failMs.toFixed(0)} ms, its workers ended without waiting out their stop timeout`);
   await second.destroy();
   // (Not spawnSync: the lock's holder, this process, answers the newcomer with its pid.)
   const cliRun = await run([cli, 'serve', '--data-dir', dir, '--threads', '1', '--listen', 'tcp://127.0.0.1:0', '--log-level', 'silent']);
