@@ -502,8 +502,8 @@ export class Connection {
     const id = this.nextRequestId();
     const ok = encode(id);
     if (ok === 0) return Promise.reject(new TurboError('ERR_NO_MEMORY', 'client out of memory encoding the request'));
-    if (flush) this.scheduleFlush();
-    return this.#pending.add<T>(id, kind, queue, topic, cleanup, this.#sentBytes + this.#c.e.writerLength(this.#writer));
+    if (flush) return this.expect<T>(id, kind, queue, topic, cleanup);
+    return this.#pending.add<T>(id, kind, queue, topic, cleanup, this.#encodedEnd());
   }
 
   /**
@@ -512,7 +512,12 @@ export class Connection {
    */
   expect<T>(id: number, kind: Kind, queue: string, topic: string, cleanup?: () => void): Promise<T> {
     this.scheduleFlush();
-    return this.#pending.add<T>(id, kind, queue, topic, cleanup, this.#sentBytes + this.#c.e.writerLength(this.#writer));
+    return this.#pending.add<T>(id, kind, queue, topic, cleanup, this.#encodedEnd());
+  }
+
+  /** Where the request just encoded ends in this transport's bytes (the same before and after a flush). */
+  #encodedEnd(): number {
+    return this.#sentBytes + this.#c.e.writerLength(this.#writer);
   }
 
   /** Rejection for a request the client could not encode (its writer could not grow). */

@@ -155,9 +155,8 @@ export class TurboEngine {
       // The workers start while the main thread recovers the data directory (starting two
       // took 180-270 ms here, most of an empty start): each waits for `recovered` before it
       // opens its own log (worker.ts), and none listens before both are done.
-      let recoveredOk!: () => void, recoveryFailed!: (err: Error) => void;
-      const recovered = new Promise<void>((resolve, reject) => { recoveredOk = resolve; recoveryFailed = reject; });
-      recovered.catch(() => {}); // (the workers waiting on it carry the failure)
+      const recovered = Promise.withResolvers<void>();
+      recovered.promise.catch(() => {}); // (the workers waiting on it carry the failure)
       const pool = new WorkerPool({
         connections,
         core: this.#thread!.core,
@@ -171,7 +170,7 @@ export class TurboEngine {
         serverStats: async () => JSON.stringify(await this.stats()),
         shutdown: (remoteAddress) => this.#remoteShutdown(remoteAddress),
         failStartForTest: this.#failWorkerStartForTest,
-        recovered,
+        recovered: recovered.promise,
       });
       this.#pool = pool;
       const started = pool.start(this.#options.threads);
@@ -179,9 +178,9 @@ export class TurboEngine {
       const releaseRecovery = this.#readiness.hold('recovery');
       try {
         await this.#recover();
-        recoveredOk();
+        recovered.resolve();
       } catch (err) {
-        recoveryFailed(err as Error);
+        recovered.reject(err as Error);
         throw err;
       } finally {
         releaseRecovery();
