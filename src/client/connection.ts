@@ -532,6 +532,9 @@ export class Connection {
 
   nextRequestId(): number {
     if (this.recordsOpen) throw new TurboError('ERR_INVALID_ARGUMENT', 'a request was made while pushMany was reading its items (from a getter?)');
+    // Settles wait for the turn's end, but never behind a request made after them: an ack
+    // then an unsubscribe (or a pop, a push) reach the broker in that order.
+    if (this.settler.pending) this.settler.flush();
     // Skips ids still in use (a parked pop can outlive 4 billion requests in theory).
     return this.#pending.nextId(this.#subIdTaken);
   }

@@ -7,9 +7,9 @@
 // for, the `data` view is made and the text decoded only when `data` or `content` is read.
 // A leased message (popped with ack: true, or from an ack:true subscription) carries its
 // lease handle in its record; settling it
-// queues an entry on its connection's Settler, and every entry queued in one tick goes in
-// one SETTLE frame (users ack one by one; the wire sees a batch), answered by one status
-// per entry.
+// queues an entry on its connection's Settler, and every entry queued in one turn of the
+// event loop goes in one SETTLE frame (users ack one by one; the wire sees a batch),
+// answered by one status per entry.
 
 import { TurboError, errorFromWire } from '../errors.ts';
 import { SettleKind, SETTLE_ENTRY_BYTES, DEAD_LETTER_REASONS, META_DELIVERIES_MASK, META_DEAD_LETTER } from '../protocol.ts';
@@ -218,9 +218,32 @@ function newBatch(): SettleBatch {
 const LEASE_ENDED_TEXT = 'the lease has ended (expired, or its message was settled or returned)';
 
 /**
- * One connection's pending settles: collected during a tick, encoded as one SETTLE frame
- * when the connection flushes, each resolved or rejected by its status in SETTLED. A settle
- * costs its promise and four numbers: no entry object, no closure.
+ * Runs `fn` once the event loop's current turn is done: after its I/O callbacks and every
+ * microtask (Node: setImmediate; browsers: a MessageChannel message, which the 4 ms clamp of
+ * nested timeouts does not delay).
+ */
+const afterTurn: (fn: () => void) => void = typeof setImmediate === 'function'
+  ? (fn) => { setImmediate(fn); }
+  : (() => {
+      const channel = new MessageChannel();
+      const queued: (() => void)[] = [];
+      channel.port1.onmessage = () => { queued.shift()?.(); };
+      return (fn: () => void) => { queued.push(fn); channel.port2.postMessage(0); };
+    })();
+
+/**
+ * One connection's pending settles: collected during a turn of the event loop, encoded as
+ * SETTLE frames when the connection next flushes (a request's flush takes them along) or at
+ * the turn's end, each resolved or rejected by its status in SETTLED. A settle costs its
+ * promise and four numbers: no entry object, no closure.
+ *
+ * Why the turn and not the microtask checkpoint that requests use: a consumer acks in its
+ * own loop (`for await (const m of sub) { ...; m.ack(); }`), one message per microtask hop,
+ * and a flush queued as a microtask ran after the first ack of each. Each message then got
+ * its own SETTLE, and an ack:true subscription, whose credit is what it has unsettled, was
+ * sent the next message alone: one DELIVER, one SETTLE and one SETTLED per message (about
+ * 140 k msgs/s and 6-7 us of broker CPU each, with 64 prefetched, against 0.8 us for
+ * popMany + ack). A turn holds the whole loop over what one socket read delivered.
  */
 export class Settler {
   readonly #conn: Connection;
@@ -230,6 +253,11 @@ export class Settler {
   readonly #executor = (resolve: Resolve, reject: Reject): void => {
     this.#resolve = resolve;
     this.#reject = reject;
+  };
+  #turnQueued = false;
+  readonly #turnTask = (): void => {
+    this.#turnQueued = false;
+    if (this.pending) this.#conn.flush();
   };
 
   constructor(conn: Connection) {
@@ -243,16 +271,39 @@ export class Settler {
     b.resolves.push(this.#resolve!);
     b.rejects.push(this.#reject!);
     this.#resolve = this.#reject = undefined;
-    this.#conn.scheduleFlush();
+    if (!this.#turnQueued) {
+      this.#turnQueued = true;
+      afterTurn(this.#turnTask);
+    }
     return promise;
   }
 
-  /** Encodes what was queued as one SETTLE request (called by the connection before it writes). */
+  /** Settles queued and not yet encoded. */
+  get pending(): boolean {
+    return this.#batch.resolves.length !== 0;
+  }
+
+  /**
+   * Encodes what was queued as SETTLE requests (called by the connection before it writes):
+   * one, unless it holds more entries than one frame of the broker's maxFrameBytes may.
+   */
   flush(): void {
     const batch = this.#batch;
     const count = batch.resolves.length;
     if (count === 0) return;
     this.#batch = newBatch();
+    // A SETTLE's body (what maxFrameBytes bounds) is a u32 count and 16 bytes per entry.
+    const perFrame = Math.max(1, Math.floor((this.#conn.maxFrameBytes - 4) / SETTLE_ENTRY_BYTES));
+    if (count <= perFrame) return this.#send(batch);
+    for (let from = 0; from < count; from += perFrame) {
+      const to = Math.min(count, from + perFrame);
+      this.#send({ words: batch.words.slice(from * 4, to * 4), resolves: batch.resolves.slice(from, to), rejects: batch.rejects.slice(from, to) });
+    }
+  }
+
+  /** One SETTLE request for `batch`. */
+  #send(batch: SettleBatch): void {
+    const count = batch.resolves.length;
     const c = this.#conn;
     c.request<Uint8Array>('settle', '', '', (id) => {
       const p = c.e.encodeSettle(c.writer, id, count);

@@ -3,6 +3,7 @@
 // letters, delayed and deduplicated pushes, bounded topics.
 
 import t from 'tap';
+import type { Test } from 'tap';
 import net from 'node:net';
 import { TurboClient, TurboError, type Queue, type Message } from '../../src/index.ts';
 import { startEngine, connect, delay, within } from '../helpers.ts';
@@ -339,37 +340,92 @@ t.test('the embedded engine has the same API', async (t) => {
   t.equal((await q.pop('dlq', 0))!.deadLetter?.reason, 'max-deliveries');
 });
 
-t.test('acks made in one tick travel in one SETTLE frame', async (t) => {
-  const engine = await startEngine(t);
-  const target = new URL(engine.url);
-  // A counting proxy between client and broker: SETTLE frames from the client.
-  let settleFrames = 0;
-  const proxy = net.createServer((inbound) => {
-    const outbound = net.connect(Number(target.port), '127.0.0.1');
+/** A proxy between a client and the broker at `brokerUrl`, counting the frames of each op both ways. */
+async function frameCountingProxy(t: Test, brokerUrl: string): Promise<{ url: string; fromClient: Map<number, number>; fromBroker: Map<number, number> }> {
+  const target = new URL(brokerUrl);
+  const fromClient = new Map<number, number>(), fromBroker = new Map<number, number>();
+  const counter = (counts: Map<number, number>) => {
     let pending = Buffer.alloc(0);
-    inbound.on('data', (d) => {
+    return (d: Buffer) => {
       pending = Buffer.concat([pending, d]);
       while (pending.length >= HEADER_BYTES && pending.length >= 4 + pending.readUInt32LE(0)) {
-        if (pending[5] === Op.SETTLE) settleFrames++;
+        counts.set(pending[5]!, (counts.get(pending[5]!) ?? 0) + 1);
         pending = pending.subarray(4 + pending.readUInt32LE(0));
       }
-      outbound.write(d);
-    });
-    outbound.on('data', (d) => inbound.write(d));
+    };
+  };
+  const proxy = net.createServer((inbound) => {
+    const outbound = net.connect(Number(target.port), '127.0.0.1');
+    const countIn = counter(fromClient), countOut = counter(fromBroker);
+    inbound.on('data', (d) => { countIn(d); outbound.write(d); });
+    outbound.on('data', (d) => { countOut(d); inbound.write(d); });
     inbound.on('close', () => outbound.destroy());
     outbound.on('close', () => inbound.destroy());
     inbound.on('error', () => {});
     outbound.on('error', () => {});
   });
   await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  proxy.unref();
   t.teardown(() => new Promise<void>((resolve) => proxy.close(() => resolve())));
-  const client = await connect(t, `tcp://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`);
+  return { url: `tcp://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`, fromClient, fromBroker };
+}
+
+t.test('acks made in one tick travel in one SETTLE frame', async (t) => {
+  const engine = await startEngine(t);
+  const proxy = await frameCountingProxy(t, engine.url);
+  const client = await connect(t, proxy.url);
   const q = client.getQueue('batch');
   await q.pushMany('t', Array.from({ length: 100 }, (_, i) => String(i)));
   const msgs = await q.popMany('t', 100, { ack: true, timeoutMs: 0 });
   await Promise.all(msgs.map((m) => m.ack()));
-  t.equal(settleFrames, 1, '100 acks, one frame');
+  t.equal(proxy.fromClient.get(Op.SETTLE), 1, '100 acks, one frame');
   t.same(await q.stats('t'), { ready: 0, delayed: 0, inFlight: 0 });
-  client.getQueue('batch');
-  proxy.unref();
+});
+
+t.test('acks made one per iteration of a for-await loop over an ack:true subscription travel together, and the prefetch is refilled in batches', async (t) => {
+  // Each iteration of the loop is a microtask hop of its own: a flush queued as a microtask
+  // sent every ack alone, and the broker, whose credit for the subscription is what it has
+  // unsettled, refilled it one message per DELIVER.
+  const engine = await startEngine(t);
+  const proxy = await frameCountingProxy(t, engine.url);
+  const client = await connect(t, proxy.url);
+  const q = client.getQueue('loop');
+  const total = 64 * 20;
+  await q.pushMany('t', Array.from({ length: total }, (_, i) => String(i)));
+  const sub = q.subscribe('t', { ack: true, prefetch: 64 });
+  const got: string[] = [];
+  const acks: Promise<void>[] = [];
+  for await (const m of sub) {
+    got.push(m.content as string);
+    acks.push(m.ack());
+    if (got.length === total) break;
+  }
+  await Promise.all(acks);
+  t.same(got, Array.from({ length: total }, (_, i) => String(i)), 'every message once, in order');
+  const settles = proxy.fromClient.get(Op.SETTLE) ?? 0, delivers = proxy.fromBroker.get(Op.DELIVER) ?? 0;
+  t.ok(settles <= total / 16, `${total} acks in ${settles} SETTLE frames`);
+  t.ok(delivers <= total / 16, `${total} messages in ${delivers} DELIVER frames`);
+  t.same(await q.stats('t'), { ready: 0, delayed: 0, inFlight: 0 }, 'all acked (the break closed the subscription after its last ack)');
+});
+
+t.test('an ack reaches the broker before any request made after it', async (t) => {
+  const engine = await startEngine(t);
+  const proxy = await frameCountingProxy(t, engine.url);
+  const client = await connect(t, proxy.url);
+  const q = client.getQueue('order');
+  await q.pushMany('t', ['a', 'b']);
+  const [a, b] = await q.popMany('t', 2, { ack: true, timeoutMs: 0 });
+  const acked = a!.ack();
+  t.same(await q.stats('t'), { ready: 0, delayed: 0, inFlight: 1 }, 'the stats made right after the ack see it');
+  await acked;
+  // An ack then closing its subscription: the ack is settled, not refused as ended.
+  await q.push('s', 'c');
+  const sub = q.subscribe('s', { ack: true });
+  const it = sub[Symbol.asyncIterator]();
+  const c = (await it.next()).value as Message;
+  const ackC = c.ack();
+  await sub.close();
+  await ackC;
+  t.same(await q.stats('s'), { ready: 0, delayed: 0, inFlight: 0 }, 'acked before the subscription closed');
+  await b!.ack();
 });
