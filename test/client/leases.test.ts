@@ -408,6 +408,22 @@ t.test('acks made one per iteration of a for-await loop over an ack:true subscri
   t.same(await q.stats('t'), { ready: 0, delayed: 0, inFlight: 0 }, 'all acked (the break closed the subscription after its last ack)');
 });
 
+t.test('more acks in one turn than one SETTLE frame may hold go in several, every one settled', async (t) => {
+  // maxFrameBytes 2048: a SETTLE's body holds (2048 - 4) / 16 = 127 entries.
+  const engine = await startEngine(t, { maxMessageBytes: 1024, maxFrameBytes: 2048 });
+  const proxy = await frameCountingProxy(t, engine.url);
+  const client = await connect(t, proxy.url);
+  const q = client.getQueue('split');
+  const total = 400;
+  for (let i = 0; i < total; i += 50) await q.pushMany('t', Array.from({ length: 50 }, (_, k) => String(i + k)));
+  const taken: Message[] = [];
+  while (taken.length < total) taken.push(...await q.popMany('t', total - taken.length, { ack: true, timeoutMs: 0 }));
+  const codes = await Promise.all(taken.map((m) => m.ack().then(() => 'ok', (err: TurboError) => err.code)));
+  t.same(codes.filter((c) => c !== 'ok'), [], 'every ack settled');
+  t.equal(proxy.fromClient.get(Op.SETTLE), Math.ceil(total / 127), `${total} acks in frames of at most 127`);
+  t.same(await q.stats('t'), { ready: 0, delayed: 0, inFlight: 0 });
+});
+
 t.test('an ack reaches the broker before any request made after it', async (t) => {
   const engine = await startEngine(t);
   const proxy = await frameCountingProxy(t, engine.url);
